@@ -1,0 +1,20 @@
+//! A shared cache of serialised values with a time to live.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::PortError;
+
+/// A key-value cache shared by every instance (cache-aside: a miss is not an error).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// The cached value, `Ok(None)` on a miss; `Err` when the cache cannot be reached, which
+    /// callers treat as a miss.
+    async fn get(&self, key: &str) -> Result<Option<String>, PortError>;
+    /// Stores `value` for `ttl`, replacing any previous value.
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), PortError>;
+    /// Removes the key; removing a missing key succeeds.
+    async fn delete(&self, key: &str) -> Result<(), PortError>;
+}

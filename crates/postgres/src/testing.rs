@@ -1,0 +1,197 @@
+//! Test support: a fresh, migrated database per test, cloned from a template and dropped afterwards.
+//!
+//! The template is built once per migration set (its name carries a hash of `migrations/`), under a
+//! PostgreSQL advisory lock so that parallel test processes agree on who builds it. Cloning a
+//! template is a file copy, far cheaper than migrating every test database.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
+
+use anyhow::Context;
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::database::{Database, PoolSettings};
+use crate::migrations::run_migrations;
+
+/// The server tests use: `DATABASE_URL` (any database on it; the maintenance work happens in the
+/// `postgres` database), or the local default.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `url` with its database name replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{root}/{database}?{query}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+fn migrations_fingerprint() -> anyhow::Result<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let mut entries: Vec<_> = walk(&dir)?;
+    entries.sort();
+    let mut hasher = DefaultHasher::new();
+    for path in entries {
+        path.strip_prefix(&dir).unwrap_or(&path).hash(&mut hasher);
+        std::fs::read(&path)?.hash(&mut hasher);
+    }
+    Ok(format!("{:012x}", hasher.finish() & 0xffff_ffff_ffff))
+}
+
+fn walk(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(walk(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    datname: String,
+}
+
+async fn maintenance() -> anyhow::Result<AsyncPgConnection> {
+    AsyncPgConnection::establish(&with_database(&server_url(), "postgres"))
+        .await
+        .context("cannot reach PostgreSQL for tests (set DATABASE_URL, or run `cargo xtask test`)")
+}
+
+async fn ensure_template() -> anyhow::Result<String> {
+    let template = format!("strata_template_{}", migrations_fingerprint()?);
+    let mut conn = maintenance().await?;
+    diesel::sql_query("SELECT pg_advisory_lock(7306247)").execute(&mut conn).await?;
+    let result = async {
+        let exists = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+            .bind::<Text, _>(&template)
+            .get_result::<Count>(&mut conn)
+            .await?
+            .n
+            > 0;
+        if !exists {
+            let stale = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'strata_template_%'")
+                .load::<Name>(&mut conn)
+                .await?;
+            for old in stale {
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", old.datname))
+                    .execute(&mut conn)
+                    .await?;
+            }
+            let building = format!("{template}_building");
+            diesel::sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut conn).await?;
+            run_migrations(&with_database(&server_url(), &building)).await?;
+            diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""))
+                .execute(&mut conn)
+                .await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    diesel::sql_query("SELECT pg_advisory_unlock(7306247)").execute(&mut conn).await?;
+    result.map(|()| template)
+}
+
+/// A migrated database of one's own, dropped when this value is dropped.
+pub struct TestDatabase {
+    name: String,
+    url: String,
+    db: Database,
+}
+
+impl TestDatabase {
+    /// Clones the migrated template into a new database.
+    pub async fn create() -> anyhow::Result<Self> {
+        let template = ensure_template().await?;
+        let name = format!("strata_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = maintenance().await?;
+        // A clone fails while another session is connected to the template (the template builder
+        // of a parallel process, for an instant); retry briefly.
+        let mut attempt = 0;
+        loop {
+            let created = diesel::sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+                .execute(&mut conn)
+                .await;
+            match created {
+                Ok(_) => break,
+                Err(error) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(%error, "template busy; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(error) => return Err(error).context("cloning the template database"),
+            }
+        }
+        let url = with_database(&server_url(), &name);
+        let settings = PoolSettings {
+            max_size: 8,
+            ..PoolSettings::default()
+        };
+        let db = Database::connect_lazy(&url, &settings);
+        Ok(Self { name, url, db })
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A pool on the database.
+    pub fn database(&self) -> Database {
+        self.db.clone()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // Drop runs inside the test's runtime, which cannot be blocked on; a separate thread with
+        // its own runtime drops the database (FORCE closes the pool's connections).
+        let handle = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async {
+                if let Ok(mut conn) = maintenance().await {
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_query_kept() {
+        assert_eq!(with_database("postgres://u@h:5432/app", "x"), "postgres://u@h:5432/x");
+        assert_eq!(with_database("postgres://u@h:5432/app?sslmode=disable", "x"), "postgres://u@h:5432/x?sslmode=disable");
+        assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+    }
+}

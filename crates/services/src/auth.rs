@@ -1,0 +1,378 @@
+//! Registration, login, refresh-token rotation, logout, and authentication of access tokens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use strata_domain::{
+    DisplayName, Email, FieldError, Password, RefreshTokenRecord, RefreshTokenState, Role, User, UserId, ValidationErrors,
+};
+use strata_ports::{
+    Clock, CreateUserError, IdGenerator, NewUserRecord, PasswordHasher, RefreshTokenRepository, RotateOutcome,
+    TokenBlacklist, UserRepository, UserUpdate,
+};
+use uuid::Uuid;
+
+use crate::failure::Failure;
+use crate::tokens::{JwtCodec, JwtError};
+
+/// What a caller of [`AuthService`] must handle.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Some fields are invalid; every one is listed.
+    #[error("invalid input")]
+    Validation(#[from] ValidationErrors),
+    /// Registration with an email that already exists (in any letter case).
+    #[error("email already registered")]
+    EmailTaken,
+    /// Wrong email or password (which one is not said).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// No token, or a token that is not valid.
+    #[error("not authenticated")]
+    Unauthenticated,
+    /// A token past its expiry.
+    #[error("token expired")]
+    TokenExpired,
+    /// A revoked token, or a reused refresh token (whose family is now revoked).
+    #[error("token revoked")]
+    TokenRevoked,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Failure(#[from] Failure),
+}
+
+impl From<strata_ports::PortError> for AuthError {
+    fn from(error: strata_ports::PortError) -> Self {
+        AuthError::Failure(error.into())
+    }
+}
+
+impl From<strata_ports::HashError> for AuthError {
+    fn from(error: strata_ports::HashError) -> Self {
+        AuthError::Failure(error.into())
+    }
+}
+
+/// What to do when the revocation list cannot be read (Redis down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevocationCheckPolicy {
+    /// Refuse the request with 503: a revoked token is never accepted.
+    #[default]
+    Deny,
+    /// Accept the token (logged): availability over the revocation guarantee.
+    Allow,
+}
+
+/// Tunables of the auth flow.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Lifetime of a refresh token.
+    pub refresh_ttl: Duration,
+    /// Behaviour when the blacklist cannot be read.
+    pub revocation_check: RevocationCheckPolicy,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            revocation_check: RevocationCheckPolicy::Deny,
+        }
+    }
+}
+
+/// A fresh access and refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPair {
+    /// The JWT to send as `Authorization: Bearer`.
+    pub access_token: String,
+    /// The opaque token to exchange at `/v1/auth/refresh`.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Who.
+    pub user_id: UserId,
+    /// With which permissions (as of token issue).
+    pub role: Role,
+    /// The access token's id.
+    pub jti: Uuid,
+    /// The login session.
+    pub session_id: Uuid,
+    /// When the access token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Principal {
+    /// True for admins.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// Raw registration input, validated by [`AuthService::register`].
+#[derive(Debug, Clone)]
+pub struct RegisterInput {
+    /// Email as typed.
+    pub email: String,
+    /// Chosen password.
+    pub password: String,
+    /// Public name.
+    pub display_name: String,
+}
+
+/// Passwords offered at login longer than this are refused before hashing (cost bound).
+const MAX_LOGIN_PASSWORD_CHARS: usize = 1024;
+
+/// The authentication use cases.
+pub struct AuthService {
+    users: Arc<dyn UserRepository>,
+    refresh_tokens: Arc<dyn RefreshTokenRepository>,
+    blacklist: Arc<dyn TokenBlacklist>,
+    hasher: Arc<dyn PasswordHasher>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    jwt: Arc<JwtCodec>,
+    settings: AuthSettings,
+}
+
+impl AuthService {
+    /// Wires the service to its ports.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        refresh_tokens: Arc<dyn RefreshTokenRepository>,
+        blacklist: Arc<dyn TokenBlacklist>,
+        hasher: Arc<dyn PasswordHasher>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        jwt: Arc<JwtCodec>,
+        settings: AuthSettings,
+    ) -> Self {
+        Self {
+            users,
+            refresh_tokens,
+            blacklist,
+            hasher,
+            clock,
+            ids,
+            jwt,
+            settings,
+        }
+    }
+
+    /// Creates a customer account and signs it in.
+    pub async fn register(&self, input: RegisterInput) -> Result<(User, TokenPair), AuthError> {
+        let mut errors = ValidationErrors::new();
+        let email = errors.check("email", Email::parse(&input.email));
+        let display_name = errors.check("display_name", DisplayName::parse(&input.display_name));
+        let password = errors.check("password", Password::parse(&input.password));
+        let (Some(email), Some(display_name), Some(password)) = (email, display_name, password) else {
+            return Err(errors.into());
+        };
+        let password_hash = self.hasher.hash(&password).await?;
+        let now = self.clock.now();
+        let record = NewUserRecord {
+            user: User {
+                id: UserId(self.ids.new_id()),
+                email,
+                display_name,
+                role: Role::Customer,
+                created_at: now,
+                updated_at: now,
+            },
+            password_hash,
+        };
+        let user = self.users.create(&record).await.map_err(|error| match error {
+            CreateUserError::EmailTaken => AuthError::EmailTaken,
+            CreateUserError::Port(port) => port.into(),
+        })?;
+        let tokens = self.start_session(&user, now).await?;
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok((user, tokens))
+    }
+
+    /// Exchanges credentials for tokens. An unknown email and a wrong password take the same time
+    /// and give the same answer.
+    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, AuthError> {
+        let mut errors = ValidationErrors::new();
+        if email.trim().is_empty() {
+            errors.push(FieldError::new("email", "required", "must not be empty"));
+        }
+        if password.is_empty() {
+            errors.push(FieldError::new("password", "required", "must not be empty"));
+        } else if password.chars().count() > MAX_LOGIN_PASSWORD_CHARS {
+            errors.push(FieldError::new("password", "too_long", format!("must be at most {MAX_LOGIN_PASSWORD_CHARS} characters")));
+        }
+        errors.into_result()?;
+        let password = Password::unchecked(password);
+        let credentials = match Email::parse(email) {
+            Ok(email) => self.users.find_credentials(&email).await?,
+            Err(_) => None,
+        };
+        let Some(credentials) = credentials else {
+            self.hasher.verify_dummy(&password).await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        let verdict = self.hasher.verify(&password, &credentials.password_hash).await?;
+        if !verdict.matches {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let now = self.clock.now();
+        if verdict.needs_rehash {
+            self.upgrade_hash(credentials.user.id, &password, now).await;
+        }
+        self.start_session(&credentials.user, now).await
+    }
+
+    /// Replaces a hash made with outdated parameters; failure only delays the upgrade.
+    async fn upgrade_hash(&self, user_id: UserId, password: &Password, now: DateTime<Utc>) {
+        let result = async {
+            let password_hash = self.hasher.hash(password).await?;
+            let update = UserUpdate {
+                password_hash: Some(password_hash),
+                ..UserUpdate::default()
+            };
+            self.users.update(user_id, &update, now).await?;
+            Ok::<_, AuthError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => tracing::info!(%user_id, "password hash upgraded to current parameters"),
+            Err(error) => tracing::warn!(%user_id, error = %error, "password hash upgrade deferred"),
+        }
+    }
+
+    /// Rotates a refresh token. Presenting a token that was already rotated revokes its whole family.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError> {
+        if refresh_token.is_empty() || refresh_token.len() > 256 {
+            return Err(AuthError::Unauthenticated);
+        }
+        let now = self.clock.now();
+        let Some(current) = self.refresh_tokens.find_by_hash(&digest(refresh_token)).await? else {
+            return Err(AuthError::Unauthenticated);
+        };
+        match current.state_at(now) {
+            RefreshTokenState::Usable => {}
+            RefreshTokenState::Revoked => return Err(AuthError::TokenRevoked),
+            RefreshTokenState::Expired => return Err(AuthError::TokenExpired),
+            RefreshTokenState::Reused => return Err(self.revoke_after_reuse(&current, now).await),
+        }
+        let Some(user) = self.users.find_by_id(current.user_id).await? else {
+            self.refresh_tokens.revoke_family(current.family_id, now).await?;
+            return Err(AuthError::Unauthenticated);
+        };
+        let (token, record) = self.new_refresh_token(user.id, current.family_id, now);
+        match self.refresh_tokens.rotate(current.id, &record, now).await? {
+            RotateOutcome::Rotated => {}
+            RotateOutcome::AlreadyUsed => return Err(self.revoke_after_reuse(&current, now).await),
+        }
+        self.token_pair(&user, current.family_id, token, now)
+    }
+
+    async fn revoke_after_reuse(&self, token: &RefreshTokenRecord, now: DateTime<Utc>) -> AuthError {
+        tracing::warn!(user_id = %token.user_id, family_id = %token.family_id, "refresh token reused; revoking its family");
+        match self.refresh_tokens.revoke_family(token.family_id, now).await {
+            Ok(()) => AuthError::TokenRevoked,
+            Err(error) => error.into(),
+        }
+    }
+
+    /// Ends the caller's session: the access token is blacklisted until it expires and the
+    /// session's refresh tokens are revoked.
+    pub async fn logout(&self, principal: &Principal) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        self.refresh_tokens.revoke_family(principal.session_id, now).await?;
+        self.blacklist.revoke(principal.jti, principal.expires_at).await?;
+        tracing::info!(user_id = %principal.user_id, "logged out");
+        Ok(())
+    }
+
+    /// Verifies an access token and checks it has not been revoked.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthError> {
+        let claims = self.jwt.verify(access_token).map_err(|error| match error {
+            JwtError::Expired => AuthError::TokenExpired,
+            JwtError::Invalid(reason) => {
+                tracing::debug!(%reason, "access token refused");
+                AuthError::Unauthenticated
+            }
+        })?;
+        match self.blacklist.is_revoked(claims.jti).await {
+            Ok(false) => {}
+            Ok(true) => return Err(AuthError::TokenRevoked),
+            Err(error) => match self.settings.revocation_check {
+                RevocationCheckPolicy::Deny => return Err(error.into()),
+                RevocationCheckPolicy::Allow => {
+                    tracing::warn!(error = %error, "revocation list unreachable; accepting token by configuration");
+                }
+            },
+        }
+        Ok(Principal {
+            user_id: UserId(claims.sub),
+            role: claims.role,
+            jti: claims.jti,
+            session_id: claims.sid,
+            expires_at: claims.expires_at(),
+        })
+    }
+
+    async fn start_session(&self, user: &User, now: DateTime<Utc>) -> Result<TokenPair, AuthError> {
+        let family_id = self.ids.new_id();
+        let (token, record) = self.new_refresh_token(user.id, family_id, now);
+        self.refresh_tokens.insert(&record).await?;
+        self.token_pair(user, family_id, token, now)
+    }
+
+    fn new_refresh_token(&self, user_id: UserId, family_id: Uuid, now: DateTime<Utc>) -> (String, RefreshTokenRecord) {
+        let token = random_token();
+        let ttl = chrono::Duration::from_std(self.settings.refresh_ttl).unwrap_or(chrono::Duration::days(30));
+        let record = RefreshTokenRecord {
+            id: self.ids.new_id(),
+            family_id,
+            user_id,
+            token_hash: digest(&token),
+            created_at: now,
+            expires_at: now + ttl,
+            rotated_at: None,
+            revoked_at: None,
+        };
+        (token, record)
+    }
+
+    fn token_pair(&self, user: &User, session_id: Uuid, refresh_token: String, now: DateTime<Utc>) -> Result<TokenPair, AuthError> {
+        let (access_token, _) = self
+            .jwt
+            .issue(user.id.0, user.role, session_id, self.ids.new_id(), now)
+            .map_err(|error| AuthError::Failure(Failure::Unexpected(error)))?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            expires_in: self.jwt.access_ttl().as_secs(),
+        })
+    }
+}
+
+/// 256 random bits, base64url.
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    // The OS random source failing is unrecoverable for a server that issues credentials.
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The stored form of a refresh token.
+pub(crate) fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,272 @@
+//! Profiles (own, cached) and the admin's view of users.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use strata_domain::{DisplayName, Email, FieldError, PageLimit, Password, Role, User, UserId, ValidationErrors};
+use strata_ports::{Cache, Clock, PasswordHasher, PortError, RefreshTokenRepository, UserPageKey, UserRepository, UserUpdate};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::cursor::CursorCodec;
+use crate::failure::Failure;
+use crate::single_flight::SingleFlight;
+
+/// What a caller of [`UserService`] must handle.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// Some fields are invalid; every one is listed.
+    #[error("invalid input")]
+    Validation(#[from] ValidationErrors),
+    /// The caller may not do this.
+    #[error("forbidden")]
+    Forbidden,
+    /// No such user.
+    #[error("user not found")]
+    NotFound,
+    /// Infrastructure failure.
+    #[error(transparent)]
+    Failure(#[from] Failure),
+}
+
+impl From<PortError> for UserError {
+    fn from(error: PortError) -> Self {
+        UserError::Failure(error.into())
+    }
+}
+
+impl From<strata_ports::HashError> for UserError {
+    fn from(error: strata_ports::HashError) -> Self {
+        UserError::Failure(error.into())
+    }
+}
+
+/// One page of a keyset-paginated list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, in list order.
+    pub items: Vec<T>,
+    /// Opaque position after the last item, `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Raw profile changes, validated by [`UserService::update_me`].
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChanges {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New password; requires `current_password`.
+    pub password: Option<String>,
+    /// The password in use, proving the caller knows it.
+    pub current_password: Option<String>,
+}
+
+const USERS_CURSOR_SCOPE: &str = "users";
+
+#[derive(Serialize, Deserialize)]
+struct UsersCursor {
+    created_at: DateTime<Utc>,
+    id: Uuid,
+}
+
+fn profile_key(id: UserId) -> String {
+    format!("user:profile:{id}")
+}
+
+type Loaded = Result<Option<User>, Arc<PortError>>;
+
+/// The user use cases.
+pub struct UserService {
+    users: Arc<dyn UserRepository>,
+    refresh_tokens: Arc<dyn RefreshTokenRepository>,
+    cache: Arc<dyn Cache>,
+    hasher: Arc<dyn PasswordHasher>,
+    clock: Arc<dyn Clock>,
+    cursors: CursorCodec,
+    profile_ttl: Duration,
+    profile_loads: SingleFlight<Loaded>,
+}
+
+impl UserService {
+    /// Wires the service to its ports; profiles are cached for `profile_ttl`.
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        refresh_tokens: Arc<dyn RefreshTokenRepository>,
+        cache: Arc<dyn Cache>,
+        hasher: Arc<dyn PasswordHasher>,
+        clock: Arc<dyn Clock>,
+        cursors: CursorCodec,
+        profile_ttl: Duration,
+    ) -> Self {
+        Self {
+            users,
+            refresh_tokens,
+            cache,
+            hasher,
+            clock,
+            cursors,
+            profile_ttl,
+            profile_loads: SingleFlight::default(),
+        }
+    }
+
+    /// The caller's own profile, cache-aside. A cache that cannot be reached is bypassed.
+    pub async fn me(&self, principal: &Principal) -> Result<User, UserError> {
+        let key = profile_key(principal.user_id);
+        match self.cache.get(&key).await {
+            Ok(Some(json)) => match serde_json::from_str::<User>(&json) {
+                Ok(user) => return Ok(user),
+                Err(error) => tracing::warn!(%key, %error, "unreadable cache entry; reloading"),
+            },
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%key, %error, "cache unavailable; reading from the database"),
+        }
+        let loaded = self
+            .profile_loads
+            .run(&key, || async {
+                let user = self.users.find_by_id(principal.user_id).await.map_err(Arc::new)?;
+                if let Some(user) = &user {
+                    self.store_profile(user).await;
+                }
+                Ok(user)
+            })
+            .await;
+        match loaded {
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => Err(UserError::NotFound),
+            Err(shared) => Err(UserError::Failure(shared_failure(&shared))),
+        }
+    }
+
+    async fn store_profile(&self, user: &User) {
+        let key = profile_key(user.id);
+        let Ok(json) = serde_json::to_string(user) else { return };
+        if let Err(error) = self.cache.set(&key, &json, self.profile_ttl).await {
+            tracing::warn!(%key, %error, "could not cache the profile");
+        }
+    }
+
+    /// Changes the caller's display name and/or password. A password change needs the current
+    /// password and ends the caller's other sessions.
+    pub async fn update_me(&self, principal: &Principal, changes: ProfileChanges) -> Result<User, UserError> {
+        let mut errors = ValidationErrors::new();
+        let display_name = changes
+            .display_name
+            .as_deref()
+            .and_then(|raw| errors.check("display_name", DisplayName::parse(raw)));
+        let password = changes.password.as_deref().and_then(|raw| errors.check("password", Password::parse(raw)));
+        if changes.password.is_some() && changes.current_password.as_deref().is_none_or(str::is_empty) {
+            errors.push(FieldError::new("current_password", "required", "is required to change the password"));
+        }
+        if changes.display_name.is_none() && changes.password.is_none() {
+            errors.push(FieldError::new("display_name", "required", "give display_name, password, or both"));
+        }
+        errors.into_result()?;
+
+        let mut update = UserUpdate {
+            display_name,
+            password_hash: None,
+        };
+        if let (Some(password), Some(current)) = (&password, &changes.current_password) {
+            let credentials = self
+                .users
+                .find_credentials_by_id(principal.user_id)
+                .await?
+                .ok_or(UserError::NotFound)?;
+            let verdict = self.hasher.verify(&Password::unchecked(current), &credentials.password_hash).await?;
+            if !verdict.matches {
+                return Err(ValidationErrors::single(FieldError::new(
+                    "current_password",
+                    "mismatch",
+                    "is not the current password",
+                ))
+                .into());
+            }
+            update.password_hash = Some(self.hasher.hash(password).await?);
+        }
+        let now = self.clock.now();
+        let user = self.users.update(principal.user_id, &update, now).await?.ok_or(UserError::NotFound)?;
+        self.invalidate_profile(user.id).await;
+        if update.password_hash.is_some() {
+            self.refresh_tokens
+                .revoke_all_for_user(user.id, Some(principal.session_id), now)
+                .await?;
+        }
+        Ok(user)
+    }
+
+    async fn invalidate_profile(&self, id: UserId) {
+        let key = profile_key(id);
+        if let Err(error) = self.cache.delete(&key).await {
+            // The entry expires by its TTL; until then readers may see the old profile.
+            tracing::warn!(%key, %error, "could not invalidate the cached profile");
+        }
+    }
+
+    /// Users oldest first, one page at a time (admin only).
+    pub async fn list(&self, principal: &Principal, cursor: Option<&str>, limit: Option<i64>) -> Result<Page<User>, UserError> {
+        require_admin(principal)?;
+        let mut errors = ValidationErrors::new();
+        let limit = match limit {
+            Some(raw) => errors.check("limit", PageLimit::new(raw)),
+            None => Some(PageLimit::default()),
+        };
+        let after = match cursor {
+            Some(raw) => errors.check(
+                "cursor",
+                self.cursors
+                    .decode::<UsersCursor>(USERS_CURSOR_SCOPE, raw)
+                    .map(|c| Some(UserPageKey { created_at: c.created_at, id: UserId(c.id) }))
+                    .map_err(|_| FieldError::new("cursor", "invalid_cursor", "is not a cursor of this list")),
+            ),
+            None => Some(None),
+        };
+        let (Some(limit), Some(after)) = (limit, after) else {
+            return Err(errors.into());
+        };
+        let mut items = self.users.list(after, limit.get() + 1).await?;
+        let next_cursor = if items.len() > limit.get() {
+            items.truncate(limit.get());
+            items.last().map(|last| {
+                self.cursors.encode(USERS_CURSOR_SCOPE, &UsersCursor { created_at: last.created_at, id: last.id.0 })
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// One user by id (admin only).
+    pub async fn get(&self, principal: &Principal, id: UserId) -> Result<User, UserError> {
+        require_admin(principal)?;
+        self.users.find_by_id(id).await?.ok_or(UserError::NotFound)
+    }
+
+    /// Makes the user with this email an admin (operator command).
+    pub async fn grant_admin(&self, email: &str) -> Result<User, UserError> {
+        let email = Email::parse(email).map_err(|e| ValidationErrors::single(e.for_field("email")))?;
+        let user = self
+            .users
+            .set_role(&email, Role::Admin, self.clock.now())
+            .await?
+            .ok_or(UserError::NotFound)?;
+        self.invalidate_profile(user.id).await;
+        Ok(user)
+    }
+}
+
+fn require_admin(principal: &Principal) -> Result<(), UserError> {
+    if principal.is_admin() { Ok(()) } else { Err(UserError::Forbidden) }
+}
+
+fn shared_failure(error: &PortError) -> Failure {
+    match error {
+        PortError::Unavailable(cause) => Failure::Unavailable(anyhow::anyhow!("{cause:#}")),
+        PortError::Unexpected(cause) => Failure::Unexpected(anyhow::anyhow!("{cause:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;
