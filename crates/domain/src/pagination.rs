@@ -25,6 +25,18 @@ impl PageLimit {
         }
     }
 
+    /// Parses a `?limit=` query value; absent means the default.
+    pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
+        match raw {
+            None => Ok(Self::DEFAULT),
+            Some(raw) => raw
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| FieldError::new("limit", "invalid_integer", "must be an integer"))
+                .and_then(Self::new),
+        }
+    }
+
     /// The limit as a count.
     pub fn get(self) -> usize {
         usize::from(self.0)
@@ -49,5 +61,9 @@ mod tests {
         assert_eq!(PageLimit::new(1).map(PageLimit::get), Ok(1));
         assert_eq!(PageLimit::new(100).map(PageLimit::get), Ok(100));
         assert_eq!(PageLimit::default().get(), 20);
+        assert_eq!(PageLimit::parse(None).map(PageLimit::get), Ok(20));
+        assert_eq!(PageLimit::parse(Some("7")).map(PageLimit::get), Ok(7));
+        assert_eq!(PageLimit::parse(Some("x")).map_err(|e| e.code), Err("invalid_integer"));
+        assert_eq!(PageLimit::parse(Some("0")).map_err(|e| e.code), Err("out_of_range"));
     }
 }

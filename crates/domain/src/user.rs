@@ -170,6 +170,9 @@ impl Password {
     /// Validates a new password against the length policy. Passwords are not trimmed.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let chars = raw.chars().count();
+        if chars == 0 {
+            return Err(FieldError::new("password", "required", "must not be empty"));
+        }
         if chars < Self::MIN_CHARS {
             return Err(FieldError::new(
                 "password",

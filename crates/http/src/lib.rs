@@ -1,1 +1,77 @@
-//! placeholder
+//! Strata's HTTP adapter on actix-web: routes, controllers, DTOs, extractors, middleware and the
+//! one mapping from use-case errors to RFC 9457 problem responses.
+//!
+//! [`build_app`] is the whole HTTP surface; the server binary and the HTTP tests both serve it, so
+//! what is tested is what runs.
+
+pub mod dto;
+pub mod etag;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod problem;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::{App, HttpRequest, HttpResponse, web};
+
+pub use health::Health;
+pub use problem::{ApiError, ProblemCode};
+pub use state::AppState;
+
+/// Security headers sent on every response (SPEC §3 hardening).
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
+        .add(("Cross-Origin-Resource-Policy", "same-origin"))
+}
+
+/// The application: every route, the error handlers and the middleware, around `state`.
+pub fn build_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::new(ProblemCode::NotFound, "no such resource").into()))
+        .app_data(web::QueryConfig::default().error_handler(|error, _| {
+            ApiError::validation(strata_domain::ValidationErrors::single(strata_domain::FieldError::new(
+                "query",
+                "invalid",
+                error.to_string(),
+            )))
+            .into()
+        }))
+        .service(
+            web::scope("/health")
+                .service(web::resource("/live").route(web::get().to(health::live)))
+                .service(web::resource("/ready").route(web::get().to(health::ready))),
+        )
+        .service(
+            web::scope("/v1")
+                .configure(routes::auth::configure)
+                .configure(routes::users::configure),
+        )
+        .default_service(web::to(unmatched))
+        .wrap(from_fn(middleware::observe))
+        .wrap(security_headers())
+}
+
+/// No route matched.
+async fn unmatched(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ProblemCode::NotFound, format!("no route for {} {}", req.method(), req.path())))
+}

@@ -1,1 +1,17 @@
-//! placeholder
+//! Redis adapters for Strata's ports: the shared cache and the access-token blacklist.
+//!
+//! Every key is namespaced by a configurable prefix (tests use a random one, so they can share a
+//! server). The connection is made lazily and re-made by redis' `ConnectionManager` after a drop,
+//! so the API starts while Redis is down and recovers by itself when it returns. Every command runs
+//! under a timeout; a timeout, a refused or dropped connection is
+//! [`PortError::Unavailable`](strata_ports::PortError::Unavailable).
+
+mod blacklist;
+mod cache;
+mod connection;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use blacklist::RedisTokenBlacklist;
+pub use cache::RedisCache;
+pub use connection::{RedisConnection, RedisSettings};

@@ -1,1 +1,80 @@
-fn main() {}
+//! `strata`: serve the API, migrate the database, or administer users.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use strata_server::{Application, Components, Settings, telemetry};
+
+/// Strata, the commerce and subscriptions API.
+#[derive(Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Administer users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Give an existing user the admin role (how the first admin is made).
+    Grant {
+        /// The user's email.
+        email: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "strata failed");
+            eprintln!("strata: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings.log, settings.log_format(), std::io::stdout);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(&settings)?;
+            tracing::info!(host = %settings.host, port = app.port(), "strata listening");
+            app.run_until_signalled().await
+        }
+        Command::Migrate => {
+            let applied = strata_postgres::run_migrations(&settings.database_url)
+                .await
+                .context("migrating the database at DATABASE_URL")?;
+            tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
+            println!("applied {} migration(s)", applied.len());
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Grant { email },
+        } => {
+            let components = Components::build(&settings)?;
+            let user = components
+                .users
+                .grant_admin(&email)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot grant admin to {email}: {error}"))?;
+            println!("{} is now an admin (id {})", user.email, user.id);
+            Ok(())
+        }
+    }
+}

@@ -73,6 +73,15 @@ impl CursorCodec {
     }
 }
 
+/// A key for `purpose` derived from a master secret (HMAC-SHA256), so one configured secret can
+/// key several independent uses.
+pub fn derive_key(master: &[u8], purpose: &str) -> Vec<u8> {
+    #[allow(clippy::expect_used)]
+    let mut mac = Hmac::<Sha256>::new_from_slice(master).expect("HMAC accepts keys of any length");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use chrono::{DateTime, TimeZone, Utc};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+pub use jsonwebtoken::Algorithm;
+use jsonwebtoken::{AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use strata_domain::Role;
 use uuid::Uuid;

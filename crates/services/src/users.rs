@@ -206,13 +206,10 @@ impl UserService {
     }
 
     /// Users oldest first, one page at a time (admin only).
-    pub async fn list(&self, principal: &Principal, cursor: Option<&str>, limit: Option<i64>) -> Result<Page<User>, UserError> {
+    pub async fn list(&self, principal: &Principal, cursor: Option<&str>, limit: Option<&str>) -> Result<Page<User>, UserError> {
         require_admin(principal)?;
         let mut errors = ValidationErrors::new();
-        let limit = match limit {
-            Some(raw) => errors.check("limit", PageLimit::new(raw)),
-            None => Some(PageLimit::default()),
-        };
+        let limit = errors.check("limit", PageLimit::parse(limit));
         let after = match cursor {
             Some(raw) => errors.check(
                 "cursor",

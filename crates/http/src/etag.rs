@@ -1,0 +1,39 @@
+//! Strong ETags over JSON representations, and conditional GET.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::problem::ApiError;
+
+/// The ETag of a representation.
+pub fn of(body: &[u8]) -> String {
+    format!("\"{}\"", URL_SAFE_NO_PAD.encode(&Sha256::digest(body)[..16]))
+}
+
+/// True when `If-None-Match` names `etag` (or is `*`); weak comparison, as RFC 9110 asks for GET.
+pub fn matches(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
+}
+
+/// 200 with the body, its ETag and `Cache-Control`, or 304 when the client has it already.
+pub fn respond<T: Serialize>(req: &HttpRequest, value: &T, cache_control: &'static str) -> Result<HttpResponse, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.into()))?;
+    let etag = of(&body);
+    let mut response = if matches(req, &etag) { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    response
+        .insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::CACHE_CONTROL, cache_control));
+    if matches(req, &etag) {
+        return Ok(response.finish());
+    }
+    Ok(response.content_type("application/json").body(body))
+}

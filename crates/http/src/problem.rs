@@ -1,0 +1,301 @@
+//! The error catalogue and its one mapping to RFC 9457 `application/problem+json`.
+//!
+//! Every error a client can see is an [`ApiError`] carrying a [`ProblemCode`]; each code fixes the
+//! status, title and `type` URI, so a code means the same thing on every endpoint. Operational
+//! errors (bad input, not found, conflicts, limits) are logged at info level; `INTERNAL` is a
+//! programmer error, logged at error level with its cause chain and the request id, and its body
+//! says nothing of the cause.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use strata_domain::{FieldError, ValidationErrors};
+use strata_services::{AuthError, Failure, UserError};
+
+use crate::request_id;
+
+/// The stable codes of SPEC §3, plus `METHOD_NOT_ALLOWED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemCode {
+    /// 422: one or more fields are invalid; `errors` lists each.
+    ValidationFailed,
+    /// 400: the body is not well-formed JSON.
+    MalformedJson,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 413: the body exceeds the limit (64 KiB).
+    PayloadTooLarge,
+    /// 401: no valid credentials.
+    Unauthenticated,
+    /// 401: the access or refresh token has expired.
+    TokenExpired,
+    /// 401: the token was revoked (logout, reuse of a rotated refresh token).
+    TokenRevoked,
+    /// 403: authenticated, but not allowed.
+    Forbidden,
+    /// 404: no such resource (or not yours).
+    NotFound,
+    /// 405: the resource exists but not with this method.
+    MethodNotAllowed,
+    /// 409: the email is registered already.
+    EmailTaken,
+    /// 409: the SKU is used already.
+    SkuTaken,
+    /// 409: the request conflicts with the resource's state.
+    Conflict,
+    /// 409: not enough stock for some order lines.
+    InsufficientStock,
+    /// 409: the status change is not allowed from the current status.
+    InvalidTransition,
+    /// 422: an Idempotency-Key was reused with another request body.
+    IdempotencyKeyReused,
+    /// 429: over the rate limit; see Retry-After.
+    RateLimited,
+    /// 503: a dependency is down or the server is overloaded; see Retry-After.
+    ServiceUnavailable,
+    /// 500: a bug; details are in the server log under the request id.
+    Internal,
+}
+
+impl ProblemCode {
+    /// Every code, for documentation and tests.
+    pub const ALL: [ProblemCode; 19] = [
+        ProblemCode::ValidationFailed,
+        ProblemCode::MalformedJson,
+        ProblemCode::UnsupportedMediaType,
+        ProblemCode::PayloadTooLarge,
+        ProblemCode::Unauthenticated,
+        ProblemCode::TokenExpired,
+        ProblemCode::TokenRevoked,
+        ProblemCode::Forbidden,
+        ProblemCode::NotFound,
+        ProblemCode::MethodNotAllowed,
+        ProblemCode::EmailTaken,
+        ProblemCode::SkuTaken,
+        ProblemCode::Conflict,
+        ProblemCode::InsufficientStock,
+        ProblemCode::InvalidTransition,
+        ProblemCode::IdempotencyKeyReused,
+        ProblemCode::RateLimited,
+        ProblemCode::ServiceUnavailable,
+        ProblemCode::Internal,
+    ];
+
+    /// Status, stable code and title.
+    pub fn describe(self) -> (StatusCode, &'static str, &'static str) {
+        use ProblemCode as P;
+        match self {
+            P::ValidationFailed => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED", "Validation failed"),
+            P::MalformedJson => (StatusCode::BAD_REQUEST, "MALFORMED_JSON", "Malformed JSON"),
+            P::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"),
+            P::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "Payload too large"),
+            P::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Authentication required"),
+            P::TokenExpired => (StatusCode::UNAUTHORIZED, "TOKEN_EXPIRED", "Token expired"),
+            P::TokenRevoked => (StatusCode::UNAUTHORIZED, "TOKEN_REVOKED", "Token revoked"),
+            P::Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN", "Forbidden"),
+            P::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),
+            P::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed"),
+            P::EmailTaken => (StatusCode::CONFLICT, "EMAIL_TAKEN", "Email already registered"),
+            P::SkuTaken => (StatusCode::CONFLICT, "SKU_TAKEN", "SKU already in use"),
+            P::Conflict => (StatusCode::CONFLICT, "CONFLICT", "Conflict"),
+            P::InsufficientStock => (StatusCode::CONFLICT, "INSUFFICIENT_STOCK", "Insufficient stock"),
+            P::InvalidTransition => (StatusCode::CONFLICT, "INVALID_TRANSITION", "Invalid status transition"),
+            P::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED", "Idempotency key reused"),
+            P::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests"),
+            P::ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "Service unavailable"),
+            P::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal server error"),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        self.describe().0
+    }
+
+    /// The stable machine-readable code.
+    pub fn as_str(self) -> &'static str {
+        self.describe().1
+    }
+
+    /// The `type` URI (relative to the API's origin), where the code is explained.
+    pub fn type_uri(self) -> String {
+        format!("/problems/{}", self.as_str().to_ascii_lowercase().replace('_', "-"))
+    }
+}
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ProblemCode,
+    detail: String,
+    errors: Vec<FieldError>,
+    retry_after_secs: Option<u32>,
+    cause: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    /// An error with a code and a human detail.
+    pub fn new(code: ProblemCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+            cause: None,
+        }
+    }
+
+    /// 422 listing every invalid field.
+    pub fn validation(errors: ValidationErrors) -> Self {
+        let count = errors.0.len();
+        let mut error = Self::new(
+            ProblemCode::ValidationFailed,
+            if count == 1 { "1 field is invalid".to_owned() } else { format!("{count} fields are invalid") },
+        );
+        error.errors = errors.0;
+        error
+    }
+
+    /// 500 for a bug; the cause goes to the log only.
+    pub fn internal(cause: anyhow::Error) -> Self {
+        Self {
+            cause: Some(cause),
+            ..Self::new(ProblemCode::Internal, "an unexpected error occurred; quote the request_id when reporting it")
+        }
+    }
+
+    /// 503 for a dependency that is down or overloaded; the cause goes to the log only.
+    pub fn unavailable(cause: anyhow::Error) -> Self {
+        Self {
+            cause: Some(cause),
+            retry_after_secs: Some(2),
+            ..Self::new(ProblemCode::ServiceUnavailable, "a dependency is unavailable; retry shortly")
+        }
+    }
+
+    /// The code.
+    pub fn code(&self) -> ProblemCode {
+        self.code
+    }
+
+    /// The logged cause, if any.
+    pub fn cause(&self) -> Option<&anyhow::Error> {
+        self.cause.as_ref()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.detail)
+    }
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    code: &'static str,
+    request_id: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code, title) = self.code.describe();
+        let body = ProblemBody {
+            type_uri: self.code.type_uri(),
+            title,
+            status: status.as_u16(),
+            detail: &self.detail,
+            code,
+            request_id: request_id::current(),
+            errors: &self.errors,
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
+        if let Some(seconds) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        response.body(serde_json::to_string(&body).unwrap_or_default())
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(errors: ValidationErrors) -> Self {
+        Self::validation(errors)
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Unavailable(cause) => Self::unavailable(cause),
+            Failure::Unexpected(cause) => Self::internal(cause),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Validation(errors) => Self::validation(errors),
+            AuthError::EmailTaken => Self::new(ProblemCode::EmailTaken, "an account with this email already exists"),
+            AuthError::InvalidCredentials => Self::new(ProblemCode::Unauthenticated, "invalid email or password"),
+            AuthError::Unauthenticated => Self::new(ProblemCode::Unauthenticated, "a valid bearer token is required"),
+            AuthError::TokenExpired => Self::new(ProblemCode::TokenExpired, "the token has expired"),
+            AuthError::TokenRevoked => Self::new(ProblemCode::TokenRevoked, "the token has been revoked"),
+            AuthError::Failure(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(error: UserError) -> Self {
+        match error {
+            UserError::Validation(errors) => Self::validation(errors),
+            UserError::Forbidden => Self::new(ProblemCode::Forbidden, "this requires the admin role"),
+            UserError::NotFound => Self::new(ProblemCode::NotFound, "no such user"),
+            UserError::Failure(failure) => failure.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_code_is_unique_and_maps_to_an_error_status() {
+        let codes: HashSet<_> = ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(codes.len(), ProblemCode::ALL.len());
+        for code in ProblemCode::ALL {
+            assert!(code.status().is_client_error() || code.status().is_server_error(), "{code:?}");
+            assert!(code.type_uri().starts_with("/problems/"));
+        }
+    }
+
+    #[test]
+    fn an_internal_error_never_shows_its_cause() {
+        let error = ApiError::internal(anyhow::anyhow!("SELECT secret FROM users: relation does not exist"));
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = format!("{:?}", response.body());
+        assert!(!body.contains("SELECT"), "{body}");
+    }
+}

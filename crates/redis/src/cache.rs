@@ -1,0 +1,47 @@
+//! [`Cache`] on Redis strings with an expiry.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use strata_ports::{Cache, PortError};
+
+use crate::connection::RedisConnection;
+
+/// The shared cache, under `<prefix>cache:`.
+#[derive(Debug, Clone)]
+pub struct RedisCache {
+    redis: RedisConnection,
+}
+
+impl RedisCache {
+    /// A cache on `redis`.
+    pub fn new(redis: RedisConnection) -> Self {
+        Self { redis }
+    }
+
+    fn key(&self, key: &str) -> String {
+        self.redis.key(&format!("cache:{key}"))
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Result<Option<String>, PortError> {
+        let key = self.key(key);
+        self.redis.run(|mut conn| async move { conn.get(key).await }).await
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), PortError> {
+        let key = self.key(key);
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.redis
+            .run(|mut conn| async move { conn.pset_ex::<_, _, ()>(key, value, millis).await })
+            .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        let key = self.key(key);
+        self.redis.run(|mut conn| async move { conn.del::<_, ()>(key).await }).await
+    }
+}

@@ -1,0 +1,107 @@
+//! The lazily established, self-healing connection shared by the Redis adapters.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, RedisResult};
+use strata_ports::{HealthCheck, PortError};
+use tokio::sync::OnceCell;
+
+/// Where Redis is and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prepended to every key (`strata:` in production, random in tests).
+    pub key_prefix: String,
+    /// Bound on connecting and on each command.
+    pub command_timeout: Duration,
+}
+
+/// A shared handle on Redis; clones share one multiplexed connection.
+#[derive(Clone)]
+pub struct RedisConnection {
+    client: Client,
+    manager: Arc<OnceCell<ConnectionManager>>,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl RedisConnection {
+    /// Validates the URL; connects on first use.
+    pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
+        let client = Client::open(settings.url.as_str()).map_err(|e| anyhow!("invalid Redis URL: {e}"))?;
+        Ok(Self {
+            client,
+            manager: Arc::new(OnceCell::new()),
+            prefix: settings.key_prefix.clone().into(),
+            timeout: settings.command_timeout,
+        })
+    }
+
+    /// `key` inside this connection's namespace.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn manager(&self) -> Result<ConnectionManager, PortError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let manager = self
+            .manager
+            .get_or_try_init(|| async {
+                tokio::time::timeout(self.timeout, self.client.get_connection_manager_with_config(config))
+                    .await
+                    .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?
+                    .map_err(map_error)
+            })
+            .await?;
+        Ok(manager.clone())
+    }
+
+    /// Runs one command (or pipeline) on the shared connection under the timeout.
+    pub async fn run<T, F, Fut>(&self, command: F) -> Result<T, PortError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let manager = self.manager().await?;
+        tokio::time::timeout(self.timeout, command(manager))
+            .await
+            .map_err(|_| PortError::unavailable(anyhow!("Redis command timed out after {:?}", self.timeout)))?
+            .map_err(map_error)
+    }
+}
+
+fn map_error(error: RedisError) -> PortError {
+    if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() || error.is_timeout() {
+        PortError::unavailable(error)
+    } else {
+        PortError::unexpected(error)
+    }
+}
+
+#[async_trait]
+impl HealthCheck for RedisConnection {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), PortError> {
+        self.run(|mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await
+            .map(|_| ())
+    }
+}
