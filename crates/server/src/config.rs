@@ -335,6 +335,7 @@ fn unknown_variable(message: &str) -> String {
 
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)]
 mod tests {
     use figment::Jail;
 
