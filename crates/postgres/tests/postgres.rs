@@ -1,0 +1,309 @@
+//! The PostgreSQL adapters against a real server, each test in a fresh database cloned from the
+//! migrated template.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::RunQueryDsl;
+use strata_domain::{DisplayName, Email, RefreshTokenRecord, Role, User, UserId};
+use strata_ports::{
+    CreateUserError, HealthCheck, NewUserRecord, PortError, RefreshTokenRepository, RotateOutcome, UserPageKey,
+    UserRepository, UserUpdate,
+};
+use strata_postgres::testing::TestDatabase;
+use strata_postgres::{Database, PgRefreshTokenRepository, PgUserRepository, PoolSettings, run_migrations};
+use uuid::Uuid;
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn new_user(email: &str, created_at: DateTime<Utc>) -> NewUserRecord {
+    NewUserRecord {
+        user: User {
+            id: UserId(Uuid::now_v7()),
+            email: Email::parse(email).expect("email"),
+            display_name: DisplayName::parse("Test User").expect("name"),
+            role: Role::Customer,
+            created_at,
+            updated_at: created_at,
+        },
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_created_user_is_found_by_id_and_by_email_in_any_case() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    let record = new_user("ada@example.com", now());
+    let created = users.create(&record).await?;
+    assert_eq!(created, record.user);
+    assert_eq!(users.find_by_id(created.id).await?, Some(created.clone()));
+    let credentials = users.find_credentials(&Email::parse("ADA@Example.COM")?).await?.expect("found");
+    assert_eq!(credentials.user, created);
+    assert_eq!(credentials.password_hash, record.password_hash);
+    assert!(users.find_by_id(UserId(Uuid::now_v7())).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_duplicate_email_in_another_case_is_email_taken_even_past_the_domain() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    users.create(&new_user("ada@example.com", now())).await?;
+    let duplicate = users.create(&new_user("Ada@Example.com", now())).await;
+    assert!(matches!(duplicate, Err(CreateUserError::EmailTaken)));
+
+    // The database enforces it too, for writers that bypass the domain's normalisation.
+    let database = test_db.database();
+    let mut conn = database.connection().await?;
+    let raw = diesel::sql_query(
+        "INSERT INTO users (id, email, display_name, password_hash) VALUES (gen_random_uuid(), 'ADA@EXAMPLE.COM', 'x', 'h')",
+    )
+    .execute(&mut conn)
+    .await;
+    assert!(raw.is_err(), "the lower(email) unique index must refuse it");
+    Ok(())
+}
+
+#[tokio::test]
+async fn updates_change_only_what_they_name_and_roles_can_be_granted() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    let created = users.create(&new_user("ada@example.com", now())).await?;
+    let later = now() + chrono::Duration::seconds(5);
+    let update = UserUpdate {
+        display_name: Some(DisplayName::parse("Countess")?),
+        password_hash: None,
+    };
+    let updated = users.update(created.id, &update, later).await?.expect("exists");
+    assert_eq!(updated.display_name.as_str(), "Countess");
+    assert_eq!(updated.updated_at, later);
+    let credentials = users.find_credentials_by_id(created.id).await?.expect("exists");
+    assert_eq!(credentials.password_hash, new_user("x@example.com", now()).password_hash);
+
+    let admin = users.set_role(&Email::parse("ADA@example.com")?, Role::Admin, later).await?.expect("exists");
+    assert_eq!(admin.role, Role::Admin);
+    assert!(users.set_role(&Email::parse("ghost@example.com")?, Role::Admin, later).await?.is_none());
+    assert!(users.update(UserId(Uuid::now_v7()), &update, later).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn keyset_pages_walk_every_user_once_in_order_even_with_equal_timestamps() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    let base = now();
+    let mut expected = Vec::new();
+    for i in 0..23 {
+        // Groups of three share a timestamp, so the id must break ties.
+        let created_at = base + chrono::Duration::seconds(i / 3);
+        expected.push(users.create(&new_user(&format!("user{i}@example.com"), created_at)).await?);
+    }
+    expected.sort_by_key(|u| (u.created_at, u.id));
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = users.list(after, 5).await?;
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|u| UserPageKey { created_at: u.created_at, id: u.id });
+        seen.extend(page);
+    }
+    assert_eq!(seen, expected);
+    Ok(())
+}
+
+fn token(user_id: UserId, family_id: Uuid) -> RefreshTokenRecord {
+    let mut hash = Uuid::new_v4().as_bytes().to_vec();
+    hash.extend_from_slice(Uuid::new_v4().as_bytes());
+    RefreshTokenRecord {
+        id: Uuid::now_v7(),
+        family_id,
+        user_id,
+        token_hash: hash,
+        created_at: now(),
+        expires_at: now() + chrono::Duration::days(30),
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_token_rotates_once_and_a_second_rotation_is_already_used() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    let tokens = PgRefreshTokenRepository::new(test_db.database());
+    let user = users.create(&new_user("ada@example.com", now())).await?;
+    let family = Uuid::now_v7();
+    let first = token(user.id, family);
+    tokens.insert(&first).await?;
+    assert_eq!(tokens.find_by_hash(&first.token_hash).await?, Some(first.clone()));
+
+    let second = token(user.id, family);
+    assert_eq!(tokens.rotate(first.id, &second, now()).await?, RotateOutcome::Rotated);
+    let third = token(user.id, family);
+    assert_eq!(tokens.rotate(first.id, &third, now()).await?, RotateOutcome::AlreadyUsed);
+    assert!(tokens.find_by_hash(&third.token_hash).await?.is_none(), "nothing stored for the loser");
+    assert!(tokens.find_by_hash(&first.token_hash).await?.expect("kept").rotated_at.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_rotations_of_one_token_have_exactly_one_winner() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    let tokens = PgRefreshTokenRepository::new(test_db.database());
+    let user = users.create(&new_user("ada@example.com", now())).await?;
+    let family = Uuid::now_v7();
+    let first = token(user.id, family);
+    tokens.insert(&first).await?;
+    let attempts = (0..8).map(|_| {
+        let (tokens, successor) = (tokens.clone(), token(user.id, family));
+        tokio::spawn(async move { tokens.rotate(first.id, &successor, now()).await })
+    });
+    let mut winners = 0;
+    for attempt in attempts {
+        if attempt.await?? == RotateOutcome::Rotated {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn revoking_a_family_or_all_other_sessions_marks_exactly_those_tokens() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    let tokens = PgRefreshTokenRepository::new(test_db.database());
+    let user = users.create(&new_user("ada@example.com", now())).await?;
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (in_a, in_b, in_c) = (token(user.id, a), token(user.id, b), token(user.id, c));
+    for t in [&in_a, &in_b, &in_c] {
+        tokens.insert(t).await?;
+    }
+    tokens.revoke_family(a, now()).await?;
+    assert!(tokens.find_by_hash(&in_a.token_hash).await?.expect("a").revoked_at.is_some());
+    assert!(tokens.find_by_hash(&in_b.token_hash).await?.expect("b").revoked_at.is_none());
+
+    tokens.revoke_all_for_user(user.id, Some(c), now()).await?;
+    assert!(tokens.find_by_hash(&in_b.token_hash).await?.expect("b").revoked_at.is_some());
+    assert!(tokens.find_by_hash(&in_c.token_hash).await?.expect("c").revoked_at.is_none(), "the caller's session stays");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_health_check_pings_and_an_unreachable_server_is_unavailable_quickly() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    test_db.database().ping().await?;
+
+    let dead = Database::connect_lazy(
+        "postgres://postgres@127.0.0.1:1/nothing",
+        &PoolSettings {
+            acquire_timeout: Duration::from_millis(500),
+            ..PoolSettings::default()
+        },
+    );
+    let started = Instant::now();
+    let error = dead.ping().await.expect_err("nothing listens on port 1");
+    assert!(matches!(error, PortError::Unavailable(_)), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+async fn migrating_an_up_to_date_database_applies_nothing() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    assert!(run_migrations(test_db.url()).await?.is_empty());
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Column {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    udt_name: String,
+    #[diesel(sql_type = Text)]
+    is_nullable: String,
+}
+
+fn diesel_type(udt: &str) -> String {
+    let base = match udt {
+        "uuid" => "Uuid",
+        "text" => "Text",
+        "varchar" => "Varchar",
+        "bytea" => "Bytea",
+        "timestamptz" => "Timestamptz",
+        "timestamp" => "Timestamp",
+        "date" => "Date",
+        "bool" => "Bool",
+        "int2" => "Int2",
+        "int4" => "Int4",
+        "int8" => "Int8",
+        "numeric" => "Numeric",
+        "jsonb" => "Jsonb",
+        "json" => "Json",
+        "_text" => "Array<Text>",
+        "_uuid" => "Array<Uuid>",
+        other => return format!("<unmapped {other}>"),
+    };
+    base.to_owned()
+}
+
+/// `table -> [(column, type)]` as diesel's `table!` declares them, read from `src/schema.rs`.
+fn declared_schema() -> anyhow::Result<BTreeMap<String, Vec<(String, String)>>> {
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/schema.rs"))?;
+    let mut tables = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in source.lines().map(str::trim) {
+        if let Some(name) = line.strip_suffix('{').and_then(|l| l.split_once(" (")).map(|(name, _)| name.trim()) {
+            if !name.contains('!') {
+                current = Some(name.to_owned());
+                tables.insert(name.to_owned(), Vec::new());
+            }
+        } else if let (Some(table), Some((column, ty))) = (&current, line.split_once(" -> ")) {
+            let ty = ty.trim_end_matches(',').trim().to_owned();
+            tables.get_mut(table).map(|columns: &mut Vec<_>| columns.push((column.trim().to_owned(), ty)));
+        } else if line == "}" {
+            current = None;
+        }
+    }
+    Ok(tables)
+}
+
+#[tokio::test]
+async fn schema_matches_the_migrations() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let database = test_db.database();
+    let mut conn = database.connection().await?;
+    let columns = diesel::sql_query(
+        "SELECT table_name::text, column_name::text, udt_name::text, is_nullable::text
+         FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name <> '__diesel_schema_migrations'
+         ORDER BY table_name, ordinal_position",
+    )
+    .load::<Column>(&mut conn)
+    .await?;
+    let mut actual: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for column in columns {
+        let ty = diesel_type(&column.udt_name);
+        let ty = if column.is_nullable == "YES" { format!("Nullable<{ty}>") } else { ty };
+        actual.entry(column.table_name).or_default().push((column.column_name, ty));
+    }
+    let declared = declared_schema()?;
+    assert!(!declared.is_empty(), "schema.rs was not understood");
+    assert_eq!(
+        declared, actual,
+        "crates/postgres/src/schema.rs has drifted from migrations/: update it to match (left: schema.rs, right: database)"
+    );
+    Ok(())
+}
