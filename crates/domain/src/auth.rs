@@ -83,21 +83,34 @@ mod tests {
         let now = Utc::now();
         let token = record(now);
         assert_eq!(token.state_at(now), RefreshTokenState::Usable);
-        assert_eq!(token.state_at(now + Duration::days(30)), RefreshTokenState::Expired);
+        assert_eq!(
+            token.state_at(now + Duration::days(30)),
+            RefreshTokenState::Expired
+        );
     }
 
     #[test]
     fn a_rotated_token_presented_again_is_a_reuse_even_after_expiry() {
         let now = Utc::now();
-        let token = RefreshTokenRecord { rotated_at: Some(now), ..record(now) };
+        let token = RefreshTokenRecord {
+            rotated_at: Some(now),
+            ..record(now)
+        };
         assert_eq!(token.state_at(now), RefreshTokenState::Reused);
-        assert_eq!(token.state_at(now + Duration::days(31)), RefreshTokenState::Reused);
+        assert_eq!(
+            token.state_at(now + Duration::days(31)),
+            RefreshTokenState::Reused
+        );
     }
 
     #[test]
     fn revocation_wins_over_everything() {
         let now = Utc::now();
-        let token = RefreshTokenRecord { rotated_at: Some(now), revoked_at: Some(now), ..record(now) };
+        let token = RefreshTokenRecord {
+            rotated_at: Some(now),
+            revoked_at: Some(now),
+            ..record(now)
+        };
         assert_eq!(token.state_at(now), RefreshTokenState::Revoked);
     }
 }

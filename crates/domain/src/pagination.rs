@@ -63,7 +63,13 @@ mod tests {
         assert_eq!(PageLimit::default().get(), 20);
         assert_eq!(PageLimit::parse(None).map(PageLimit::get), Ok(20));
         assert_eq!(PageLimit::parse(Some("7")).map(PageLimit::get), Ok(7));
-        assert_eq!(PageLimit::parse(Some("x")).map_err(|e| e.code), Err("invalid_integer"));
-        assert_eq!(PageLimit::parse(Some("0")).map_err(|e| e.code), Err("out_of_range"));
+        assert_eq!(
+            PageLimit::parse(Some("x")).map_err(|e| e.code),
+            Err("invalid_integer")
+        );
+        assert_eq!(
+            PageLimit::parse(Some("0")).map_err(|e| e.code),
+            Err("out_of_range")
+        );
     }
 }

@@ -63,9 +63,12 @@ impl Email {
 fn valid_local_part(local: &str) -> bool {
     const SPECIALS: &str = "!#$%&'*+/=?^_`{|}~-";
     (1..=64).contains(&local.len())
-        && local
-            .split('.')
-            .all(|atom| !atom.is_empty() && atom.chars().all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c)))
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c))
+        })
 }
 
 fn valid_domain(domain: &str) -> bool {
@@ -116,7 +119,11 @@ impl DisplayName {
         let trimmed = raw.trim();
         let chars = trimmed.chars().count();
         if chars == 0 {
-            return Err(FieldError::new("display_name", "required", "must not be empty"));
+            return Err(FieldError::new(
+                "display_name",
+                "required",
+                "must not be empty",
+            ));
         }
         if chars > Self::MAX_CHARS {
             return Err(FieldError::new(
@@ -302,11 +309,20 @@ mod tests {
 
     #[test]
     fn password_length_is_counted_in_characters() {
-        assert_eq!(Password::parse("short").map_err(|e| e.code), Err("too_short"));
+        assert_eq!(
+            Password::parse("short").map_err(|e| e.code),
+            Err("too_short")
+        );
         assert!(Password::parse("ééééééé").is_err(), "7 characters");
-        assert!(Password::parse("éééééééé").is_ok(), "8 characters, 16 bytes");
+        assert!(
+            Password::parse("éééééééé").is_ok(),
+            "8 characters, 16 bytes"
+        );
         assert!(Password::parse(&"x".repeat(128)).is_ok());
-        assert_eq!(Password::parse(&"x".repeat(129)).map_err(|e| e.code), Err("too_long"));
+        assert_eq!(
+            Password::parse(&"x".repeat(129)).map_err(|e| e.code),
+            Err("too_long")
+        );
     }
 
     #[test]
@@ -317,11 +333,22 @@ mod tests {
 
     #[test]
     fn display_names_are_trimmed_and_bounded() {
-        assert_eq!(DisplayName::parse("  Ada  ").map(|d| d.as_str().to_owned()).as_deref(), Ok("Ada"));
+        assert_eq!(
+            DisplayName::parse("  Ada  ")
+                .map(|d| d.as_str().to_owned())
+                .as_deref(),
+            Ok("Ada")
+        );
         assert_eq!(DisplayName::parse(" ").map_err(|e| e.code), Err("required"));
         assert!(DisplayName::parse(&"é".repeat(80)).is_ok());
-        assert_eq!(DisplayName::parse(&"é".repeat(81)).map_err(|e| e.code), Err("too_long"));
-        assert_eq!(DisplayName::parse("a\u{0007}b").map_err(|e| e.code), Err("invalid_characters"));
+        assert_eq!(
+            DisplayName::parse(&"é".repeat(81)).map_err(|e| e.code),
+            Err("too_long")
+        );
+        assert_eq!(
+            DisplayName::parse("a\u{0007}b").map_err(|e| e.code),
+            Err("invalid_characters")
+        );
     }
 
     #[test]

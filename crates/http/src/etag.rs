@@ -11,7 +11,10 @@ use crate::problem::ApiError;
 
 /// The ETag of a representation.
 pub fn of(body: &[u8]) -> String {
-    format!("\"{}\"", URL_SAFE_NO_PAD.encode(&Sha256::digest(body)[..16]))
+    format!(
+        "\"{}\"",
+        URL_SAFE_NO_PAD.encode(&Sha256::digest(body)[..16])
+    )
 }
 
 /// True when `If-None-Match` names `etag` (or is `*`); weak comparison, as RFC 9110 asks for GET.
@@ -25,10 +28,18 @@ pub fn matches(req: &HttpRequest, etag: &str) -> bool {
 }
 
 /// 200 with the body, its ETag and `Cache-Control`, or 304 when the client has it already.
-pub fn respond<T: Serialize>(req: &HttpRequest, value: &T, cache_control: &'static str) -> Result<HttpResponse, ApiError> {
+pub fn respond<T: Serialize>(
+    req: &HttpRequest,
+    value: &T,
+    cache_control: &'static str,
+) -> Result<HttpResponse, ApiError> {
     let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.into()))?;
     let etag = of(&body);
-    let mut response = if matches(req, &etag) { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    let mut response = if matches(req, &etag) {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
     response
         .insert_header((header::ETAG, etag.clone()))
         .insert_header((header::CACHE_CONTROL, cache_control));

@@ -25,12 +25,16 @@ pub struct ApiJson<T>(pub T);
 
 fn is_json(req: &HttpRequest) -> bool {
     req.mime_type().ok().flatten().is_some_and(|mime| {
-        mime.type_() == "application" && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+        mime.type_() == "application"
+            && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
     })
 }
 
 fn too_large() -> ApiError {
-    ApiError::new(ProblemCode::PayloadTooLarge, format!("the body exceeds {JSON_LIMIT} bytes"))
+    ApiError::new(
+        ProblemCode::PayloadTooLarge,
+        format!("the body exceeds {JSON_LIMIT} bytes"),
+    )
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
@@ -40,7 +44,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         if !is_json(req) {
             return Box::pin(async {
-                Err(ApiError::new(ProblemCode::UnsupportedMediaType, "send the body as application/json"))
+                Err(ApiError::new(
+                    ProblemCode::UnsupportedMediaType,
+                    "send the body as application/json",
+                ))
             });
         }
         let declared = req
@@ -55,7 +62,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
         Box::pin(async move {
             let mut body = BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::new(ProblemCode::MalformedJson, format!("the body could not be read: {e}")))?;
+                let chunk = chunk.map_err(|e| {
+                    ApiError::new(
+                        ProblemCode::MalformedJson,
+                        format!("the body could not be read: {e}"),
+                    )
+                })?;
                 if body.len() + chunk.len() > JSON_LIMIT {
                     return Err(too_large());
                 }
@@ -66,17 +78,25 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                 let path = error.path().to_string();
                 let inner = error.into_inner();
                 match inner.classify() {
-                    serde_json::error::Category::Data => ApiError::validation(ValidationErrors::single(FieldError::new(
-                        if path == "." { "body".to_owned() } else { path },
-                        "invalid_type",
-                        strip_position(&inner.to_string()),
-                    ))),
-                    _ => ApiError::new(ProblemCode::MalformedJson, format!("the body is not valid JSON: {inner}")),
+                    serde_json::error::Category::Data => {
+                        ApiError::validation(ValidationErrors::single(FieldError::new(
+                            if path == "." { "body".to_owned() } else { path },
+                            "invalid_type",
+                            strip_position(&inner.to_string()),
+                        )))
+                    }
+                    _ => ApiError::new(
+                        ProblemCode::MalformedJson,
+                        format!("the body is not valid JSON: {inner}"),
+                    ),
                 }
             })?;
-            deserializer
-                .end()
-                .map_err(|e| ApiError::new(ProblemCode::MalformedJson, format!("the body is not valid JSON: {e}")))?;
+            deserializer.end().map_err(|e| {
+                ApiError::new(
+                    ProblemCode::MalformedJson,
+                    format!("the body is not valid JSON: {e}"),
+                )
+            })?;
             Ok(ApiJson(value))
         })
     }
@@ -84,7 +104,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
 
 /// serde_json appends " at line L column C", which means nothing once the field is named.
 fn strip_position(message: &str) -> String {
-    message.split(" at line ").next().unwrap_or(message).to_owned()
+    message
+        .split(" at line ")
+        .next()
+        .unwrap_or(message)
+        .to_owned()
 }
 
 /// The caller, authenticated by `Authorization: Bearer <access token>`.
@@ -101,16 +125,24 @@ impl FromRequest for Authenticated {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(|t| t.trim().to_owned());
         let req = req.clone();
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
-            let token = token
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| ApiError::new(ProblemCode::Unauthenticated, "send Authorization: Bearer <access token>"))?;
+            let state = state
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
+            let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                ApiError::new(
+                    ProblemCode::Unauthenticated,
+                    "send Authorization: Bearer <access token>",
+                )
+            })?;
             let principal = state.auth.authenticate(&token).await?;
-            req.extensions_mut().insert(AuthenticatedUser(principal.user_id));
+            req.extensions_mut()
+                .insert(AuthenticatedUser(principal.user_id));
             tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
             Ok(Authenticated(principal))
         })

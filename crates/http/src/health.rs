@@ -55,7 +55,12 @@ impl Health {
                 Ok(Err(PortError::Unexpected(_))) => ("down", Some("error")),
                 Err(_) => ("down", Some("timeout")),
             };
-            CheckReport { name: check.name(), status, latency_ms, error }
+            CheckReport {
+                name: check.name(),
+                status,
+                latency_ms,
+                error,
+            }
         });
         let checks = join_all(pings).await;
         let draining = self.is_draining();
@@ -110,5 +115,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         r.insert_header((header::RETRY_AFTER, "5"));
         r
     };
-    response.insert_header((header::CACHE_CONTROL, "no-store")).json(report)
+    response
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(report)
 }

@@ -16,22 +16,12 @@ pub mod state;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, web};
 
 pub use health::Health;
 pub use problem::{ApiError, ProblemCode};
 pub use state::AppState;
-
-/// Security headers sent on every response (SPEC §3 hardening).
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add(("X-Content-Type-Options", "nosniff"))
-        .add(("X-Frame-Options", "DENY"))
-        .add(("Referrer-Policy", "no-referrer"))
-        .add(("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
-        .add(("Cross-Origin-Resource-Policy", "same-origin"))
-}
 
 /// The application: every route, the error handlers and the middleware, around `state`.
 pub fn build_app(
@@ -47,13 +37,15 @@ pub fn build_app(
 > {
     App::new()
         .app_data(web::Data::new(state))
-        .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::new(ProblemCode::NotFound, "no such resource").into()))
+        .app_data(
+            web::PathConfig::default().error_handler(|_, _| {
+                ApiError::new(ProblemCode::NotFound, "no such resource").into()
+            }),
+        )
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
-            ApiError::validation(strata_domain::ValidationErrors::single(strata_domain::FieldError::new(
-                "query",
-                "invalid",
-                error.to_string(),
-            )))
+            ApiError::validation(strata_domain::ValidationErrors::single(
+                strata_domain::FieldError::new("query", "invalid", error.to_string()),
+            ))
             .into()
         }))
         .service(
@@ -68,10 +60,12 @@ pub fn build_app(
         )
         .default_service(web::to(unmatched))
         .wrap(from_fn(middleware::observe))
-        .wrap(security_headers())
 }
 
 /// No route matched.
 async fn unmatched(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ProblemCode::NotFound, format!("no route for {} {}", req.method(), req.path())))
+    Err(ApiError::new(
+        ProblemCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
 }

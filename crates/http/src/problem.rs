@@ -88,25 +88,73 @@ impl ProblemCode {
     pub fn describe(self) -> (StatusCode, &'static str, &'static str) {
         use ProblemCode as P;
         match self {
-            P::ValidationFailed => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED", "Validation failed"),
+            P::ValidationFailed => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_FAILED",
+                "Validation failed",
+            ),
             P::MalformedJson => (StatusCode::BAD_REQUEST, "MALFORMED_JSON", "Malformed JSON"),
-            P::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"),
-            P::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "Payload too large"),
-            P::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "Authentication required"),
+            P::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Unsupported media type",
+            ),
+            P::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "Payload too large",
+            ),
+            P::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "Authentication required",
+            ),
             P::TokenExpired => (StatusCode::UNAUTHORIZED, "TOKEN_EXPIRED", "Token expired"),
             P::TokenRevoked => (StatusCode::UNAUTHORIZED, "TOKEN_REVOKED", "Token revoked"),
             P::Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN", "Forbidden"),
             P::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found"),
-            P::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed"),
-            P::EmailTaken => (StatusCode::CONFLICT, "EMAIL_TAKEN", "Email already registered"),
+            P::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "Method not allowed",
+            ),
+            P::EmailTaken => (
+                StatusCode::CONFLICT,
+                "EMAIL_TAKEN",
+                "Email already registered",
+            ),
             P::SkuTaken => (StatusCode::CONFLICT, "SKU_TAKEN", "SKU already in use"),
             P::Conflict => (StatusCode::CONFLICT, "CONFLICT", "Conflict"),
-            P::InsufficientStock => (StatusCode::CONFLICT, "INSUFFICIENT_STOCK", "Insufficient stock"),
-            P::InvalidTransition => (StatusCode::CONFLICT, "INVALID_TRANSITION", "Invalid status transition"),
-            P::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED", "Idempotency key reused"),
-            P::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "Too many requests"),
-            P::ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "Service unavailable"),
-            P::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal server error"),
+            P::InsufficientStock => (
+                StatusCode::CONFLICT,
+                "INSUFFICIENT_STOCK",
+                "Insufficient stock",
+            ),
+            P::InvalidTransition => (
+                StatusCode::CONFLICT,
+                "INVALID_TRANSITION",
+                "Invalid status transition",
+            ),
+            P::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "Idempotency key reused",
+            ),
+            P::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "Too many requests",
+            ),
+            P::ServiceUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "Service unavailable",
+            ),
+            P::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "Internal server error",
+            ),
         }
     }
 
@@ -122,7 +170,10 @@ impl ProblemCode {
 
     /// The `type` URI (relative to the API's origin), where the code is explained.
     pub fn type_uri(self) -> String {
-        format!("/problems/{}", self.as_str().to_ascii_lowercase().replace('_', "-"))
+        format!(
+            "/problems/{}",
+            self.as_str().to_ascii_lowercase().replace('_', "-")
+        )
     }
 }
 
@@ -134,6 +185,7 @@ pub struct ApiError {
     errors: Vec<FieldError>,
     retry_after_secs: Option<u32>,
     cause: Option<anyhow::Error>,
+    request_id: Option<String>,
 }
 
 impl ApiError {
@@ -145,7 +197,15 @@ impl ApiError {
             errors: Vec::new(),
             retry_after_secs: None,
             cause: None,
+            request_id: None,
         }
+    }
+
+    /// Pins the request id, for errors rendered outside the request's scope.
+    #[must_use]
+    pub fn with_request_id(mut self, id: String) -> Self {
+        self.request_id = Some(id);
+        self
     }
 
     /// 422 listing every invalid field.
@@ -153,7 +213,11 @@ impl ApiError {
         let count = errors.0.len();
         let mut error = Self::new(
             ProblemCode::ValidationFailed,
-            if count == 1 { "1 field is invalid".to_owned() } else { format!("{count} fields are invalid") },
+            if count == 1 {
+                "1 field is invalid".to_owned()
+            } else {
+                format!("{count} fields are invalid")
+            },
         );
         error.errors = errors.0;
         error
@@ -163,7 +227,10 @@ impl ApiError {
     pub fn internal(cause: anyhow::Error) -> Self {
         Self {
             cause: Some(cause),
-            ..Self::new(ProblemCode::Internal, "an unexpected error occurred; quote the request_id when reporting it")
+            ..Self::new(
+                ProblemCode::Internal,
+                "an unexpected error occurred; quote the request_id when reporting it",
+            )
         }
     }
 
@@ -172,7 +239,10 @@ impl ApiError {
         Self {
             cause: Some(cause),
             retry_after_secs: Some(2),
-            ..Self::new(ProblemCode::ServiceUnavailable, "a dependency is unavailable; retry shortly")
+            ..Self::new(
+                ProblemCode::ServiceUnavailable,
+                "a dependency is unavailable; retry shortly",
+            )
         }
     }
 
@@ -219,13 +289,24 @@ impl ResponseError for ApiError {
             status: status.as_u16(),
             detail: &self.detail,
             code,
-            request_id: request_id::current(),
+            request_id: self.request_id.clone().or_else(request_id::current),
             errors: &self.errors,
         };
         let mut response = HttpResponse::build(status);
-        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
         if let Some(seconds) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let Some(id) = &self.request_id {
+            response.insert_header((request_id::HEADER, id.as_str()));
+            let mut headers = actix_web::http::header::HeaderMap::new();
+            crate::middleware::apply_security_headers(&mut headers);
+            for (name, value) in headers {
+                response.insert_header((name, value));
+            }
         }
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
@@ -253,11 +334,23 @@ impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::Validation(errors) => Self::validation(errors),
-            AuthError::EmailTaken => Self::new(ProblemCode::EmailTaken, "an account with this email already exists"),
-            AuthError::InvalidCredentials => Self::new(ProblemCode::Unauthenticated, "invalid email or password"),
-            AuthError::Unauthenticated => Self::new(ProblemCode::Unauthenticated, "a valid bearer token is required"),
-            AuthError::TokenExpired => Self::new(ProblemCode::TokenExpired, "the token has expired"),
-            AuthError::TokenRevoked => Self::new(ProblemCode::TokenRevoked, "the token has been revoked"),
+            AuthError::EmailTaken => Self::new(
+                ProblemCode::EmailTaken,
+                "an account with this email already exists",
+            ),
+            AuthError::InvalidCredentials => {
+                Self::new(ProblemCode::Unauthenticated, "invalid email or password")
+            }
+            AuthError::Unauthenticated => Self::new(
+                ProblemCode::Unauthenticated,
+                "a valid bearer token is required",
+            ),
+            AuthError::TokenExpired => {
+                Self::new(ProblemCode::TokenExpired, "the token has expired")
+            }
+            AuthError::TokenRevoked => {
+                Self::new(ProblemCode::TokenRevoked, "the token has been revoked")
+            }
             AuthError::Failure(failure) => failure.into(),
         }
     }
@@ -267,7 +360,9 @@ impl From<UserError> for ApiError {
     fn from(error: UserError) -> Self {
         match error {
             UserError::Validation(errors) => Self::validation(errors),
-            UserError::Forbidden => Self::new(ProblemCode::Forbidden, "this requires the admin role"),
+            UserError::Forbidden => {
+                Self::new(ProblemCode::Forbidden, "this requires the admin role")
+            }
             UserError::NotFound => Self::new(ProblemCode::NotFound, "no such user"),
             UserError::Failure(failure) => failure.into(),
         }
@@ -285,14 +380,19 @@ mod tests {
         let codes: HashSet<_> = ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(codes.len(), ProblemCode::ALL.len());
         for code in ProblemCode::ALL {
-            assert!(code.status().is_client_error() || code.status().is_server_error(), "{code:?}");
+            assert!(
+                code.status().is_client_error() || code.status().is_server_error(),
+                "{code:?}"
+            );
             assert!(code.type_uri().starts_with("/problems/"));
         }
     }
 
     #[test]
     fn an_internal_error_never_shows_its_cause() {
-        let error = ApiError::internal(anyhow::anyhow!("SELECT secret FROM users: relation does not exist"));
+        let error = ApiError::internal(anyhow::anyhow!(
+            "SELECT secret FROM users: relation does not exist"
+        ));
         let response = error.error_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = format!("{:?}", response.body());

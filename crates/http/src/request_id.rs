@@ -19,7 +19,10 @@ pub fn from_headers(headers: &HeaderMap) -> String {
         .get(HEADER)
         .and_then(|value| value.to_str().ok())
         .filter(|id| {
-            (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+            (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
         })
         .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned)
 }
@@ -42,7 +45,10 @@ mod tests {
 
     fn headers(value: &str) -> HeaderMap {
         let mut map = HeaderMap::new();
-        map.insert(HeaderName::from_static(HEADER), HeaderValue::from_str(value).expect("header"));
+        map.insert(
+            HeaderName::from_static(HEADER),
+            HeaderValue::from_str(value).expect("header"),
+        );
         map
     }
 

@@ -22,7 +22,9 @@ pub use health::HealthCheck;
 pub use security::{HashError, PasswordHasher, PasswordVerdict};
 pub use system::{Clock, IdGenerator};
 pub use tokens::{RefreshTokenRepository, RotateOutcome, TokenBlacklist};
-pub use users::{CreateUserError, NewUserRecord, UserCredentials, UserPageKey, UserRepository, UserUpdate};
+pub use users::{
+    CreateUserError, NewUserRecord, UserCredentials, UserPageKey, UserRepository, UserUpdate,
+};
 
 #[cfg(feature = "mocks")]
 pub use cache::MockCache;

@@ -31,7 +31,8 @@ pub trait PasswordHasher: Send + Sync + 'static {
     /// A self-describing hash (PHC string: algorithm, version and parameters included).
     async fn hash(&self, password: &Password) -> Result<String, HashError>;
     /// Checks `password` against `stored`.
-    async fn verify(&self, password: &Password, stored: &str) -> Result<PasswordVerdict, HashError>;
+    async fn verify(&self, password: &Password, stored: &str)
+    -> Result<PasswordVerdict, HashError>;
     /// Spends the same time as a real verification and always fails, so that an unknown account
     /// cannot be told from a wrong password by timing.
     async fn verify_dummy(&self, password: &Password) -> Result<(), HashError>;

@@ -64,11 +64,24 @@ pub trait UserRepository: Send + Sync + 'static {
     /// The user and password hash for this email, `Ok(None)` when there is none.
     async fn find_credentials(&self, email: &Email) -> Result<Option<UserCredentials>, PortError>;
     /// The user and password hash by id, `Ok(None)` when there is none.
-    async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<UserCredentials>, PortError>;
+    async fn find_credentials_by_id(
+        &self,
+        id: UserId,
+    ) -> Result<Option<UserCredentials>, PortError>;
     /// Applies `update` and sets `updated_at`; `Ok(None)` when the user does not exist.
-    async fn update(&self, id: UserId, update: &UserUpdate, now: DateTime<Utc>) -> Result<Option<User>, PortError>;
+    async fn update(
+        &self,
+        id: UserId,
+        update: &UserUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, PortError>;
     /// Sets the role of the user with this email; `Ok(None)` when there is none.
-    async fn set_role(&self, email: &Email, role: Role, now: DateTime<Utc>) -> Result<Option<User>, PortError>;
+    async fn set_role(
+        &self,
+        email: &Email,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, PortError>;
     /// Up to `limit` users after `after`, oldest first (keyset, never OFFSET).
     async fn list(&self, after: Option<UserPageKey>, limit: usize) -> Result<Vec<User>, PortError>;
 }

@@ -41,7 +41,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("state", &self.pool.state()).finish()
+        f.debug_struct("Database")
+            .field("state", &self.pool.state())
+            .finish()
     }
 }
 
@@ -65,7 +67,9 @@ impl Database {
     /// A pooled connection; [`PortError::Unavailable`] when none can be had in time.
     pub async fn connection(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, PortError> {
         self.pool.get().await.map_err(|error| match error {
-            bb8::RunError::TimedOut => PortError::unavailable(anyhow!("timed out waiting for a database connection")),
+            bb8::RunError::TimedOut => {
+                PortError::unavailable(anyhow!("timed out waiting for a database connection"))
+            }
             bb8::RunError::User(PoolError::ConnectionError(cause)) => {
                 PortError::unavailable(anyhow!(cause).context("cannot connect to the database"))
             }
@@ -74,10 +78,18 @@ impl Database {
     }
 
     /// Runs a query (or transaction) under the query timeout, mapping its error.
-    pub async fn timed<T>(&self, query: impl Future<Output = Result<T, DieselError>>) -> Result<T, PortError> {
+    pub async fn timed<T>(
+        &self,
+        query: impl Future<Output = Result<T, DieselError>>,
+    ) -> Result<T, PortError> {
         tokio::time::timeout(self.query_timeout, query)
             .await
-            .map_err(|_| PortError::unavailable(anyhow!("database query timed out after {:?}", self.query_timeout)))?
+            .map_err(|_| {
+                PortError::unavailable(anyhow!(
+                    "database query timed out after {:?}",
+                    self.query_timeout
+                ))
+            })?
             .map_err(map_error)
     }
 
@@ -91,9 +103,8 @@ impl Database {
 /// Maps a driver error that no port names: connection loss is transient, the rest unexpected.
 pub(crate) fn map_error(error: DieselError) -> PortError {
     match &error {
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | DieselError::BrokenTransactionManager => {
-            PortError::unavailable(error)
-        }
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        | DieselError::BrokenTransactionManager => PortError::unavailable(error),
         _ => PortError::unexpected(error),
     }
 }
@@ -113,6 +124,8 @@ impl HealthCheck for Database {
     async fn ping(&self) -> Result<(), PortError> {
         use diesel_async::RunQueryDsl;
         let mut conn = self.connection().await?;
-        self.timed(diesel::sql_query("SELECT 1").execute(&mut conn)).await.map(|_| ())
+        self.timed(diesel::sql_query("SELECT 1").execute(&mut conn))
+            .await
+            .map(|_| ())
     }
 }

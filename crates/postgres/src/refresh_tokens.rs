@@ -73,12 +73,19 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
         let row = RefreshTokenRow::from(record);
         let mut conn = self.db.connection().await?;
         self.db
-            .timed(diesel::insert_into(refresh_tokens::table).values(&row).execute(&mut conn))
+            .timed(
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&row)
+                    .execute(&mut conn),
+            )
             .await
             .map(|_| ())
     }
 
-    async fn find_by_hash(&self, token_hash: &[u8]) -> Result<Option<RefreshTokenRecord>, PortError> {
+    async fn find_by_hash(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<RefreshTokenRecord>, PortError> {
         let mut conn = self.db.connection().await?;
         let row = self
             .db
@@ -94,28 +101,38 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
         Ok(row.map(Into::into))
     }
 
-    async fn rotate(&self, old_id: Uuid, new: &RefreshTokenRecord, now: DateTime<Utc>) -> Result<RotateOutcome, PortError> {
+    async fn rotate(
+        &self,
+        old_id: Uuid,
+        new: &RefreshTokenRecord,
+        now: DateTime<Utc>,
+    ) -> Result<RotateOutcome, PortError> {
         let row = RefreshTokenRow::from(new);
         let mut conn = self.db.connection().await?;
         self.db
-            .timed(conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                // The row lock taken by this UPDATE serialises concurrent rotations of one token:
-                // the loser re-checks the predicate after the winner commits and matches nothing.
-                let marked = diesel::update(
-                    refresh_tokens::table
-                        .find(old_id)
-                        .filter(refresh_tokens::rotated_at.is_null())
-                        .filter(refresh_tokens::revoked_at.is_null()),
-                )
-                .set(refresh_tokens::rotated_at.eq(now))
-                .execute(conn)
-                .await?;
-                if marked == 0 {
-                    return Ok(RotateOutcome::AlreadyUsed);
-                }
-                diesel::insert_into(refresh_tokens::table).values(&row).execute(conn).await?;
-                Ok(RotateOutcome::Rotated)
-            }))
+            .timed(
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    // The row lock taken by this UPDATE serialises concurrent rotations of one token:
+                    // the loser re-checks the predicate after the winner commits and matches nothing.
+                    let marked = diesel::update(
+                        refresh_tokens::table
+                            .find(old_id)
+                            .filter(refresh_tokens::rotated_at.is_null())
+                            .filter(refresh_tokens::revoked_at.is_null()),
+                    )
+                    .set(refresh_tokens::rotated_at.eq(now))
+                    .execute(conn)
+                    .await?;
+                    if marked == 0 {
+                        return Ok(RotateOutcome::AlreadyUsed);
+                    }
+                    diesel::insert_into(refresh_tokens::table)
+                        .values(&row)
+                        .execute(conn)
+                        .await?;
+                    Ok(RotateOutcome::Rotated)
+                }),
+            )
             .await
     }
 
@@ -135,7 +152,12 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
             .map(|_| ())
     }
 
-    async fn revoke_all_for_user(&self, user_id: UserId, except_family: Option<Uuid>, now: DateTime<Utc>) -> Result<(), PortError> {
+    async fn revoke_all_for_user(
+        &self,
+        user_id: UserId,
+        except_family: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortError> {
         let mut query = diesel::update(refresh_tokens::table)
             .filter(refresh_tokens::user_id.eq(user_id.0))
             .filter(refresh_tokens::revoked_at.is_null())
@@ -145,7 +167,11 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
         }
         let mut conn = self.db.connection().await?;
         self.db
-            .timed(query.set(refresh_tokens::revoked_at.eq(now)).execute(&mut conn))
+            .timed(
+                query
+                    .set(refresh_tokens::revoked_at.eq(now))
+                    .execute(&mut conn),
+            )
             .await
             .map(|_| ())
     }

@@ -18,7 +18,8 @@ use crate::migrations::run_migrations;
 /// The server tests use: `DATABASE_URL` (any database on it; the maintenance work happens in the
 /// `postgres` database), or the local default.
 pub fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// `url` with its database name replaced by `database`.
@@ -84,7 +85,9 @@ async fn maintenance() -> anyhow::Result<AsyncPgConnection> {
 async fn ensure_template() -> anyhow::Result<String> {
     let template = format!("strata_template_{}", migrations_fingerprint()?);
     let mut conn = maintenance().await?;
-    diesel::sql_query("SELECT pg_advisory_lock(7306247)").execute(&mut conn).await?;
+    diesel::sql_query("SELECT pg_advisory_lock(7306247)")
+        .execute(&mut conn)
+        .await?;
     let result = async {
         let exists = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
             .bind::<Text, _>(&template)
@@ -93,25 +96,36 @@ async fn ensure_template() -> anyhow::Result<String> {
             .n
             > 0;
         if !exists {
-            let stale = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'strata_template_%'")
-                .load::<Name>(&mut conn)
-                .await?;
+            let stale = diesel::sql_query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'strata_template_%'",
+            )
+            .load::<Name>(&mut conn)
+            .await?;
             for old in stale {
-                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", old.datname))
-                    .execute(&mut conn)
-                    .await?;
-            }
-            let building = format!("{template}_building");
-            diesel::sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut conn).await?;
-            run_migrations(&with_database(&server_url(), &building)).await?;
-            diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""))
+                diesel::sql_query(format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    old.datname
+                ))
                 .execute(&mut conn)
                 .await?;
+            }
+            let building = format!("{template}_building");
+            diesel::sql_query(format!("CREATE DATABASE \"{building}\""))
+                .execute(&mut conn)
+                .await?;
+            run_migrations(&with_database(&server_url(), &building)).await?;
+            diesel::sql_query(format!(
+                "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+            ))
+            .execute(&mut conn)
+            .await?;
         }
         anyhow::Ok(())
     }
     .await;
-    diesel::sql_query("SELECT pg_advisory_unlock(7306247)").execute(&mut conn).await?;
+    diesel::sql_query("SELECT pg_advisory_unlock(7306247)")
+        .execute(&mut conn)
+        .await?;
     result.map(|()| template)
 }
 
@@ -132,9 +146,11 @@ impl TestDatabase {
         // of a parallel process, for an instant); retry briefly.
         let mut attempt = 0;
         loop {
-            let created = diesel::sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
-                .execute(&mut conn)
-                .await;
+            let created = diesel::sql_query(format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
+            .execute(&mut conn)
+            .await;
             match created {
                 Ok(_) => break,
                 Err(error) if attempt < 20 => {
@@ -171,12 +187,19 @@ impl Drop for TestDatabase {
         // Drop runs inside the test's runtime, which cannot be blocked on; a separate thread with
         // its own runtime drops the database (FORCE closes the pool's connections).
         let handle = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             runtime.block_on(async {
                 if let Ok(mut conn) = maintenance().await {
-                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut conn)
+                    .await;
                 }
             });
         });
@@ -190,8 +213,17 @@ mod tests {
 
     #[test]
     fn the_database_name_is_replaced_and_the_query_kept() {
-        assert_eq!(with_database("postgres://u@h:5432/app", "x"), "postgres://u@h:5432/x");
-        assert_eq!(with_database("postgres://u@h:5432/app?sslmode=disable", "x"), "postgres://u@h:5432/x?sslmode=disable");
-        assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            with_database("postgres://u@h:5432/app", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432/app?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
     }
 }

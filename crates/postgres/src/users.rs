@@ -3,12 +3,15 @@
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
 use diesel::pg::Pg;
+use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use strata_domain::{DisplayName, Email, Role, User, UserId};
-use strata_ports::{CreateUserError, NewUserRecord, PortError, UserCredentials, UserPageKey, UserRepository, UserUpdate};
+use strata_ports::{
+    CreateUserError, NewUserRecord, PortError, UserCredentials, UserPageKey, UserRepository,
+    UserUpdate,
+};
 use uuid::Uuid;
 
 use crate::database::{Database, violates};
@@ -35,11 +38,14 @@ struct UserRow {
 
 impl UserRow {
     fn into_user(self) -> Result<User, PortError> {
-        let corrupt = |what: &str| PortError::unexpected(anyhow!("users row {} holds an invalid {what}", self.id));
+        let corrupt = |what: &str| {
+            PortError::unexpected(anyhow!("users row {} holds an invalid {what}", self.id))
+        };
         Ok(User {
             id: UserId(self.id),
             email: Email::parse(&self.email).map_err(|_| corrupt("email"))?,
-            display_name: DisplayName::parse(&self.display_name).map_err(|_| corrupt("display_name"))?,
+            display_name: DisplayName::parse(&self.display_name)
+                .map_err(|_| corrupt("display_name"))?,
             role: Role::parse(&self.role).ok_or_else(|| corrupt("role"))?,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -76,11 +82,20 @@ impl PgUserRepository {
         Self { db }
     }
 
-    async fn first_credentials(&self, query: users::BoxedQuery<'static, Pg>) -> Result<Option<UserCredentials>, PortError> {
+    async fn first_credentials(
+        &self,
+        query: users::BoxedQuery<'static, Pg>,
+    ) -> Result<Option<UserCredentials>, PortError> {
         let mut conn = self.db.connection().await?;
         let row = self
             .db
-            .timed(async { query.select(UserRow::as_select()).first(&mut conn).await.optional() })
+            .timed(async {
+                query
+                    .select(UserRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+            })
             .await?;
         row.map(UserRow::into_credentials).transpose()
     }
@@ -115,28 +130,49 @@ impl UserRepository for PgUserRepository {
                 }
             })
             .await?;
-        inserted.ok_or(CreateUserError::EmailTaken)?.into_user().map_err(Into::into)
+        inserted
+            .ok_or(CreateUserError::EmailTaken)?
+            .into_user()
+            .map_err(Into::into)
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, PortError> {
         let mut conn = self.db.connection().await?;
         let row = self
             .db
-            .timed(async { users::table.find(id.0).select(UserRow::as_select()).first(&mut conn).await.optional() })
+            .timed(async {
+                users::table
+                    .find(id.0)
+                    .select(UserRow::as_select())
+                    .first(&mut conn)
+                    .await
+                    .optional()
+            })
             .await?;
         row.map(UserRow::into_user).transpose()
     }
 
     async fn find_credentials(&self, email: &Email) -> Result<Option<UserCredentials>, PortError> {
-        let query = users::table.filter(lower(users::email).eq(email.as_str().to_owned())).into_boxed();
+        let query = users::table
+            .filter(lower(users::email).eq(email.as_str().to_owned()))
+            .into_boxed();
         self.first_credentials(query).await
     }
 
-    async fn find_credentials_by_id(&self, id: UserId) -> Result<Option<UserCredentials>, PortError> {
-        self.first_credentials(users::table.filter(users::id.eq(id.0)).into_boxed()).await
+    async fn find_credentials_by_id(
+        &self,
+        id: UserId,
+    ) -> Result<Option<UserCredentials>, PortError> {
+        self.first_credentials(users::table.filter(users::id.eq(id.0)).into_boxed())
+            .await
     }
 
-    async fn update(&self, id: UserId, update: &UserUpdate, now: DateTime<Utc>) -> Result<Option<User>, PortError> {
+    async fn update(
+        &self,
+        id: UserId,
+        update: &UserUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, PortError> {
         let changes = UserChanges {
             display_name: update.display_name.as_ref().map(DisplayName::as_str),
             password_hash: update.password_hash.as_deref(),
@@ -158,7 +194,12 @@ impl UserRepository for PgUserRepository {
         row.map(UserRow::into_user).transpose()
     }
 
-    async fn set_role(&self, email: &Email, role: Role, now: DateTime<Utc>) -> Result<Option<User>, PortError> {
+    async fn set_role(
+        &self,
+        email: &Email,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, PortError> {
         let changes = UserChanges {
             display_name: None,
             password_hash: None,
@@ -169,12 +210,14 @@ impl UserRepository for PgUserRepository {
         let row = self
             .db
             .timed(async {
-                diesel::update(users::table.filter(lower(users::email).eq(email.as_str().to_owned())))
-                    .set(&changes)
-                    .returning(UserRow::as_returning())
-                    .get_result(&mut conn)
-                    .await
-                    .optional()
+                diesel::update(
+                    users::table.filter(lower(users::email).eq(email.as_str().to_owned())),
+                )
+                .set(&changes)
+                .returning(UserRow::as_returning())
+                .get_result(&mut conn)
+                .await
+                .optional()
             })
             .await?;
         row.map(UserRow::into_user).transpose()

@@ -10,11 +10,13 @@ use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use strata_domain::{DisplayName, Email, RefreshTokenRecord, Role, User, UserId};
 use strata_ports::{
-    CreateUserError, HealthCheck, NewUserRecord, PortError, RefreshTokenRepository, RotateOutcome, UserPageKey,
-    UserRepository, UserUpdate,
+    CreateUserError, HealthCheck, NewUserRecord, PortError, RefreshTokenRepository, RotateOutcome,
+    UserPageKey, UserRepository, UserUpdate,
 };
 use strata_postgres::testing::TestDatabase;
-use strata_postgres::{Database, PgRefreshTokenRepository, PgUserRepository, PoolSettings, run_migrations};
+use strata_postgres::{
+    Database, PgRefreshTokenRepository, PgUserRepository, PoolSettings, run_migrations,
+};
 use uuid::Uuid;
 
 fn now() -> DateTime<Utc> {
@@ -43,7 +45,10 @@ async fn a_created_user_is_found_by_id_and_by_email_in_any_case() -> anyhow::Res
     let created = users.create(&record).await?;
     assert_eq!(created, record.user);
     assert_eq!(users.find_by_id(created.id).await?, Some(created.clone()));
-    let credentials = users.find_credentials(&Email::parse("ADA@Example.COM")?).await?.expect("found");
+    let credentials = users
+        .find_credentials(&Email::parse("ADA@Example.COM")?)
+        .await?
+        .expect("found");
     assert_eq!(credentials.user, created);
     assert_eq!(credentials.password_hash, record.password_hash);
     assert!(users.find_by_id(UserId(Uuid::now_v7())).await?.is_none());
@@ -51,7 +56,8 @@ async fn a_created_user_is_found_by_id_and_by_email_in_any_case() -> anyhow::Res
 }
 
 #[tokio::test]
-async fn a_duplicate_email_in_another_case_is_email_taken_even_past_the_domain() -> anyhow::Result<()> {
+async fn a_duplicate_email_in_another_case_is_email_taken_even_past_the_domain()
+-> anyhow::Result<()> {
     let test_db = TestDatabase::create().await?;
     let users = PgUserRepository::new(test_db.database());
     users.create(&new_user("ada@example.com", now())).await?;
@@ -80,21 +86,44 @@ async fn updates_change_only_what_they_name_and_roles_can_be_granted() -> anyhow
         display_name: Some(DisplayName::parse("Countess")?),
         password_hash: None,
     };
-    let updated = users.update(created.id, &update, later).await?.expect("exists");
+    let updated = users
+        .update(created.id, &update, later)
+        .await?
+        .expect("exists");
     assert_eq!(updated.display_name.as_str(), "Countess");
     assert_eq!(updated.updated_at, later);
-    let credentials = users.find_credentials_by_id(created.id).await?.expect("exists");
-    assert_eq!(credentials.password_hash, new_user("x@example.com", now()).password_hash);
+    let credentials = users
+        .find_credentials_by_id(created.id)
+        .await?
+        .expect("exists");
+    assert_eq!(
+        credentials.password_hash,
+        new_user("x@example.com", now()).password_hash
+    );
 
-    let admin = users.set_role(&Email::parse("ADA@example.com")?, Role::Admin, later).await?.expect("exists");
+    let admin = users
+        .set_role(&Email::parse("ADA@example.com")?, Role::Admin, later)
+        .await?
+        .expect("exists");
     assert_eq!(admin.role, Role::Admin);
-    assert!(users.set_role(&Email::parse("ghost@example.com")?, Role::Admin, later).await?.is_none());
-    assert!(users.update(UserId(Uuid::now_v7()), &update, later).await?.is_none());
+    assert!(
+        users
+            .set_role(&Email::parse("ghost@example.com")?, Role::Admin, later)
+            .await?
+            .is_none()
+    );
+    assert!(
+        users
+            .update(UserId(Uuid::now_v7()), &update, later)
+            .await?
+            .is_none()
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn keyset_pages_walk_every_user_once_in_order_even_with_equal_timestamps() -> anyhow::Result<()> {
+async fn keyset_pages_walk_every_user_once_in_order_even_with_equal_timestamps()
+-> anyhow::Result<()> {
     let test_db = TestDatabase::create().await?;
     let users = PgUserRepository::new(test_db.database());
     let base = now();
@@ -102,7 +131,11 @@ async fn keyset_pages_walk_every_user_once_in_order_even_with_equal_timestamps()
     for i in 0..23 {
         // Groups of three share a timestamp, so the id must break ties.
         let created_at = base + chrono::Duration::seconds(i / 3);
-        expected.push(users.create(&new_user(&format!("user{i}@example.com"), created_at)).await?);
+        expected.push(
+            users
+                .create(&new_user(&format!("user{i}@example.com"), created_at))
+                .await?,
+        );
     }
     expected.sort_by_key(|u| (u.created_at, u.id));
     let mut seen = Vec::new();
@@ -112,7 +145,10 @@ async fn keyset_pages_walk_every_user_once_in_order_even_with_equal_timestamps()
         if page.is_empty() {
             break;
         }
-        after = page.last().map(|u| UserPageKey { created_at: u.created_at, id: u.id });
+        after = page.last().map(|u| UserPageKey {
+            created_at: u.created_at,
+            id: u.id,
+        });
         seen.extend(page);
     }
     assert_eq!(seen, expected);
@@ -135,7 +171,8 @@ fn token(user_id: UserId, family_id: Uuid) -> RefreshTokenRecord {
 }
 
 #[tokio::test]
-async fn a_refresh_token_rotates_once_and_a_second_rotation_is_already_used() -> anyhow::Result<()> {
+async fn a_refresh_token_rotates_once_and_a_second_rotation_is_already_used() -> anyhow::Result<()>
+{
     let test_db = TestDatabase::create().await?;
     let users = PgUserRepository::new(test_db.database());
     let tokens = PgRefreshTokenRepository::new(test_db.database());
@@ -143,18 +180,37 @@ async fn a_refresh_token_rotates_once_and_a_second_rotation_is_already_used() ->
     let family = Uuid::now_v7();
     let first = token(user.id, family);
     tokens.insert(&first).await?;
-    assert_eq!(tokens.find_by_hash(&first.token_hash).await?, Some(first.clone()));
+    assert_eq!(
+        tokens.find_by_hash(&first.token_hash).await?,
+        Some(first.clone())
+    );
 
     let second = token(user.id, family);
-    assert_eq!(tokens.rotate(first.id, &second, now()).await?, RotateOutcome::Rotated);
+    assert_eq!(
+        tokens.rotate(first.id, &second, now()).await?,
+        RotateOutcome::Rotated
+    );
     let third = token(user.id, family);
-    assert_eq!(tokens.rotate(first.id, &third, now()).await?, RotateOutcome::AlreadyUsed);
-    assert!(tokens.find_by_hash(&third.token_hash).await?.is_none(), "nothing stored for the loser");
-    assert!(tokens.find_by_hash(&first.token_hash).await?.expect("kept").rotated_at.is_some());
+    assert_eq!(
+        tokens.rotate(first.id, &third, now()).await?,
+        RotateOutcome::AlreadyUsed
+    );
+    assert!(
+        tokens.find_by_hash(&third.token_hash).await?.is_none(),
+        "nothing stored for the loser"
+    );
+    assert!(
+        tokens
+            .find_by_hash(&first.token_hash)
+            .await?
+            .expect("kept")
+            .rotated_at
+            .is_some()
+    );
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_rotations_of_one_token_have_exactly_one_winner() -> anyhow::Result<()> {
     let test_db = TestDatabase::create().await?;
     let users = PgUserRepository::new(test_db.database());
@@ -163,10 +219,12 @@ async fn concurrent_rotations_of_one_token_have_exactly_one_winner() -> anyhow::
     let family = Uuid::now_v7();
     let first = token(user.id, family);
     tokens.insert(&first).await?;
-    let attempts = (0..8).map(|_| {
-        let (tokens, successor) = (tokens.clone(), token(user.id, family));
-        tokio::spawn(async move { tokens.rotate(first.id, &successor, now()).await })
-    });
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let (tokens, successor) = (tokens.clone(), token(user.id, family));
+            tokio::spawn(async move { tokens.rotate(first.id, &successor, now()).await })
+        })
+        .collect();
     let mut winners = 0;
     for attempt in attempts {
         if attempt.await?? == RotateOutcome::Rotated {
@@ -178,7 +236,8 @@ async fn concurrent_rotations_of_one_token_have_exactly_one_winner() -> anyhow::
 }
 
 #[tokio::test]
-async fn revoking_a_family_or_all_other_sessions_marks_exactly_those_tokens() -> anyhow::Result<()> {
+async fn revoking_a_family_or_all_other_sessions_marks_exactly_those_tokens() -> anyhow::Result<()>
+{
     let test_db = TestDatabase::create().await?;
     let users = PgUserRepository::new(test_db.database());
     let tokens = PgRefreshTokenRepository::new(test_db.database());
@@ -189,17 +248,47 @@ async fn revoking_a_family_or_all_other_sessions_marks_exactly_those_tokens() ->
         tokens.insert(t).await?;
     }
     tokens.revoke_family(a, now()).await?;
-    assert!(tokens.find_by_hash(&in_a.token_hash).await?.expect("a").revoked_at.is_some());
-    assert!(tokens.find_by_hash(&in_b.token_hash).await?.expect("b").revoked_at.is_none());
+    assert!(
+        tokens
+            .find_by_hash(&in_a.token_hash)
+            .await?
+            .expect("a")
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        tokens
+            .find_by_hash(&in_b.token_hash)
+            .await?
+            .expect("b")
+            .revoked_at
+            .is_none()
+    );
 
     tokens.revoke_all_for_user(user.id, Some(c), now()).await?;
-    assert!(tokens.find_by_hash(&in_b.token_hash).await?.expect("b").revoked_at.is_some());
-    assert!(tokens.find_by_hash(&in_c.token_hash).await?.expect("c").revoked_at.is_none(), "the caller's session stays");
+    assert!(
+        tokens
+            .find_by_hash(&in_b.token_hash)
+            .await?
+            .expect("b")
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        tokens
+            .find_by_hash(&in_c.token_hash)
+            .await?
+            .expect("c")
+            .revoked_at
+            .is_none(),
+        "the caller's session stays"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn the_health_check_pings_and_an_unreachable_server_is_unavailable_quickly() -> anyhow::Result<()> {
+async fn the_health_check_pings_and_an_unreachable_server_is_unavailable_quickly()
+-> anyhow::Result<()> {
     let test_db = TestDatabase::create().await?;
     test_db.database().ping().await?;
 
@@ -213,7 +302,11 @@ async fn the_health_check_pings_and_an_unreachable_server_is_unavailable_quickly
     let started = Instant::now();
     let error = dead.ping().await.expect_err("nothing listens on port 1");
     assert!(matches!(error, PortError::Unavailable(_)), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -265,14 +358,20 @@ fn declared_schema() -> anyhow::Result<BTreeMap<String, Vec<(String, String)>>> 
     let mut tables = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in source.lines().map(str::trim) {
-        if let Some(name) = line.strip_suffix('{').and_then(|l| l.split_once(" (")).map(|(name, _)| name.trim()) {
+        if let Some(name) = line
+            .strip_suffix('{')
+            .and_then(|l| l.split_once(" ("))
+            .map(|(name, _)| name.trim())
+        {
             if !name.contains('!') {
                 current = Some(name.to_owned());
                 tables.insert(name.to_owned(), Vec::new());
             }
         } else if let (Some(table), Some((column, ty))) = (&current, line.split_once(" -> ")) {
             let ty = ty.trim_end_matches(',').trim().to_owned();
-            tables.get_mut(table).map(|columns: &mut Vec<_>| columns.push((column.trim().to_owned(), ty)));
+            tables
+                .get_mut(table)
+                .map(|columns: &mut Vec<_>| columns.push((column.trim().to_owned(), ty)));
         } else if line == "}" {
             current = None;
         }
@@ -296,8 +395,15 @@ async fn schema_matches_the_migrations() -> anyhow::Result<()> {
     let mut actual: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for column in columns {
         let ty = diesel_type(&column.udt_name);
-        let ty = if column.is_nullable == "YES" { format!("Nullable<{ty}>") } else { ty };
-        actual.entry(column.table_name).or_default().push((column.column_name, ty));
+        let ty = if column.is_nullable == "YES" {
+            format!("Nullable<{ty}>")
+        } else {
+            ty
+        };
+        actual
+            .entry(column.table_name)
+            .or_default()
+            .push((column.column_name, ty));
     }
     let declared = declared_schema()?;
     assert!(!declared.is_empty(), "schema.rs was not understood");

@@ -35,7 +35,9 @@ impl TokenBlacklist for RedisTokenBlacklist {
         }
         let key = self.key(jti);
         // A second of slack covers clock skew and the verifier's leeway.
-        let millis = u64::try_from(remaining).unwrap_or(u64::MAX).saturating_add(1000);
+        let millis = u64::try_from(remaining)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1000);
         self.redis
             .run(|mut conn| async move { conn.pset_ex::<_, _, ()>(key, 1u8, millis).await })
             .await
@@ -43,6 +45,8 @@ impl TokenBlacklist for RedisTokenBlacklist {
 
     async fn is_revoked(&self, jti: Uuid) -> Result<bool, PortError> {
         let key = self.key(jti);
-        self.redis.run(|mut conn| async move { conn.exists(key).await }).await
+        self.redis
+            .run(|mut conn| async move { conn.exists(key).await })
+            .await
     }
 }

@@ -29,7 +29,9 @@ impl RedisCache {
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<String>, PortError> {
         let key = self.key(key);
-        self.redis.run(|mut conn| async move { conn.get(key).await }).await
+        self.redis
+            .run(|mut conn| async move { conn.get(key).await })
+            .await
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), PortError> {
@@ -42,6 +44,8 @@ impl Cache for RedisCache {
 
     async fn delete(&self, key: &str) -> Result<(), PortError> {
         let key = self.key(key);
-        self.redis.run(|mut conn| async move { conn.del::<_, ()>(key).await }).await
+        self.redis
+            .run(|mut conn| async move { conn.del::<_, ()>(key).await })
+            .await
     }
 }

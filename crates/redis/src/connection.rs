@@ -33,14 +33,17 @@ pub struct RedisConnection {
 
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisConnection").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("RedisConnection")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
 impl RedisConnection {
     /// Validates the URL; connects on first use.
     pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
-        let client = Client::open(settings.url.as_str()).map_err(|e| anyhow!("invalid Redis URL: {e}"))?;
+        let client =
+            Client::open(settings.url.as_str()).map_err(|e| anyhow!("invalid Redis URL: {e}"))?;
         Ok(Self {
             client,
             manager: Arc::new(OnceCell::new()),
@@ -62,10 +65,13 @@ impl RedisConnection {
         let manager = self
             .manager
             .get_or_try_init(|| async {
-                tokio::time::timeout(self.timeout, self.client.get_connection_manager_with_config(config))
-                    .await
-                    .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?
-                    .map_err(map_error)
+                tokio::time::timeout(
+                    self.timeout,
+                    self.client.get_connection_manager_with_config(config),
+                )
+                .await
+                .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?
+                .map_err(map_error)
             })
             .await?;
         Ok(manager.clone())
@@ -80,13 +86,19 @@ impl RedisConnection {
         let manager = self.manager().await?;
         tokio::time::timeout(self.timeout, command(manager))
             .await
-            .map_err(|_| PortError::unavailable(anyhow!("Redis command timed out after {:?}", self.timeout)))?
+            .map_err(|_| {
+                PortError::unavailable(anyhow!("Redis command timed out after {:?}", self.timeout))
+            })?
             .map_err(map_error)
     }
 }
 
 fn map_error(error: RedisError) -> PortError {
-    if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() || error.is_timeout() {
+    if error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+    {
         PortError::unavailable(error)
     } else {
         PortError::unexpected(error)
@@ -100,8 +112,10 @@ impl HealthCheck for RedisConnection {
     }
 
     async fn ping(&self) -> Result<(), PortError> {
-        self.run(|mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
-            .await
-            .map(|_| ())
+        self.run(
+            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
+        )
+        .await
+        .map(|_| ())
     }
 }

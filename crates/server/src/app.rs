@@ -9,13 +9,16 @@ use actix_web::dev::{Server, ServerHandle};
 use anyhow::{Context, anyhow};
 use secrecy::ExposeSecret;
 use strata_http::{AppState, Health, build_app};
-use strata_ports::{Cache, Clock, HealthCheck, IdGenerator, PasswordHasher, RefreshTokenRepository, TokenBlacklist, UserRepository};
+use strata_ports::{
+    Cache, Clock, HealthCheck, IdGenerator, PasswordHasher, RefreshTokenRepository, TokenBlacklist,
+    UserRepository,
+};
 use strata_postgres::{Database, PgRefreshTokenRepository, PgUserRepository, PoolSettings};
 use strata_redis::{RedisCache, RedisConnection, RedisSettings, RedisTokenBlacklist};
 use strata_services::tokens::{Algorithm, JwtKey};
 use strata_services::{
-    Argon2Hasher, Argon2Settings, AuthService, AuthSettings, CursorCodec, derive_key, JwtCodec, JwtSettings, RevocationCheckPolicy,
-    SystemClock, UserService, UuidV7Ids,
+    Argon2Hasher, Argon2Settings, AuthService, AuthSettings, CursorCodec, JwtCodec, JwtSettings,
+    RevocationCheckPolicy, SystemClock, UserService, UuidV7Ids, derive_key,
 };
 
 use crate::config::{Environment, Settings};
@@ -54,7 +57,8 @@ impl Components {
         })?;
 
         let users: Arc<dyn UserRepository> = Arc::new(PgUserRepository::new(database.clone()));
-        let refresh_tokens: Arc<dyn RefreshTokenRepository> = Arc::new(PgRefreshTokenRepository::new(database.clone()));
+        let refresh_tokens: Arc<dyn RefreshTokenRepository> =
+            Arc::new(PgRefreshTokenRepository::new(database.clone()));
         let cache: Arc<dyn Cache> = Arc::new(RedisCache::new(redis.clone()));
         let blacklist: Arc<dyn TokenBlacklist> = Arc::new(RedisTokenBlacklist::new(redis.clone()));
         let hasher: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(&Argon2Settings {
@@ -70,7 +74,9 @@ impl Components {
         let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Ids);
 
         let (jwt_settings, cursor_key) = jwt_settings(settings)?;
-        let jwt = Arc::new(JwtCodec::new(jwt_settings).context("STRATA_JWT_*: the signing key cannot be used")?);
+        let jwt = Arc::new(
+            JwtCodec::new(jwt_settings).context("STRATA_JWT_*: the signing key cannot be used")?,
+        );
         let auth = Arc::new(AuthService::new(
             users.clone(),
             refresh_tokens.clone(),
@@ -96,8 +102,12 @@ impl Components {
             CursorCodec::new(&cursor_key),
             Duration::from_secs(settings.cache_ttl_secs),
         ));
-        let checks: Vec<Arc<dyn HealthCheck>> = vec![Arc::new(database.clone()), Arc::new(redis.clone())];
-        let health = Arc::new(Health::new(checks, Settings::ms(settings.health_timeout_ms)));
+        let checks: Vec<Arc<dyn HealthCheck>> =
+            vec![Arc::new(database.clone()), Arc::new(redis.clone())];
+        let health = Arc::new(Health::new(
+            checks,
+            Settings::ms(settings.health_timeout_ms),
+        ));
         Ok(Self {
             database,
             redis,
@@ -123,33 +133,52 @@ fn jwt_settings(settings: &Settings) -> anyhow::Result<(JwtSettings, Vec<u8>)> {
         .jwt_algorithm
         .parse()
         .map_err(|_| anyhow!("STRATA_JWT_ALGORITHM: unknown algorithm"))?;
-    let key = match (&settings.jwt_private_key_pem, &settings.jwt_public_key_pem, &settings.jwt_secret) {
+    let key = match (
+        &settings.jwt_private_key_pem,
+        &settings.jwt_public_key_pem,
+        &settings.jwt_secret,
+    ) {
         (Some(private), Some(public), _) => JwtKey::Pem {
             private: Some(private.expose_secret().as_bytes().to_vec()),
             public: public.as_bytes().to_vec(),
         },
         (_, _, Some(secret)) => JwtKey::Hmac(secret.expose_secret().as_bytes().to_vec()),
         _ if settings.env != Environment::Production => {
-            tracing::warn!("STRATA_JWT_SECRET is not set: using a random secret; tokens will not survive a restart");
+            tracing::warn!(
+                "STRATA_JWT_SECRET is not set: using a random secret; tokens will not survive a restart"
+            );
             let mut secret = vec![0u8; 32];
             getrandom::fill(&mut secret).map_err(|e| anyhow!("no system randomness: {e}"))?;
             JwtKey::Hmac(secret)
         }
-        _ => return Err(anyhow!("STRATA_JWT_SECRET: required when STRATA_ENV=production")),
+        _ => {
+            return Err(anyhow!(
+                "STRATA_JWT_SECRET: required when STRATA_ENV=production"
+            ));
+        }
     };
     let mut previous_keys = Vec::new();
     if let Some(previous) = &settings.jwt_previous_secrets {
-        for entry in previous.expose_secret().split(',').filter(|e| !e.trim().is_empty()) {
-            let (kid, secret) = entry
-                .split_once('=')
-                .ok_or_else(|| anyhow!("STRATA_JWT_PREVIOUS_SECRETS: expected kid=secret[,kid=secret]"))?;
-            previous_keys.push((kid.trim().to_owned(), JwtKey::Hmac(secret.trim().as_bytes().to_vec())));
+        for entry in previous
+            .expose_secret()
+            .split(',')
+            .filter(|e| !e.trim().is_empty())
+        {
+            let (kid, secret) = entry.split_once('=').ok_or_else(|| {
+                anyhow!("STRATA_JWT_PREVIOUS_SECRETS: expected kid=secret[,kid=secret]")
+            })?;
+            previous_keys.push((
+                kid.trim().to_owned(),
+                JwtKey::Hmac(secret.trim().as_bytes().to_vec()),
+            ));
         }
     }
     let cursor_key = match (&settings.cursor_secret, &key) {
         (Some(secret), _) => secret.expose_secret().as_bytes().to_vec(),
         (None, JwtKey::Hmac(secret)) => derive_key(secret, "pagination cursors"),
-        (None, JwtKey::Pem { private, .. }) => derive_key(private.as_deref().unwrap_or_default(), "pagination cursors"),
+        (None, JwtKey::Pem { private, .. }) => {
+            derive_key(private.as_deref().unwrap_or_default(), "pagination cursors")
+        }
     };
     Ok((
         JwtSettings {
@@ -183,8 +212,13 @@ impl Application {
 
     /// Serves already-built components.
     pub fn with_components(settings: &Settings, components: Components) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
-            .with_context(|| format!("cannot listen on {}:{} (STRATA_HOST/STRATA_PORT)", settings.host, settings.port))?;
+        let listener =
+            TcpListener::bind((settings.host.as_str(), settings.port)).with_context(|| {
+                format!(
+                    "cannot listen on {}:{} (STRATA_HOST/STRATA_PORT)",
+                    settings.host, settings.port
+                )
+            })?;
         let port = listener.local_addr()?.port();
         let state = components.app_state();
         let mut server = HttpServer::new(move || build_app(state.clone()))
@@ -250,7 +284,10 @@ pub struct ShutdownHandle {
 impl ShutdownHandle {
     /// Runs the shutdown sequence; returns when the server has stopped.
     pub async fn shutdown(&self) {
-        tracing::info!(grace_secs = self.grace.as_secs(), "shutting down: readiness now reports draining");
+        tracing::info!(
+            grace_secs = self.grace.as_secs(),
+            "shutting down: readiness now reports draining"
+        );
         self.health.start_draining();
         tokio::time::sleep(self.grace).await;
         self.server.stop(true).await;

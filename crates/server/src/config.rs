@@ -281,28 +281,49 @@ impl Settings {
                 return Err(config_error(variable, "must be greater than 0"));
             }
         }
-        if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
+        if !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
             return Err(config_error("DATABASE_URL", "must be a postgres:// URL"));
         }
         if !self.redis_url.starts_with("redis://") && !self.redis_url.starts_with("rediss://") {
-            return Err(config_error("REDIS_URL", "must be a redis:// or rediss:// URL"));
+            return Err(config_error(
+                "REDIS_URL",
+                "must be a redis:// or rediss:// URL",
+            ));
         }
         if !matches!(self.revocation_check.as_str(), "deny" | "allow") {
-            return Err(config_error("STRATA_REVOCATION_CHECK", "must be deny or allow"));
+            return Err(config_error(
+                "STRATA_REVOCATION_CHECK",
+                "must be deny or allow",
+            ));
         }
-        if self.jwt_algorithm.parse::<strata_services::tokens::Algorithm>().is_err() {
-            return Err(config_error("STRATA_JWT_ALGORITHM", format!("unknown algorithm {:?}", self.jwt_algorithm)));
+        if self
+            .jwt_algorithm
+            .parse::<strata_services::tokens::Algorithm>()
+            .is_err()
+        {
+            return Err(config_error(
+                "STRATA_JWT_ALGORITHM",
+                format!("unknown algorithm {:?}", self.jwt_algorithm),
+            ));
         }
         if let Some(secret) = &self.jwt_secret
             && secret.expose_secret().len() < 32
         {
-            return Err(config_error("STRATA_JWT_SECRET", "must be at least 32 bytes"));
+            return Err(config_error(
+                "STRATA_JWT_SECRET",
+                "must be at least 32 bytes",
+            ));
         }
         if self.env == Environment::Production
             && self.jwt_secret.is_none()
             && self.jwt_private_key_pem.is_none()
         {
-            return Err(config_error("STRATA_JWT_SECRET", "is required when STRATA_ENV=production"));
+            return Err(config_error(
+                "STRATA_JWT_SECRET",
+                "is required when STRATA_ENV=production",
+            ));
         }
         if self.workers == Some(0) {
             return Err(config_error("STRATA_WORKERS", "must be at least 1"));
@@ -332,7 +353,6 @@ fn unknown_variable(message: &str) -> String {
         .map(variable_for)
         .unwrap_or_else(|| "STRATA_*".to_owned())
 }
-
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)]
@@ -396,7 +416,10 @@ mod tests {
             assert_eq!(load().expect_err("db").variable, "DATABASE_URL");
             jail.set_env("DATABASE_URL", "postgres://x/y");
             jail.set_env("STRATA_REVOCATION_CHECK", "maybe");
-            assert_eq!(load().expect_err("policy").variable, "STRATA_REVOCATION_CHECK");
+            assert_eq!(
+                load().expect_err("policy").variable,
+                "STRATA_REVOCATION_CHECK"
+            );
             jail.set_env("STRATA_REVOCATION_CHECK", "allow");
             jail.set_env("STRATA_JWT_ALGORITHM", "none");
             assert_eq!(load().expect_err("alg").variable, "STRATA_JWT_ALGORITHM");

@@ -8,11 +8,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use strata_domain::{
-    DisplayName, Email, FieldError, Password, RefreshTokenRecord, RefreshTokenState, Role, User, UserId, ValidationErrors,
+    DisplayName, Email, FieldError, Password, RefreshTokenRecord, RefreshTokenState, Role, User,
+    UserId, ValidationErrors,
 };
 use strata_ports::{
-    Clock, CreateUserError, IdGenerator, NewUserRecord, PasswordHasher, RefreshTokenRepository, RotateOutcome,
-    TokenBlacklist, UserRepository, UserUpdate,
+    Clock, CreateUserError, IdGenerator, NewUserRecord, PasswordHasher, RefreshTokenRepository,
+    RotateOutcome, TokenBlacklist, UserRepository, UserUpdate,
 };
 use uuid::Uuid;
 
@@ -175,7 +176,8 @@ impl AuthService {
         let email = errors.check("email", Email::parse(&input.email));
         let display_name = errors.check("display_name", DisplayName::parse(&input.display_name));
         let password = errors.check("password", Password::parse(&input.password));
-        let (Some(email), Some(display_name), Some(password)) = (email, display_name, password) else {
+        let (Some(email), Some(display_name), Some(password)) = (email, display_name, password)
+        else {
             return Err(errors.into());
         };
         let password_hash = self.hasher.hash(&password).await?;
@@ -191,10 +193,14 @@ impl AuthService {
             },
             password_hash,
         };
-        let user = self.users.create(&record).await.map_err(|error| match error {
-            CreateUserError::EmailTaken => AuthError::EmailTaken,
-            CreateUserError::Port(port) => port.into(),
-        })?;
+        let user = self
+            .users
+            .create(&record)
+            .await
+            .map_err(|error| match error {
+                CreateUserError::EmailTaken => AuthError::EmailTaken,
+                CreateUserError::Port(port) => port.into(),
+            })?;
         let tokens = self.start_session(&user, now).await?;
         tracing::info!(user_id = %user.id, "user registered");
         Ok((user, tokens))
@@ -210,7 +216,11 @@ impl AuthService {
         if password.is_empty() {
             errors.push(FieldError::new("password", "required", "must not be empty"));
         } else if password.chars().count() > MAX_LOGIN_PASSWORD_CHARS {
-            errors.push(FieldError::new("password", "too_long", format!("must be at most {MAX_LOGIN_PASSWORD_CHARS} characters")));
+            errors.push(FieldError::new(
+                "password",
+                "too_long",
+                format!("must be at most {MAX_LOGIN_PASSWORD_CHARS} characters"),
+            ));
         }
         errors.into_result()?;
         let password = Password::unchecked(password);
@@ -222,7 +232,10 @@ impl AuthService {
             self.hasher.verify_dummy(&password).await?;
             return Err(AuthError::InvalidCredentials);
         };
-        let verdict = self.hasher.verify(&password, &credentials.password_hash).await?;
+        let verdict = self
+            .hasher
+            .verify(&password, &credentials.password_hash)
+            .await?;
         if !verdict.matches {
             return Err(AuthError::InvalidCredentials);
         }
@@ -247,7 +260,9 @@ impl AuthService {
         .await;
         match result {
             Ok(()) => tracing::info!(%user_id, "password hash upgraded to current parameters"),
-            Err(error) => tracing::warn!(%user_id, error = %error, "password hash upgrade deferred"),
+            Err(error) => {
+                tracing::warn!(%user_id, error = %error, "password hash upgrade deferred")
+            }
         }
     }
 
@@ -257,7 +272,11 @@ impl AuthService {
             return Err(AuthError::Unauthenticated);
         }
         let now = self.clock.now();
-        let Some(current) = self.refresh_tokens.find_by_hash(&digest(refresh_token)).await? else {
+        let Some(current) = self
+            .refresh_tokens
+            .find_by_hash(&digest(refresh_token))
+            .await?
+        else {
             return Err(AuthError::Unauthenticated);
         };
         match current.state_at(now) {
@@ -267,7 +286,9 @@ impl AuthService {
             RefreshTokenState::Reused => return Err(self.revoke_after_reuse(&current, now).await),
         }
         let Some(user) = self.users.find_by_id(current.user_id).await? else {
-            self.refresh_tokens.revoke_family(current.family_id, now).await?;
+            self.refresh_tokens
+                .revoke_family(current.family_id, now)
+                .await?;
             return Err(AuthError::Unauthenticated);
         };
         let (token, record) = self.new_refresh_token(user.id, current.family_id, now);
@@ -278,9 +299,17 @@ impl AuthService {
         self.token_pair(&user, current.family_id, token, now)
     }
 
-    async fn revoke_after_reuse(&self, token: &RefreshTokenRecord, now: DateTime<Utc>) -> AuthError {
+    async fn revoke_after_reuse(
+        &self,
+        token: &RefreshTokenRecord,
+        now: DateTime<Utc>,
+    ) -> AuthError {
         tracing::warn!(user_id = %token.user_id, family_id = %token.family_id, "refresh token reused; revoking its family");
-        match self.refresh_tokens.revoke_family(token.family_id, now).await {
+        match self
+            .refresh_tokens
+            .revoke_family(token.family_id, now)
+            .await
+        {
             Ok(()) => AuthError::TokenRevoked,
             Err(error) => error.into(),
         }
@@ -290,8 +319,12 @@ impl AuthService {
     /// session's refresh tokens are revoked.
     pub async fn logout(&self, principal: &Principal) -> Result<(), AuthError> {
         let now = self.clock.now();
-        self.refresh_tokens.revoke_family(principal.session_id, now).await?;
-        self.blacklist.revoke(principal.jti, principal.expires_at).await?;
+        self.refresh_tokens
+            .revoke_family(principal.session_id, now)
+            .await?;
+        self.blacklist
+            .revoke(principal.jti, principal.expires_at)
+            .await?;
         tracing::info!(user_id = %principal.user_id, "logged out");
         Ok(())
     }
@@ -331,9 +364,15 @@ impl AuthService {
         self.token_pair(user, family_id, token, now)
     }
 
-    fn new_refresh_token(&self, user_id: UserId, family_id: Uuid, now: DateTime<Utc>) -> (String, RefreshTokenRecord) {
+    fn new_refresh_token(
+        &self,
+        user_id: UserId,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> (String, RefreshTokenRecord) {
         let token = random_token();
-        let ttl = chrono::Duration::from_std(self.settings.refresh_ttl).unwrap_or(chrono::Duration::days(30));
+        let ttl = chrono::Duration::from_std(self.settings.refresh_ttl)
+            .unwrap_or(chrono::Duration::days(30));
         let record = RefreshTokenRecord {
             id: self.ids.new_id(),
             family_id,
@@ -347,7 +386,13 @@ impl AuthService {
         (token, record)
     }
 
-    fn token_pair(&self, user: &User, session_id: Uuid, refresh_token: String, now: DateTime<Utc>) -> Result<TokenPair, AuthError> {
+    fn token_pair(
+        &self,
+        user: &User,
+        session_id: Uuid,
+        refresh_token: String,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair, AuthError> {
         let (access_token, _) = self
             .jwt
             .issue(user.id.0, user.role, session_id, self.ids.new_id(), now)

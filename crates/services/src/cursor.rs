@@ -37,7 +37,8 @@ impl CursorCodec {
 
     fn mac(&self, scope: &str, payload: &[u8]) -> [u8; MAC_LEN] {
         #[allow(clippy::expect_used)]
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts keys of any length");
         mac.update(scope.as_bytes());
         mac.update(b"\0");
         mac.update(payload);
@@ -52,11 +53,19 @@ impl CursorCodec {
         // Serialising plain data structs cannot fail; an empty cursor would be rejected on return.
         let payload = serde_json::to_vec(position).unwrap_or_default();
         let mac = self.mac(scope, &payload);
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(mac))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(mac)
+        )
     }
 
     /// Verifies and decodes a cursor of the list named `scope`.
-    pub fn decode<T: DeserializeOwned>(&self, scope: &str, cursor: &str) -> Result<T, InvalidCursor> {
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        scope: &str,
+        cursor: &str,
+    ) -> Result<T, InvalidCursor> {
         if cursor.len() > 512 {
             return Err(InvalidCursor);
         }
@@ -101,19 +110,38 @@ mod tests {
     fn a_cursor_round_trips_within_its_scope() {
         let codec = CursorCodec::new(b"key");
         let cursor = codec.encode("users", &Position { n: 42 });
-        assert_eq!(codec.decode::<Position>("users", &cursor), Ok(Position { n: 42 }));
+        assert_eq!(
+            codec.decode::<Position>("users", &cursor),
+            Ok(Position { n: 42 })
+        );
     }
 
     #[test]
     fn tampered_foreign_and_garbage_cursors_are_rejected() {
         let codec = CursorCodec::new(b"key");
         let cursor = codec.encode("users", &Position { n: 42 });
-        let forged = format!("{}.{}", URL_SAFE_NO_PAD.encode(br#"{"n":43}"#), cursor.split_once('.').map(|(_, m)| m).unwrap_or(""));
-        assert_eq!(codec.decode::<Position>("users", &forged), Err(InvalidCursor));
-        assert_eq!(codec.decode::<Position>("products", &cursor), Err(InvalidCursor));
-        assert_eq!(CursorCodec::new(b"other").decode::<Position>("users", &cursor), Err(InvalidCursor));
+        let forged = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"n":43}"#),
+            cursor.split_once('.').map(|(_, m)| m).unwrap_or("")
+        );
+        assert_eq!(
+            codec.decode::<Position>("users", &forged),
+            Err(InvalidCursor)
+        );
+        assert_eq!(
+            codec.decode::<Position>("products", &cursor),
+            Err(InvalidCursor)
+        );
+        assert_eq!(
+            CursorCodec::new(b"other").decode::<Position>("users", &cursor),
+            Err(InvalidCursor)
+        );
         for garbage in ["", ".", "abc", "!!!.???", &"a".repeat(600)] {
-            assert_eq!(codec.decode::<Position>("users", garbage), Err(InvalidCursor));
+            assert_eq!(
+                codec.decode::<Position>("users", garbage),
+                Err(InvalidCursor)
+            );
         }
     }
 }

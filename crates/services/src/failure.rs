@@ -25,7 +25,9 @@ impl From<PortError> for Failure {
 impl From<HashError> for Failure {
     fn from(error: HashError) -> Self {
         match error {
-            HashError::Overloaded => Failure::Unavailable(anyhow::anyhow!("password hashing is overloaded")),
+            HashError::Overloaded => {
+                Failure::Unavailable(anyhow::anyhow!("password hashing is overloaded"))
+            }
             HashError::Unexpected(cause) => Failure::Unexpected(cause),
         }
     }

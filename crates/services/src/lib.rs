@@ -18,7 +18,10 @@ pub mod users;
 
 mod failure;
 
-pub use auth::{AuthError, AuthService, AuthSettings, Principal, RegisterInput, RevocationCheckPolicy, TokenPair};
+pub use auth::{
+    AuthError, AuthService, AuthSettings, Principal, RegisterInput, RevocationCheckPolicy,
+    TokenPair,
+};
 pub use cursor::{CursorCodec, InvalidCursor, derive_key};
 pub use failure::Failure;
 pub use password::{Argon2Hasher, Argon2Settings};

@@ -59,15 +59,22 @@ pub struct Argon2Hasher {
 
 impl std::fmt::Debug for Argon2Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Argon2Hasher").field("params", &self.params).finish_non_exhaustive()
+        f.debug_struct("Argon2Hasher")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
 impl Argon2Hasher {
     /// Builds the hasher and the dummy hash used for unknown accounts (one hash, at start-up).
     pub fn new(settings: &Argon2Settings) -> anyhow::Result<Self> {
-        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
-            .map_err(|e| anyhow!("invalid argon2 parameters: {e}"))?;
+        let params = Params::new(
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            None,
+        )
+        .map_err(|e| anyhow!("invalid argon2 parameters: {e}"))?;
         let mut salt_source = [0u8; 32];
         getrandom::fill(&mut salt_source).map_err(|e| anyhow!("no system randomness: {e}"))?;
         let dummy_hash = argon2(&params)
@@ -104,7 +111,9 @@ impl Argon2Hasher {
         let current_algorithm = stored.algorithm == Algorithm::Argon2id.ident();
         let current_version = stored.version == Some(Version::V0x13.into());
         let current_params = Params::try_from(stored).is_ok_and(|p| {
-            p.m_cost() == self.params.m_cost() && p.t_cost() == self.params.t_cost() && p.p_cost() == self.params.p_cost()
+            p.m_cost() == self.params.m_cost()
+                && p.t_cost() == self.params.t_cost()
+                && p.p_cost() == self.params.p_cost()
         });
         !(current_algorithm && current_version && current_params)
     }
@@ -127,15 +136,25 @@ impl PasswordHasher for Argon2Hasher {
         .await
     }
 
-    async fn verify(&self, password: &Password, stored: &str) -> Result<PasswordVerdict, HashError> {
-        let parsed = PasswordHash::new(stored).map_err(|e| HashError::Unexpected(anyhow!("unreadable password hash: {e}")))?;
+    async fn verify(
+        &self,
+        password: &Password,
+        stored: &str,
+    ) -> Result<PasswordVerdict, HashError> {
+        let parsed = PasswordHash::new(stored)
+            .map_err(|e| HashError::Unexpected(anyhow!("unreadable password hash: {e}")))?;
         let needs_rehash = self.needs_rehash(&parsed);
         let plaintext = password.expose().as_bytes().to_vec();
         let stored = stored.to_owned();
         let matches = self
-            .on_blocking_pool(move |hasher| Ok(hasher.verify_password(&plaintext, stored.as_str()).is_ok()))
+            .on_blocking_pool(move |hasher| {
+                Ok(hasher.verify_password(&plaintext, stored.as_str()).is_ok())
+            })
             .await?;
-        Ok(PasswordVerdict { matches, needs_rehash })
+        Ok(PasswordVerdict {
+            matches,
+            needs_rehash,
+        })
     }
 
     async fn verify_dummy(&self, password: &Password) -> Result<(), HashError> {
@@ -167,9 +186,24 @@ mod tests {
         let hasher = Argon2Hasher::new(&cheap())?;
         let hash = hasher.hash(&password("correct horse")).await?;
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{hash}");
-        assert!(hasher.verify(&password("correct horse"), &hash).await?.matches);
-        assert!(!hasher.verify(&password("wrong horse"), &hash).await?.matches);
-        assert!(!hasher.verify(&password("correct horse"), &hash).await?.needs_rehash);
+        assert!(
+            hasher
+                .verify(&password("correct horse"), &hash)
+                .await?
+                .matches
+        );
+        assert!(
+            !hasher
+                .verify(&password("wrong horse"), &hash)
+                .await?
+                .matches
+        );
+        assert!(
+            !hasher
+                .verify(&password("correct horse"), &hash)
+                .await?
+                .needs_rehash
+        );
         Ok(())
     }
 
@@ -177,7 +211,10 @@ mod tests {
     async fn a_hash_made_with_older_parameters_asks_for_a_rehash() -> anyhow::Result<()> {
         let old = Argon2Hasher::new(&cheap())?;
         let hash = old.hash(&password("correct horse")).await?;
-        let stronger = Argon2Hasher::new(&Argon2Settings { memory_kib: 2048, ..cheap() })?;
+        let stronger = Argon2Hasher::new(&Argon2Settings {
+            memory_kib: 2048,
+            ..cheap()
+        })?;
         let verdict = stronger.verify(&password("correct horse"), &hash).await?;
         assert!(verdict.matches && verdict.needs_rehash);
         Ok(())
@@ -200,10 +237,18 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn callers_beyond_the_bound_are_shed_not_queued_forever() -> anyhow::Result<()> {
-        let hasher = Argon2Hasher::new(&Argon2Settings { memory_kib: 65536, iterations: 4, ..cheap() })?;
+        let hasher = Argon2Hasher::new(&Argon2Settings {
+            memory_kib: 65536,
+            iterations: 4,
+            ..cheap()
+        })?;
         let results = futures_join(&hasher).await;
         assert!(results.iter().any(Result::is_ok));
-        assert!(results.iter().any(|r| matches!(r, Err(HashError::Overloaded))));
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(HashError::Overloaded)))
+        );
         Ok(())
     }
 
@@ -211,11 +256,16 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..4 {
             let hasher = hasher.clone();
-            tasks.push(tokio::spawn(async move { hasher.hash(&Password::unchecked("pw")).await }));
+            tasks.push(tokio::spawn(async move {
+                hasher.hash(&Password::unchecked("pw")).await
+            }));
         }
         let mut results = Vec::new();
         for task in tasks {
-            results.push(task.await.unwrap_or_else(|e| Err(HashError::Unexpected(e.into()))));
+            results.push(
+                task.await
+                    .unwrap_or_else(|e| Err(HashError::Unexpected(e.into()))),
+            );
         }
         results
     }

@@ -33,12 +33,21 @@ impl<V: Clone> SingleFlight<V> {
         Fut: Future<Output = V>,
     {
         let slot = {
-            let mut map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut map = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             map.entry(key.to_owned()).or_default().clone()
         };
         let value = slot.get_or_init(load).await.clone();
-        let mut map = self.in_flight.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.get(key).is_some_and(|current| Arc::ptr_eq(current, &slot)) {
+        let mut map = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map
+            .get(key)
+            .is_some_and(|current| Arc::ptr_eq(current, &slot))
+        {
             map.remove(key);
         }
         value

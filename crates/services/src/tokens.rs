@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::anyhow;
 use chrono::{DateTime, TimeZone, Utc};
 pub use jsonwebtoken::Algorithm;
-use jsonwebtoken::{AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use jsonwebtoken::{
+    AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind,
+};
 use serde::{Deserialize, Serialize};
 use strata_domain::Role;
 use uuid::Uuid;
@@ -40,7 +42,9 @@ pub struct AccessClaims {
 impl AccessClaims {
     /// `exp` as a timestamp.
     pub fn expires_at(&self) -> DateTime<Utc> {
-        Utc.timestamp_opt(self.exp, 0).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
+        Utc.timestamp_opt(self.exp, 0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 }
 
@@ -109,7 +113,9 @@ pub struct JwtCodec {
 
 impl std::fmt::Debug for JwtCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtCodec").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("JwtCodec")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,10 +134,32 @@ fn encoding_key(algorithm: Algorithm, key: &JwtKey) -> anyhow::Result<EncodingKe
     let family = algorithm.family();
     Ok(match (family, key) {
         (AlgorithmFamily::Hmac, JwtKey::Hmac(secret)) => EncodingKey::from_secret(secret),
-        (AlgorithmFamily::Rsa, JwtKey::Pem { private: Some(private), .. }) => EncodingKey::from_rsa_pem(private)?,
-        (AlgorithmFamily::Ec, JwtKey::Pem { private: Some(private), .. }) => EncodingKey::from_ec_pem(private)?,
-        (AlgorithmFamily::Ed, JwtKey::Pem { private: Some(private), .. }) => EncodingKey::from_ed_pem(private)?,
-        _ => return Err(anyhow!("the signing key does not suit the algorithm {algorithm:?}")),
+        (
+            AlgorithmFamily::Rsa,
+            JwtKey::Pem {
+                private: Some(private),
+                ..
+            },
+        ) => EncodingKey::from_rsa_pem(private)?,
+        (
+            AlgorithmFamily::Ec,
+            JwtKey::Pem {
+                private: Some(private),
+                ..
+            },
+        ) => EncodingKey::from_ec_pem(private)?,
+        (
+            AlgorithmFamily::Ed,
+            JwtKey::Pem {
+                private: Some(private),
+                ..
+            },
+        ) => EncodingKey::from_ed_pem(private)?,
+        _ => {
+            return Err(anyhow!(
+                "the signing key does not suit the algorithm {algorithm:?}"
+            ));
+        }
     })
 }
 
@@ -172,7 +200,14 @@ impl JwtCodec {
     }
 
     /// Issues a token for `sub` in session `sid`, valid from `now` for the configured lifetime.
-    pub fn issue(&self, sub: Uuid, role: Role, sid: Uuid, jti: Uuid, now: DateTime<Utc>) -> anyhow::Result<(String, AccessClaims)> {
+    pub fn issue(
+        &self,
+        sub: Uuid,
+        role: Role,
+        sid: Uuid,
+        jti: Uuid,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<(String, AccessClaims)> {
         let ttl = i64::try_from(self.settings.access_ttl.as_secs())?;
         let claims = AccessClaims {
             sub,
@@ -192,9 +227,13 @@ impl JwtCodec {
 
     /// Verifies a token and returns its claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, JwtError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
         if header.alg != self.settings.algorithm {
-            return Err(JwtError::Invalid(format!("algorithm {:?} is not accepted", header.alg)));
+            return Err(JwtError::Invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
         }
         let key = match &header.kid {
             Some(kid) => self
@@ -235,7 +274,13 @@ mod tests {
 
     fn issue(codec: &JwtCodec, now: DateTime<Utc>) -> String {
         codec
-            .issue(Uuid::now_v7(), Role::Customer, Uuid::now_v7(), Uuid::now_v7(), now)
+            .issue(
+                Uuid::now_v7(),
+                Role::Customer,
+                Uuid::now_v7(),
+                Uuid::now_v7(),
+                now,
+            )
             .expect("issue")
             .0
     }
@@ -243,7 +288,13 @@ mod tests {
     #[test]
     fn an_issued_token_verifies_with_all_its_claims() -> anyhow::Result<()> {
         let codec = JwtCodec::new(settings(SECRET, Some("k1")))?;
-        let (token, claims) = codec.issue(Uuid::now_v7(), Role::Admin, Uuid::now_v7(), Uuid::now_v7(), Utc::now())?;
+        let (token, claims) = codec.issue(
+            Uuid::now_v7(),
+            Role::Admin,
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Utc::now(),
+        )?;
         assert_eq!(codec.verify(&token)?, claims);
         assert_eq!(claims.exp - claims.iat, 900);
         Ok(())
@@ -261,14 +312,21 @@ mod tests {
     fn a_token_signed_with_another_key_or_tampered_is_invalid() -> anyhow::Result<()> {
         let codec = JwtCodec::new(settings(SECRET, None))?;
         let other = JwtCodec::new(settings(b"another-secret-of-at-least-32-bytes!", None))?;
-        assert!(matches!(codec.verify(&issue(&other, Utc::now())), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            codec.verify(&issue(&other, Utc::now())),
+            Err(JwtError::Invalid(_))
+        ));
 
         let token = issue(&codec, Utc::now());
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-        let mut claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1])?)?;
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1])?)?;
         claims["role"] = "admin".into();
         parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?);
-        assert!(matches!(codec.verify(&parts.join(".")), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            codec.verify(&parts.join(".")),
+            Err(JwtError::Invalid(_))
+        ));
         Ok(())
     }
 
@@ -278,17 +336,32 @@ mod tests {
         let token = issue(&codec, Utc::now());
         let payload = token.split('.').nth(1).unwrap_or_default();
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        assert!(matches!(codec.verify(&format!("{header}.{payload}.")), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            codec.verify(&format!("{header}.{payload}.")),
+            Err(JwtError::Invalid(_))
+        ));
         Ok(())
     }
 
     #[test]
     fn wrong_issuer_or_audience_is_refused() -> anyhow::Result<()> {
         let codec = JwtCodec::new(settings(SECRET, None))?;
-        let foreign = JwtCodec::new(JwtSettings { issuer: "someone-else".into(), ..settings(SECRET, None) })?;
-        assert!(matches!(codec.verify(&issue(&foreign, Utc::now())), Err(JwtError::Invalid(_))));
-        let foreign = JwtCodec::new(JwtSettings { audience: "other-api".into(), ..settings(SECRET, None) })?;
-        assert!(matches!(codec.verify(&issue(&foreign, Utc::now())), Err(JwtError::Invalid(_))));
+        let foreign = JwtCodec::new(JwtSettings {
+            issuer: "someone-else".into(),
+            ..settings(SECRET, None)
+        })?;
+        assert!(matches!(
+            codec.verify(&issue(&foreign, Utc::now())),
+            Err(JwtError::Invalid(_))
+        ));
+        let foreign = JwtCodec::new(JwtSettings {
+            audience: "other-api".into(),
+            ..settings(SECRET, None)
+        })?;
+        assert!(matches!(
+            codec.verify(&issue(&foreign, Utc::now())),
+            Err(JwtError::Invalid(_))
+        ));
         Ok(())
     }
 
@@ -303,7 +376,10 @@ mod tests {
         assert!(rotated.verify(&token).is_ok());
         assert!(rotated.verify(&issue(&rotated, Utc::now())).is_ok());
         let unknown = JwtCodec::new(settings(SECRET, Some("nobody-knows-me")))?;
-        assert!(matches!(rotated.verify(&issue(&unknown, Utc::now())), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            rotated.verify(&issue(&unknown, Utc::now())),
+            Err(JwtError::Invalid(_))
+        ));
         Ok(())
     }
 

@@ -5,8 +5,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strata_domain::{DisplayName, Email, FieldError, PageLimit, Password, Role, User, UserId, ValidationErrors};
-use strata_ports::{Cache, Clock, PasswordHasher, PortError, RefreshTokenRepository, UserPageKey, UserRepository, UserUpdate};
+use strata_domain::{
+    DisplayName, Email, FieldError, PageLimit, Password, Role, User, UserId, ValidationErrors,
+};
+use strata_ports::{
+    Cache, Clock, PasswordHasher, PortError, RefreshTokenRepository, UserPageKey, UserRepository,
+    UserUpdate,
+};
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -121,12 +126,18 @@ impl UserService {
                 Err(error) => tracing::warn!(%key, %error, "unreadable cache entry; reloading"),
             },
             Ok(None) => {}
-            Err(error) => tracing::warn!(%key, %error, "cache unavailable; reading from the database"),
+            Err(error) => {
+                tracing::warn!(%key, %error, "cache unavailable; reading from the database")
+            }
         }
         let loaded = self
             .profile_loads
             .run(&key, || async {
-                let user = self.users.find_by_id(principal.user_id).await.map_err(Arc::new)?;
+                let user = self
+                    .users
+                    .find_by_id(principal.user_id)
+                    .await
+                    .map_err(Arc::new)?;
                 if let Some(user) = &user {
                     self.store_profile(user).await;
                 }
@@ -142,7 +153,9 @@ impl UserService {
 
     async fn store_profile(&self, user: &User) {
         let key = profile_key(user.id);
-        let Ok(json) = serde_json::to_string(user) else { return };
+        let Ok(json) = serde_json::to_string(user) else {
+            return;
+        };
         if let Err(error) = self.cache.set(&key, &json, self.profile_ttl).await {
             tracing::warn!(%key, %error, "could not cache the profile");
         }
@@ -150,18 +163,38 @@ impl UserService {
 
     /// Changes the caller's display name and/or password. A password change needs the current
     /// password and ends the caller's other sessions.
-    pub async fn update_me(&self, principal: &Principal, changes: ProfileChanges) -> Result<User, UserError> {
+    pub async fn update_me(
+        &self,
+        principal: &Principal,
+        changes: ProfileChanges,
+    ) -> Result<User, UserError> {
         let mut errors = ValidationErrors::new();
         let display_name = changes
             .display_name
             .as_deref()
             .and_then(|raw| errors.check("display_name", DisplayName::parse(raw)));
-        let password = changes.password.as_deref().and_then(|raw| errors.check("password", Password::parse(raw)));
-        if changes.password.is_some() && changes.current_password.as_deref().is_none_or(str::is_empty) {
-            errors.push(FieldError::new("current_password", "required", "is required to change the password"));
+        let password = changes
+            .password
+            .as_deref()
+            .and_then(|raw| errors.check("password", Password::parse(raw)));
+        if changes.password.is_some()
+            && changes
+                .current_password
+                .as_deref()
+                .is_none_or(str::is_empty)
+        {
+            errors.push(FieldError::new(
+                "current_password",
+                "required",
+                "is required to change the password",
+            ));
         }
         if changes.display_name.is_none() && changes.password.is_none() {
-            errors.push(FieldError::new("display_name", "required", "give display_name, password, or both"));
+            errors.push(FieldError::new(
+                "display_name",
+                "required",
+                "give display_name, password, or both",
+            ));
         }
         errors.into_result()?;
 
@@ -175,7 +208,10 @@ impl UserService {
                 .find_credentials_by_id(principal.user_id)
                 .await?
                 .ok_or(UserError::NotFound)?;
-            let verdict = self.hasher.verify(&Password::unchecked(current), &credentials.password_hash).await?;
+            let verdict = self
+                .hasher
+                .verify(&Password::unchecked(current), &credentials.password_hash)
+                .await?;
             if !verdict.matches {
                 return Err(ValidationErrors::single(FieldError::new(
                     "current_password",
@@ -187,7 +223,11 @@ impl UserService {
             update.password_hash = Some(self.hasher.hash(password).await?);
         }
         let now = self.clock.now();
-        let user = self.users.update(principal.user_id, &update, now).await?.ok_or(UserError::NotFound)?;
+        let user = self
+            .users
+            .update(principal.user_id, &update, now)
+            .await?
+            .ok_or(UserError::NotFound)?;
         self.invalidate_profile(user.id).await;
         if update.password_hash.is_some() {
             self.refresh_tokens
@@ -206,7 +246,12 @@ impl UserService {
     }
 
     /// Users oldest first, one page at a time (admin only).
-    pub async fn list(&self, principal: &Principal, cursor: Option<&str>, limit: Option<&str>) -> Result<Page<User>, UserError> {
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        cursor: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<Page<User>, UserError> {
         require_admin(principal)?;
         let mut errors = ValidationErrors::new();
         let limit = errors.check("limit", PageLimit::parse(limit));
@@ -215,8 +260,15 @@ impl UserService {
                 "cursor",
                 self.cursors
                     .decode::<UsersCursor>(USERS_CURSOR_SCOPE, raw)
-                    .map(|c| Some(UserPageKey { created_at: c.created_at, id: UserId(c.id) }))
-                    .map_err(|_| FieldError::new("cursor", "invalid_cursor", "is not a cursor of this list")),
+                    .map(|c| {
+                        Some(UserPageKey {
+                            created_at: c.created_at,
+                            id: UserId(c.id),
+                        })
+                    })
+                    .map_err(|_| {
+                        FieldError::new("cursor", "invalid_cursor", "is not a cursor of this list")
+                    }),
             ),
             None => Some(None),
         };
@@ -227,7 +279,13 @@ impl UserService {
         let next_cursor = if items.len() > limit.get() {
             items.truncate(limit.get());
             items.last().map(|last| {
-                self.cursors.encode(USERS_CURSOR_SCOPE, &UsersCursor { created_at: last.created_at, id: last.id.0 })
+                self.cursors.encode(
+                    USERS_CURSOR_SCOPE,
+                    &UsersCursor {
+                        created_at: last.created_at,
+                        id: last.id.0,
+                    },
+                )
             })
         } else {
             None
@@ -243,7 +301,8 @@ impl UserService {
 
     /// Makes the user with this email an admin (operator command).
     pub async fn grant_admin(&self, email: &str) -> Result<User, UserError> {
-        let email = Email::parse(email).map_err(|e| ValidationErrors::single(e.for_field("email")))?;
+        let email =
+            Email::parse(email).map_err(|e| ValidationErrors::single(e.for_field("email")))?;
         let user = self
             .users
             .set_role(&email, Role::Admin, self.clock.now())
@@ -255,7 +314,11 @@ impl UserService {
 }
 
 fn require_admin(principal: &Principal) -> Result<(), UserError> {
-    if principal.is_admin() { Ok(()) } else { Err(UserError::Forbidden) }
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(UserError::Forbidden)
+    }
 }
 
 fn shared_failure(error: &PortError) -> Failure {

@@ -19,7 +19,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn register(state: web::Data<AppState>, ApiJson(body): ApiJson<RegisterRequest>) -> Result<HttpResponse, ApiError> {
+async fn register(
+    state: web::Data<AppState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
     let (user, tokens) = state
         .auth
         .register(RegisterInput {
@@ -38,21 +41,30 @@ async fn register(state: web::Data<AppState>, ApiJson(body): ApiJson<RegisterReq
         }))
 }
 
-async fn login(state: web::Data<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> Result<HttpResponse, ApiError> {
+async fn login(
+    state: web::Data<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
     let tokens = state.auth.login(&body.email, &body.password).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(TokensView::from(tokens)))
 }
 
-async fn refresh(state: web::Data<AppState>, ApiJson(body): ApiJson<RefreshRequest>) -> Result<HttpResponse, ApiError> {
+async fn refresh(
+    state: web::Data<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
     let tokens = state.auth.refresh(&body.refresh_token).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(TokensView::from(tokens)))
 }
 
-async fn logout(state: web::Data<AppState>, Authenticated(principal): Authenticated) -> Result<HttpResponse, ApiError> {
+async fn logout(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
     state.auth.logout(&principal).await?;
     Ok(HttpResponse::NoContent().finish())
 }

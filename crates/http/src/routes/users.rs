@@ -25,7 +25,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn me(req: HttpRequest, state: web::Data<AppState>, Authenticated(principal): Authenticated) -> Result<HttpResponse, ApiError> {
+async fn me(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
     let user = state.users.me(&principal).await?;
     etag::respond(&req, &UserView::from(user), "private, no-cache")
 }
@@ -68,8 +72,15 @@ async fn get(
     let id = Uuid::parse_str(&id).ok();
     let user = match id {
         Some(id) => state.users.get(&principal, UserId(id)).await?,
-        None if principal.is_admin() => return Err(ApiError::new(ProblemCode::NotFound, "no such user")),
-        None => return Err(ApiError::new(ProblemCode::Forbidden, "this requires the admin role")),
+        None if principal.is_admin() => {
+            return Err(ApiError::new(ProblemCode::NotFound, "no such user"));
+        }
+        None => {
+            return Err(ApiError::new(
+                ProblemCode::Forbidden,
+                "this requires the admin role",
+            ));
+        }
     };
     etag::respond(&req, &UserView::from(user), "private, no-cache")
 }

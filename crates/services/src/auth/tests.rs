@@ -7,8 +7,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use mockall::predicate::eq;
 use strata_domain::{DisplayName, Email, RefreshTokenRecord, Role, User, UserId};
 use strata_ports::{
-    CreateUserError, HashError, MockClock, MockIdGenerator, MockPasswordHasher, MockRefreshTokenRepository,
-    MockTokenBlacklist, MockUserRepository, PasswordVerdict, PortError, RotateOutcome, UserCredentials,
+    CreateUserError, HashError, MockClock, MockIdGenerator, MockPasswordHasher,
+    MockRefreshTokenRepository, MockTokenBlacklist, MockUserRepository, PasswordVerdict, PortError,
+    RotateOutcome, UserCredentials,
 };
 use uuid::Uuid;
 
@@ -16,7 +17,9 @@ use super::*;
 use crate::tokens::{JwtKey, JwtSettings};
 
 fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).single().expect("valid instant")
+    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+        .single()
+        .expect("valid instant")
 }
 
 fn jwt() -> Arc<JwtCodec> {
@@ -110,15 +113,32 @@ async fn registration_reports_every_invalid_field_and_touches_nothing() {
         })
         .await
         .expect_err("invalid");
-    let AuthError::Validation(errors) = error else { panic!("expected validation, got {error:?}") };
-    let fields: Vec<_> = errors.0.iter().map(|e| (e.field.as_str(), e.code)).collect();
-    assert_eq!(fields, vec![("email", "invalid_email"), ("display_name", "required"), ("password", "too_short")]);
+    let AuthError::Validation(errors) = error else {
+        panic!("expected validation, got {error:?}")
+    };
+    let fields: Vec<_> = errors
+        .0
+        .iter()
+        .map(|e| (e.field.as_str(), e.code))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            ("email", "invalid_email"),
+            ("display_name", "required"),
+            ("password", "too_short")
+        ]
+    );
 }
 
 #[tokio::test]
 async fn registration_creates_a_customer_and_starts_a_session() {
     let mut ports = Ports::new();
-    ports.hasher.expect_hash().times(1).returning(|_| Ok("$argon2id$hash".into()));
+    ports
+        .hasher
+        .expect_hash()
+        .times(1)
+        .returning(|_| Ok("$argon2id$hash".into()));
     ports.users.expect_create().times(1).returning(|record| {
         assert_eq!(record.user.role, Role::Customer);
         assert_eq!(record.user.email.as_str(), "ada@example.com");
@@ -143,14 +163,21 @@ async fn registration_creates_a_customer_and_starts_a_session() {
     assert_eq!(claims.sub, user.id.0);
     assert_eq!(claims.role, Role::Customer);
     assert_eq!(tokens.expires_in, 900);
-    assert_eq!(tokens.refresh_token.len(), 43, "256 bits in unpadded base64url");
+    assert_eq!(
+        tokens.refresh_token.len(),
+        43,
+        "256 bits in unpadded base64url"
+    );
 }
 
 #[tokio::test]
 async fn registering_a_taken_email_is_email_taken() {
     let mut ports = Ports::new();
     ports.hasher.expect_hash().returning(|_| Ok("h".into()));
-    ports.users.expect_create().returning(|_| Err(CreateUserError::EmailTaken));
+    ports
+        .users
+        .expect_create()
+        .returning(|_| Err(CreateUserError::EmailTaken));
     let error = ports
         .service()
         .register(RegisterInput {
@@ -166,17 +193,37 @@ async fn registering_a_taken_email_is_email_taken() {
 #[tokio::test]
 async fn an_unknown_email_costs_a_dummy_verification_and_says_invalid_credentials() {
     let mut ports = Ports::new();
-    ports.users.expect_find_credentials().times(1).returning(|_| Ok(None));
-    ports.hasher.expect_verify_dummy().times(1).returning(|_| Ok(()));
-    let error = ports.service().login("nobody@example.com", "whatever-password").await.expect_err("unknown");
+    ports
+        .users
+        .expect_find_credentials()
+        .times(1)
+        .returning(|_| Ok(None));
+    ports
+        .hasher
+        .expect_verify_dummy()
+        .times(1)
+        .returning(|_| Ok(()));
+    let error = ports
+        .service()
+        .login("nobody@example.com", "whatever-password")
+        .await
+        .expect_err("unknown");
     assert!(matches!(error, AuthError::InvalidCredentials), "{error:?}");
 }
 
 #[tokio::test]
 async fn a_malformed_email_at_login_also_costs_a_dummy_verification() {
     let mut ports = Ports::new();
-    ports.hasher.expect_verify_dummy().times(1).returning(|_| Ok(()));
-    let error = ports.service().login("not an email", "whatever-password").await.expect_err("malformed");
+    ports
+        .hasher
+        .expect_verify_dummy()
+        .times(1)
+        .returning(|_| Ok(()));
+    let error = ports
+        .service()
+        .login("not an email", "whatever-password")
+        .await
+        .expect_err("malformed");
     assert!(matches!(error, AuthError::InvalidCredentials), "{error:?}");
 }
 
@@ -185,20 +232,35 @@ async fn a_wrong_password_is_invalid_credentials_and_starts_no_session() {
     let mut ports = Ports::new();
     let known = user(Role::Customer);
     ports.users.expect_find_credentials().returning(move |_| {
-        Ok(Some(UserCredentials { user: known.clone(), password_hash: "h".into() }))
+        Ok(Some(UserCredentials {
+            user: known.clone(),
+            password_hash: "h".into(),
+        }))
     });
-    ports
-        .hasher
-        .expect_verify()
-        .returning(|_, _| Ok(PasswordVerdict { matches: false, needs_rehash: false }));
-    let error = ports.service().login("ada@example.com", "wrong-password").await.expect_err("wrong");
+    ports.hasher.expect_verify().returning(|_, _| {
+        Ok(PasswordVerdict {
+            matches: false,
+            needs_rehash: false,
+        })
+    });
+    let error = ports
+        .service()
+        .login("ada@example.com", "wrong-password")
+        .await
+        .expect_err("wrong");
     assert!(matches!(error, AuthError::InvalidCredentials), "{error:?}");
 }
 
 #[tokio::test]
 async fn empty_login_fields_are_validation_errors() {
-    let error = Ports::new().service().login(" ", "").await.expect_err("empty");
-    let AuthError::Validation(errors) = error else { panic!("{error:?}") };
+    let error = Ports::new()
+        .service()
+        .login(" ", "")
+        .await
+        .expect_err("empty");
+    let AuthError::Validation(errors) = error else {
+        panic!("{error:?}")
+    };
     assert_eq!(errors.0.len(), 2);
 }
 
@@ -208,27 +270,45 @@ async fn a_login_with_an_outdated_hash_upgrades_it() {
     let known = user(Role::Customer);
     let id = known.id;
     ports.users.expect_find_credentials().returning(move |_| {
-        Ok(Some(UserCredentials { user: known.clone(), password_hash: "old".into() }))
+        Ok(Some(UserCredentials {
+            user: known.clone(),
+            password_hash: "old".into(),
+        }))
+    });
+    ports.hasher.expect_verify().returning(|_, _| {
+        Ok(PasswordVerdict {
+            matches: true,
+            needs_rehash: true,
+        })
     });
     ports
         .hasher
-        .expect_verify()
-        .returning(|_, _| Ok(PasswordVerdict { matches: true, needs_rehash: true }));
-    ports.hasher.expect_hash().times(1).returning(|_| Ok("new".into()));
+        .expect_hash()
+        .times(1)
+        .returning(|_| Ok("new".into()));
     ports
         .users
         .expect_update()
-        .withf(move |user_id, update, _| *user_id == id && update.password_hash.as_deref() == Some("new"))
+        .withf(move |user_id, update, _| {
+            *user_id == id && update.password_hash.as_deref() == Some("new")
+        })
         .times(1)
         .returning(|_, _, _| Ok(None));
     ports.refresh.expect_insert().times(1).returning(|_| Ok(()));
-    ports.service().login("ada@example.com", "correct horse battery").await.expect("logged in");
+    ports
+        .service()
+        .login("ada@example.com", "correct horse battery")
+        .await
+        .expect("logged in");
 }
 
 #[tokio::test]
 async fn an_overloaded_hasher_is_a_transient_failure() {
     let mut ports = Ports::new();
-    ports.hasher.expect_hash().returning(|_| Err(HashError::Overloaded));
+    ports
+        .hasher
+        .expect_hash()
+        .returning(|_| Err(HashError::Overloaded));
     let error = ports
         .service()
         .register(RegisterInput {
@@ -238,7 +318,10 @@ async fn an_overloaded_hasher_is_a_transient_failure() {
         })
         .await
         .expect_err("overloaded");
-    assert!(matches!(error, AuthError::Failure(Failure::Unavailable(_))), "{error:?}");
+    assert!(
+        matches!(error, AuthError::Failure(Failure::Unavailable(_))),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -252,7 +335,10 @@ async fn refreshing_rotates_within_the_same_family() {
         .expect_find_by_hash()
         .withf(|hash| hash == digest("presented").as_slice())
         .returning(move |_| Ok(Some(current.clone())));
-    ports.users.expect_find_by_id().returning(move |_| Ok(Some(known.clone())));
+    ports
+        .users
+        .expect_find_by_id()
+        .returning(move |_| Ok(Some(known.clone())));
     ports
         .refresh
         .expect_rotate()
@@ -268,10 +354,21 @@ async fn refreshing_rotates_within_the_same_family() {
 #[tokio::test]
 async fn presenting_a_rotated_refresh_token_revokes_its_family() {
     let mut ports = Ports::new();
-    let reused = RefreshTokenRecord { rotated_at: Some(now()), ..record(UserId(Uuid::now_v7())) };
+    let reused = RefreshTokenRecord {
+        rotated_at: Some(now()),
+        ..record(UserId(Uuid::now_v7()))
+    };
     let family = reused.family_id;
-    ports.refresh.expect_find_by_hash().returning(move |_| Ok(Some(reused.clone())));
-    ports.refresh.expect_revoke_family().with(eq(family), eq(now())).times(1).returning(|_, _| Ok(()));
+    ports
+        .refresh
+        .expect_find_by_hash()
+        .returning(move |_| Ok(Some(reused.clone())));
+    ports
+        .refresh
+        .expect_revoke_family()
+        .with(eq(family), eq(now()))
+        .times(1)
+        .returning(|_, _| Ok(()));
     let error = ports.service().refresh("stolen").await.expect_err("reuse");
     assert!(matches!(error, AuthError::TokenRevoked), "{error:?}");
 }
@@ -282,19 +379,43 @@ async fn losing_a_concurrent_rotation_is_treated_as_reuse() {
     let known = user(Role::Customer);
     let current = record(known.id);
     let family = current.family_id;
-    ports.refresh.expect_find_by_hash().returning(move |_| Ok(Some(current.clone())));
-    ports.users.expect_find_by_id().returning(move |_| Ok(Some(known.clone())));
-    ports.refresh.expect_rotate().returning(|_, _, _| Ok(RotateOutcome::AlreadyUsed));
-    ports.refresh.expect_revoke_family().with(eq(family), eq(now())).times(1).returning(|_, _| Ok(()));
-    let error = ports.service().refresh("raced").await.expect_err("lost race");
+    ports
+        .refresh
+        .expect_find_by_hash()
+        .returning(move |_| Ok(Some(current.clone())));
+    ports
+        .users
+        .expect_find_by_id()
+        .returning(move |_| Ok(Some(known.clone())));
+    ports
+        .refresh
+        .expect_rotate()
+        .returning(|_, _, _| Ok(RotateOutcome::AlreadyUsed));
+    ports
+        .refresh
+        .expect_revoke_family()
+        .with(eq(family), eq(now()))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let error = ports
+        .service()
+        .refresh("raced")
+        .await
+        .expect_err("lost race");
     assert!(matches!(error, AuthError::TokenRevoked), "{error:?}");
 }
 
 #[tokio::test]
 async fn expired_revoked_and_unknown_refresh_tokens_are_refused_distinctly() {
     let mut ports = Ports::new();
-    let expired = RefreshTokenRecord { expires_at: now(), ..record(UserId(Uuid::now_v7())) };
-    let revoked = RefreshTokenRecord { revoked_at: Some(now()), ..record(UserId(Uuid::now_v7())) };
+    let expired = RefreshTokenRecord {
+        expires_at: now(),
+        ..record(UserId(Uuid::now_v7()))
+    };
+    let revoked = RefreshTokenRecord {
+        revoked_at: Some(now()),
+        ..record(UserId(Uuid::now_v7()))
+    };
     ports.refresh.expect_find_by_hash().returning(move |hash| {
         Ok(if hash == digest("expired").as_slice() {
             Some(expired.clone())
@@ -305,10 +426,22 @@ async fn expired_revoked_and_unknown_refresh_tokens_are_refused_distinctly() {
         })
     });
     let service = ports.service();
-    assert!(matches!(service.refresh("expired").await, Err(AuthError::TokenExpired)));
-    assert!(matches!(service.refresh("revoked").await, Err(AuthError::TokenRevoked)));
-    assert!(matches!(service.refresh("unknown").await, Err(AuthError::Unauthenticated)));
-    assert!(matches!(service.refresh("").await, Err(AuthError::Unauthenticated)));
+    assert!(matches!(
+        service.refresh("expired").await,
+        Err(AuthError::TokenExpired)
+    ));
+    assert!(matches!(
+        service.refresh("revoked").await,
+        Err(AuthError::TokenRevoked)
+    ));
+    assert!(matches!(
+        service.refresh("unknown").await,
+        Err(AuthError::Unauthenticated)
+    ));
+    assert!(matches!(
+        service.refresh("").await,
+        Err(AuthError::Unauthenticated)
+    ));
 }
 
 fn principal() -> Principal {
@@ -325,8 +458,18 @@ fn principal() -> Principal {
 async fn logout_revokes_the_session_and_blacklists_the_token_until_it_expires() {
     let mut ports = Ports::new();
     let caller = principal();
-    ports.refresh.expect_revoke_family().with(eq(caller.session_id), eq(now())).times(1).returning(|_, _| Ok(()));
-    ports.blacklist.expect_revoke().with(eq(caller.jti), eq(caller.expires_at)).times(1).returning(|_, _| Ok(()));
+    ports
+        .refresh
+        .expect_revoke_family()
+        .with(eq(caller.session_id), eq(now()))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    ports
+        .blacklist
+        .expect_revoke()
+        .with(eq(caller.jti), eq(caller.expires_at))
+        .times(1)
+        .returning(|_, _| Ok(()));
     ports.service().logout(&caller).await.expect("logged out");
 }
 
@@ -335,22 +478,53 @@ async fn a_blacklisted_token_is_refused_as_revoked() {
     let mut ports = Ports::new();
     ports.blacklist.expect_is_revoked().returning(|_| Ok(true));
     let service = ports.service();
-    let (token, _) = jwt().issue(Uuid::now_v7(), Role::Customer, Uuid::now_v7(), Uuid::now_v7(), Utc::now()).expect("token");
-    assert!(matches!(service.authenticate(&token).await, Err(AuthError::TokenRevoked)));
+    let (token, _) = jwt()
+        .issue(
+            Uuid::now_v7(),
+            Role::Customer,
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Utc::now(),
+        )
+        .expect("token");
+    assert!(matches!(
+        service.authenticate(&token).await,
+        Err(AuthError::TokenRevoked)
+    ));
 }
 
 #[tokio::test]
 async fn an_unreachable_blacklist_denies_by_default_and_allows_when_configured() {
-    let (token, claims) = jwt().issue(Uuid::now_v7(), Role::Customer, Uuid::now_v7(), Uuid::now_v7(), Utc::now()).expect("token");
+    let (token, claims) = jwt()
+        .issue(
+            Uuid::now_v7(),
+            Role::Customer,
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Utc::now(),
+        )
+        .expect("token");
 
     let mut deny = Ports::new();
-    deny.blacklist.expect_is_revoked().returning(|_| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
-    let error = deny.service().authenticate(&token).await.expect_err("denied");
-    assert!(matches!(error, AuthError::Failure(Failure::Unavailable(_))), "{error:?}");
+    deny.blacklist
+        .expect_is_revoked()
+        .returning(|_| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+    let error = deny
+        .service()
+        .authenticate(&token)
+        .await
+        .expect_err("denied");
+    assert!(
+        matches!(error, AuthError::Failure(Failure::Unavailable(_))),
+        "{error:?}"
+    );
 
     let mut allow = Ports::new();
     allow.policy = RevocationCheckPolicy::Allow;
-    allow.blacklist.expect_is_revoked().returning(|_| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+    allow
+        .blacklist
+        .expect_is_revoked()
+        .returning(|_| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
     let principal = allow.service().authenticate(&token).await.expect("allowed");
     assert_eq!(principal.jti, claims.jti);
 }
@@ -358,9 +532,21 @@ async fn an_unreachable_blacklist_denies_by_default_and_allows_when_configured()
 #[tokio::test]
 async fn garbage_and_expired_access_tokens_are_distinguished() {
     let service = Ports::new().service();
-    assert!(matches!(service.authenticate("garbage").await, Err(AuthError::Unauthenticated)));
+    assert!(matches!(
+        service.authenticate("garbage").await,
+        Err(AuthError::Unauthenticated)
+    ));
     let (expired, _) = jwt()
-        .issue(Uuid::now_v7(), Role::Customer, Uuid::now_v7(), Uuid::now_v7(), Utc::now() - chrono::Duration::hours(2))
+        .issue(
+            Uuid::now_v7(),
+            Role::Customer,
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Utc::now() - chrono::Duration::hours(2),
+        )
         .expect("token");
-    assert!(matches!(service.authenticate(&expired).await, Err(AuthError::TokenExpired)));
+    assert!(matches!(
+        service.authenticate(&expired).await,
+        Err(AuthError::TokenExpired)
+    ));
 }

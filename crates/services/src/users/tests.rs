@@ -7,15 +7,17 @@ use chrono::{DateTime, TimeZone, Utc};
 use mockall::predicate::eq;
 use strata_domain::{DisplayName, Email, Role, User, UserId};
 use strata_ports::{
-    MockCache, MockClock, MockPasswordHasher, MockRefreshTokenRepository, MockUserRepository, PasswordVerdict, PortError,
-    UserCredentials,
+    MockCache, MockClock, MockPasswordHasher, MockRefreshTokenRepository, MockUserRepository,
+    PasswordVerdict, PortError, UserCredentials,
 };
 use uuid::Uuid;
 
 use super::*;
 
 fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).single().expect("valid instant")
+    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+        .single()
+        .expect("valid instant")
 }
 
 fn user(id: UserId) -> User {
@@ -92,14 +94,21 @@ async fn a_cache_miss_loads_from_the_database_and_fills_the_cache() {
     let expected = stored.clone();
     let mut ports = Ports::new();
     ports.cache.expect_get().returning(|_| Ok(None));
-    ports.users.expect_find_by_id().times(1).returning(move |_| Ok(Some(stored.clone())));
+    ports
+        .users
+        .expect_find_by_id()
+        .times(1)
+        .returning(move |_| Ok(Some(stored.clone())));
     ports
         .cache
         .expect_set()
         .withf(|_, _, ttl| *ttl == Duration::from_secs(300))
         .times(1)
         .returning(|_, _, _| Ok(()));
-    assert_eq!(ports.service().me(&caller).await.expect("profile"), expected);
+    assert_eq!(
+        ports.service().me(&caller).await.expect("profile"),
+        expected
+    );
 }
 
 #[tokio::test]
@@ -107,9 +116,18 @@ async fn an_unreachable_cache_is_bypassed() {
     let caller = principal(Role::Customer);
     let stored = user(caller.user_id);
     let mut ports = Ports::new();
-    ports.cache.expect_get().returning(|_| Err(PortError::unavailable(anyhow::anyhow!("down"))));
-    ports.cache.expect_set().returning(|_, _, _| Err(PortError::unavailable(anyhow::anyhow!("down"))));
-    ports.users.expect_find_by_id().returning(move |_| Ok(Some(stored.clone())));
+    ports
+        .cache
+        .expect_get()
+        .returning(|_| Err(PortError::unavailable(anyhow::anyhow!("down"))));
+    ports
+        .cache
+        .expect_set()
+        .returning(|_, _, _| Err(PortError::unavailable(anyhow::anyhow!("down"))));
+    ports
+        .users
+        .expect_find_by_id()
+        .returning(move |_| Ok(Some(stored.clone())));
     assert!(ports.service().me(&caller).await.is_ok());
 }
 
@@ -121,10 +139,14 @@ async fn concurrent_misses_of_one_profile_make_one_database_query() {
     ports.cache.expect_get().returning(|_| Ok(None));
     ports.cache.expect_set().returning(|_, _, _| Ok(()));
     // The slow load holds one worker thread while the other requests arrive on the other.
-    ports.users.expect_find_by_id().times(1).returning(move |_| {
-        std::thread::sleep(Duration::from_millis(500));
-        Ok(Some(stored.clone()))
-    });
+    ports
+        .users
+        .expect_find_by_id()
+        .times(1)
+        .returning(move |_| {
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(Some(stored.clone()))
+        });
     let service = Arc::new(ports.service());
     let tasks: Vec<_> = (0..8)
         .map(|_| {
@@ -154,8 +176,14 @@ async fn changing_the_password_needs_the_current_one_and_lists_every_bad_field()
         password: Some("short".into()),
         current_password: None,
     };
-    let error = Ports::new().service().update_me(&principal(Role::Customer), changes).await.expect_err("invalid");
-    let UserError::Validation(errors) = error else { panic!("{error:?}") };
+    let error = Ports::new()
+        .service()
+        .update_me(&principal(Role::Customer), changes)
+        .await
+        .expect_err("invalid");
+    let UserError::Validation(errors) = error else {
+        panic!("{error:?}")
+    };
     let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, vec!["display_name", "password", "current_password"]);
 }
@@ -168,16 +196,35 @@ async fn a_wrong_current_password_is_refused() {
     ports
         .users
         .expect_find_credentials_by_id()
-        .returning(move |_| Ok(Some(UserCredentials { user: stored.clone(), password_hash: "h".into() })));
-    ports.hasher.expect_verify().returning(|_, _| Ok(PasswordVerdict { matches: false, needs_rehash: false }));
+        .returning(move |_| {
+            Ok(Some(UserCredentials {
+                user: stored.clone(),
+                password_hash: "h".into(),
+            }))
+        });
+    ports.hasher.expect_verify().returning(|_, _| {
+        Ok(PasswordVerdict {
+            matches: false,
+            needs_rehash: false,
+        })
+    });
     let changes = ProfileChanges {
         password: Some("a brand new password".into()),
         current_password: Some("not it".into()),
         ..ProfileChanges::default()
     };
-    let error = ports.service().update_me(&caller, changes).await.expect_err("mismatch");
-    let UserError::Validation(errors) = error else { panic!("{error:?}") };
-    assert_eq!((errors.0[0].field.as_str(), errors.0[0].code), ("current_password", "mismatch"));
+    let error = ports
+        .service()
+        .update_me(&caller, changes)
+        .await
+        .expect_err("mismatch");
+    let UserError::Validation(errors) = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(
+        (errors.0[0].field.as_str(), errors.0[0].code),
+        ("current_password", "mismatch")
+    );
 }
 
 #[tokio::test]
@@ -189,9 +236,22 @@ async fn a_password_change_invalidates_the_profile_and_ends_other_sessions() {
     ports
         .users
         .expect_find_credentials_by_id()
-        .returning(move |_| Ok(Some(UserCredentials { user: stored.clone(), password_hash: "h".into() })));
-    ports.hasher.expect_verify().returning(|_, _| Ok(PasswordVerdict { matches: true, needs_rehash: false }));
-    ports.hasher.expect_hash().returning(|_| Ok("new-hash".into()));
+        .returning(move |_| {
+            Ok(Some(UserCredentials {
+                user: stored.clone(),
+                password_hash: "h".into(),
+            }))
+        });
+    ports.hasher.expect_verify().returning(|_, _| {
+        Ok(PasswordVerdict {
+            matches: true,
+            needs_rehash: false,
+        })
+    });
+    ports
+        .hasher
+        .expect_hash()
+        .returning(|_| Ok("new-hash".into()));
     ports
         .users
         .expect_update()
@@ -209,15 +269,25 @@ async fn a_password_change_invalidates_the_profile_and_ends_other_sessions() {
         current_password: Some("the old password".into()),
         ..ProfileChanges::default()
     };
-    ports.service().update_me(&caller, changes).await.expect("updated");
+    ports
+        .service()
+        .update_me(&caller, changes)
+        .await
+        .expect("updated");
 }
 
 #[tokio::test]
 async fn only_admins_list_or_read_other_users() {
     let service = Ports::new().service();
     let customer = principal(Role::Customer);
-    assert!(matches!(service.list(&customer, None, None).await, Err(UserError::Forbidden)));
-    assert!(matches!(service.get(&customer, UserId(Uuid::now_v7())).await, Err(UserError::Forbidden)));
+    assert!(matches!(
+        service.list(&customer, None, None).await,
+        Err(UserError::Forbidden)
+    ));
+    assert!(matches!(
+        service.get(&customer, UserId(Uuid::now_v7())).await,
+        Err(UserError::Forbidden)
+    ));
 }
 
 #[tokio::test]
@@ -227,9 +297,18 @@ async fn a_bad_cursor_and_a_bad_limit_are_both_reported() {
         .list(&principal(Role::Admin), Some("forged"), Some("500"))
         .await
         .expect_err("invalid");
-    let UserError::Validation(errors) = error else { panic!("{error:?}") };
-    let fields: Vec<_> = errors.0.iter().map(|e| (e.field.as_str(), e.code)).collect();
-    assert_eq!(fields, vec![("limit", "out_of_range"), ("cursor", "invalid_cursor")]);
+    let UserError::Validation(errors) = error else {
+        panic!("{error:?}")
+    };
+    let fields: Vec<_> = errors
+        .0
+        .iter()
+        .map(|e| (e.field.as_str(), e.code))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![("limit", "out_of_range"), ("cursor", "invalid_cursor")]
+    );
 }
 
 #[tokio::test]
@@ -248,7 +327,10 @@ async fn a_full_page_carries_a_cursor_that_resumes_after_its_last_item() {
         .users
         .expect_list()
         .withf(move |after, limit| {
-            *limit == 3 && after.is_some_and(|key| key.id == last_of_page.id && key.created_at == last_of_page.created_at)
+            *limit == 3
+                && after.is_some_and(|key| {
+                    key.id == last_of_page.id && key.created_at == last_of_page.created_at
+                })
         })
         .times(1)
         .returning(|_, _| Ok(Vec::new()));
@@ -257,7 +339,10 @@ async fn a_full_page_carries_a_cursor_that_resumes_after_its_last_item() {
     let page = service.list(&admin, None, Some("2")).await.expect("page");
     assert_eq!(page.items.len(), 2);
     let cursor = page.next_cursor.expect("more pages");
-    let next = service.list(&admin, Some(&cursor), Some("2")).await.expect("page 2");
+    let next = service
+        .list(&admin, Some(&cursor), Some("2"))
+        .await
+        .expect("page 2");
     assert!(next.items.is_empty() && next.next_cursor.is_none());
 }
 
@@ -265,7 +350,13 @@ async fn a_full_page_carries_a_cursor_that_resumes_after_its_last_item() {
 async fn granting_admin_to_an_unknown_email_is_not_found() {
     let mut ports = Ports::new();
     ports.users.expect_set_role().returning(|_, _, _| Ok(None));
-    assert!(matches!(ports.service().grant_admin("ghost@example.com").await, Err(UserError::NotFound)));
+    assert!(matches!(
+        ports.service().grant_admin("ghost@example.com").await,
+        Err(UserError::NotFound)
+    ));
     let service = Ports::new().service();
-    assert!(matches!(service.grant_admin("bad").await, Err(UserError::Validation(_))));
+    assert!(matches!(
+        service.grant_admin("bad").await,
+        Err(UserError::Validation(_))
+    ));
 }

@@ -1,0 +1,110 @@
+//! The Redis adapters against a real server, each test under its own random key prefix.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use redis::AsyncCommands;
+use strata_ports::{Cache, HealthCheck, PortError, TokenBlacklist};
+use strata_redis::testing::{isolated, isolated_settings};
+use strata_redis::{RedisCache, RedisConnection, RedisSettings, RedisTokenBlacklist};
+use uuid::Uuid;
+
+#[tokio::test]
+async fn the_cache_stores_replaces_and_deletes() -> anyhow::Result<()> {
+    let cache = RedisCache::new(isolated()?);
+    assert_eq!(cache.get("k").await?, None);
+    cache.set("k", "v1", Duration::from_secs(60)).await?;
+    cache.set("k", "v2", Duration::from_secs(60)).await?;
+    assert_eq!(cache.get("k").await?.as_deref(), Some("v2"));
+    cache.delete("k").await?;
+    cache.delete("k").await?;
+    assert_eq!(cache.get("k").await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cached_values_expire_with_their_ttl() -> anyhow::Result<()> {
+    let cache = RedisCache::new(isolated()?);
+    cache.set("short", "v", Duration::from_millis(100)).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cache.get("short").await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn prefixes_keep_instances_apart() -> anyhow::Result<()> {
+    let (a, b) = (RedisCache::new(isolated()?), RedisCache::new(isolated()?));
+    a.set("shared-name", "a", Duration::from_secs(60)).await?;
+    assert_eq!(b.get("shared-name").await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revoked_jti_is_reported_until_its_token_expires() -> anyhow::Result<()> {
+    let settings = isolated_settings();
+    let connection = RedisConnection::new(&settings)?;
+    let blacklist = RedisTokenBlacklist::new(connection.clone());
+    let (revoked, other) = (Uuid::now_v7(), Uuid::now_v7());
+    blacklist
+        .revoke(revoked, Utc::now() + chrono::Duration::minutes(15))
+        .await?;
+    assert!(blacklist.is_revoked(revoked).await?);
+    assert!(!blacklist.is_revoked(other).await?);
+
+    let mut raw = redis::Client::open(settings.url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let ttl_ms: i64 = raw
+        .pttl(connection.key(&format!("revoked:{revoked}")))
+        .await?;
+    assert!(
+        (15 * 60_000..=15 * 60_000 + 1_000).contains(&ttl_ms),
+        "entry lives as long as the token: {ttl_ms} ms"
+    );
+
+    let expired = Uuid::now_v7();
+    blacklist
+        .revoke(expired, Utc::now() - chrono::Duration::seconds(1))
+        .await?;
+    assert!(
+        !blacklist.is_revoked(expired).await?,
+        "an expired token needs no entry"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_health_check_pings() -> anyhow::Result<()> {
+    isolated()?.ping().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_unavailable_within_the_timeout_and_the_url_is_checked()
+-> anyhow::Result<()> {
+    let dead = RedisConnection::new(&RedisSettings {
+        url: "redis://127.0.0.1:1".into(),
+        key_prefix: "x:".into(),
+        command_timeout: Duration::from_millis(300),
+    })?;
+    let started = Instant::now();
+    let error = RedisCache::new(dead.clone())
+        .get("k")
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(matches!(error, PortError::Unavailable(_)), "{error:?}");
+    assert!(matches!(dead.ping().await, Err(PortError::Unavailable(_))));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let invalid = RedisConnection::new(&RedisSettings {
+        url: "not a url".into(),
+        key_prefix: String::new(),
+        command_timeout: Duration::from_secs(1),
+    });
+    assert!(invalid.is_err());
+    Ok(())
+}

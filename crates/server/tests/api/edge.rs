@@ -1,0 +1,174 @@
+//! The edge every endpoint shares: body handling, unknown routes, request ids, headers.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{TestApp, fields, problem};
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .expect("sent");
+    problem(response, StatusCode::BAD_REQUEST, "MALFORMED_JSON").await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_415() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header("content-type", "text/plain")
+        .body("email=a")
+        .send()
+        .await
+        .expect("sent");
+    problem(
+        response,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    .await;
+    let no_type = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    problem(
+        no_type,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_413() {
+    let app = TestApp::spawn().await;
+    let huge = json!({"email": "a@example.com", "password": "x".repeat(70 * 1024)});
+    problem(
+        app.post("/v1/auth/login", huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_names_its_field() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post(
+            "/v1/auth/register",
+            json!({"email": 42, "password": "x", "display_name": "y"}),
+        )
+        .await;
+    let body = problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(fields(&body), ["email"]);
+    assert_eq!(body["errors"][0]["code"], "invalid_type");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems_too() {
+    let app = TestApp::spawn().await;
+    let unknown = app.request(Method::GET, "/v1/nowhere", None, None).await;
+    problem(unknown, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    let wrong_method = app
+        .request(Method::DELETE, "/v1/auth/login", None, None)
+        .await;
+    problem(
+        wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_well_formed_request_id_is_echoed_and_a_missing_one_generated() {
+    let app = TestApp::spawn().await;
+    let given = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        given
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("trace-abc-123")
+    );
+    let generated = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("sent");
+    let id = generated
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("generated");
+    assert!(uuid::Uuid::parse_str(id).is_ok());
+    let hostile = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-request-id", "<script>")
+        .send()
+        .await
+        .expect("sent");
+    assert_ne!(
+        hostile
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("<script>")
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    for response in [
+        app.client
+            .get(app.url("/health/live"))
+            .send()
+            .await
+            .expect("sent"),
+        app.request(Method::GET, "/v1/nowhere", None, None).await,
+    ] {
+        let headers = response.headers();
+        assert_eq!(
+            headers
+                .get("x-content-type-options")
+                .and_then(|v| v.to_str().ok()),
+            Some("nosniff")
+        );
+        assert_eq!(
+            headers.get("x-frame-options").and_then(|v| v.to_str().ok()),
+            Some("DENY")
+        );
+        assert_eq!(
+            headers.get("referrer-policy").and_then(|v| v.to_str().ok()),
+            Some("no-referrer")
+        );
+        assert!(headers.get("content-security-policy").is_some());
+    }
+}

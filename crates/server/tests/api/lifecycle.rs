@@ -1,0 +1,235 @@
+//! Health, dependency failures, graceful shutdown and what reaches the logs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use strata_server::{LogFormat, telemetry};
+
+use crate::helpers::{PASSWORD, TestApp, access, problem};
+
+#[tokio::test]
+async fn liveness_and_readiness_report_ok_when_everything_answers() {
+    let app = TestApp::spawn().await;
+    let live = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(live.status(), StatusCode::OK);
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "ok");
+    let names: Vec<&str> = body["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["postgres", "redis"]);
+}
+
+#[tokio::test]
+async fn readiness_is_503_naming_redis_when_redis_is_down() {
+    let app = TestApp::spawn_with(&[
+        ("redis_url", json!("redis://127.0.0.1:1")),
+        ("redis_timeout_ms", json!(200)),
+    ])
+    .await;
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.headers().get("retry-after").is_some());
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "degraded");
+    let checks = body["checks"].as_array().expect("checks");
+    assert_eq!(checks[0]["status"], "up", "postgres");
+    assert_eq!(checks[1]["status"], "down", "redis");
+
+    // Registration needs only PostgreSQL; the revocation check needs Redis and denies by default.
+    let body = app.register("ada@example.com").await;
+    let me = app.get("/v1/users/me", &access(&body)).await;
+    problem(me, StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE").await;
+}
+
+#[tokio::test]
+async fn with_redis_down_and_revocation_checks_allowed_profiles_come_from_postgres() {
+    let app = TestApp::spawn_with(&[
+        ("redis_url", json!("redis://127.0.0.1:1")),
+        ("redis_timeout_ms", json!(200)),
+        ("revocation_check", json!("allow")),
+    ])
+    .await;
+    let body = app.register("ada@example.com").await;
+    let me = app.get("/v1/users/me", &access(&body)).await;
+    assert_eq!(me.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn with_postgres_down_requests_get_503_within_the_acquire_timeout() {
+    let app = TestApp::spawn_with(&[
+        (
+            "database_url",
+            json!("postgres://postgres@127.0.0.1:1/strata"),
+        ),
+        ("db_acquire_timeout_ms", json!(1000)),
+    ])
+    .await;
+    let started = Instant::now();
+    let response = app
+        .post(
+            "/v1/auth/login",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
+    problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVICE_UNAVAILABLE",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn shutdown_turns_readiness_503_then_drains_in_flight_requests() {
+    let app = TestApp::spawn_with(&[
+        ("shutdown_grace_secs", json!(1)),
+        ("argon2_memory_kib", json!(65536)),
+        ("argon2_iterations", json!(4)),
+    ])
+    .await;
+    // A registration with a deliberately slow hash is in flight when shutdown begins.
+    let client = app.client.clone();
+    let url = app.url("/v1/auth/register");
+    let in_flight = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&json!({"email": "ada@example.com", "password": PASSWORD, "display_name": "Ada"}))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let shutdown = app.shutdown.clone();
+    let stopping = tokio::spawn(async move { shutdown.shutdown().await });
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("still serving during the grace");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json::<Value>().await.expect("json")["draining"], true);
+
+    let finished = in_flight
+        .await
+        .expect("task")
+        .expect("the in-flight request completes");
+    assert_eq!(finished.status(), StatusCode::CREATED);
+    stopping.await.expect("shutdown completes");
+    let live_url = app.url("/health/live");
+    let client = app.client.clone();
+    let served = tokio::time::timeout(Duration::from_secs(10), app.server).await;
+    assert!(
+        matches!(served, Ok(Ok(Ok(())))),
+        "the server exits cleanly: {served:?}"
+    );
+    assert!(
+        client.get(live_url).send().await.is_err(),
+        "the listener is closed"
+    );
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn access_logs_are_json_with_request_fields_and_never_a_secret() {
+    let capture = Capture::default();
+    let sink = capture.clone();
+    telemetry::init("info", LogFormat::Json, move || sink.clone());
+    let app = TestApp::spawn().await;
+
+    let body = app.register("secretive@example.com").await;
+    let token = access(&body);
+    let refresh = body["refresh_token"].as_str().expect("refresh").to_owned();
+    app.get("/v1/users/me", &token).await;
+    app.post(
+        "/v1/auth/login",
+        json!({"email": "secretive@example.com", "password": "wrong-password-123"}),
+    )
+    .await;
+    let rotated: Value = app
+        .post("/v1/auth/refresh", json!({"refresh_token": refresh}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    app.request(
+        Method::POST,
+        "/v1/auth/logout",
+        Some(&access(&rotated)),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let logs = String::from_utf8(capture.0.lock().expect("lock").clone()).expect("utf-8");
+    for secret in [
+        PASSWORD,
+        "wrong-password-123",
+        token.as_str(),
+        refresh.as_str(),
+        rotated["refresh_token"].as_str().unwrap_or("-"),
+    ] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+    let access_line = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["span"]["route"] == "/v1/users/me" && line["status"] == 200)
+        .expect("an access log line for GET /v1/users/me");
+    assert!(access_line["span"]["request_id"].is_string());
+    assert_eq!(access_line["span"]["method"], "GET");
+    assert!(access_line["latency_ms"].is_number());
+    assert_eq!(access_line["user_id"], body["user"]["id"]);
+}

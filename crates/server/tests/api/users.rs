@@ -1,0 +1,192 @@
+//! The caller's profile and the admin's user list.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, access, fields, problem};
+
+#[tokio::test]
+async fn the_profile_carries_an_etag_and_answers_if_none_match_with_304() {
+    let app = TestApp::spawn().await;
+    let token = access(&app.register("ada@example.com").await);
+    let first = app.get("/v1/users/me", &token).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("etag")
+        .to_owned();
+    let cached = app
+        .client
+        .get(app.url("/v1/users/me"))
+        .bearer_auth(&token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn a_profile_update_is_visible_at_once_despite_the_cache() {
+    let app = TestApp::spawn().await;
+    let token = access(&app.register("ada@example.com").await);
+    assert_eq!(
+        app.get("/v1/users/me", &token)
+            .await
+            .json::<Value>()
+            .await
+            .expect("json")["display_name"],
+        "Test User"
+    );
+    let patched = app
+        .request(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&token),
+            Some(json!({"display_name": "  Countess  "})),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let me: Value = app
+        .get("/v1/users/me", &token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["display_name"], "Countess");
+}
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_password_and_the_new_one_works() {
+    let app = TestApp::spawn().await;
+    let token = access(&app.register("ada@example.com").await);
+    let without = app
+        .request(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&token),
+            Some(json!({"password": "a new password"})),
+        )
+        .await;
+    let body = problem(
+        without,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(fields(&body), ["current_password"]);
+
+    let changed = app
+        .request(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&token),
+            Some(json!({"password": "a new password", "current_password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let old = app
+        .post(
+            "/v1/auth/login",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
+    problem(old, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+    let new = app
+        .post(
+            "/v1/auth/login",
+            json!({"email": "ada@example.com", "password": "a new password"}),
+        )
+        .await;
+    assert_eq!(new.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn customers_cannot_list_or_read_other_users() {
+    let app = TestApp::spawn().await;
+    let token = access(&app.register("ada@example.com").await);
+    problem(
+        app.get("/v1/users", &token).await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    )
+    .await;
+    let other = app.register("bob@example.com").await;
+    let path = format!("/v1/users/{}", other["user"]["id"].as_str().expect("id"));
+    problem(
+        app.get(&path, &token).await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_admin_pages_through_every_user_exactly_once() {
+    let app = TestApp::spawn().await;
+    for i in 0..6 {
+        app.register(&format!("user{i}@example.com")).await;
+    }
+    let admin = app.admin_token().await;
+    let mut seen = Vec::new();
+    let mut path = "/v1/users?limit=4".to_owned();
+    loop {
+        let page: Value = app.get(&path, &admin).await.json().await.expect("json");
+        for item in page["items"].as_array().expect("items") {
+            seen.push(item["email"].as_str().expect("email").to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/users?limit=4&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (0..6).map(|i| format!("user{i}@example.com")).collect();
+    expected.push("root@example.com".into());
+    assert_eq!(seen, expected, "oldest first, each once");
+}
+
+#[tokio::test]
+async fn bad_list_parameters_are_named() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let response = app.get("/v1/users?limit=abc&cursor=forged", &admin).await;
+    let body = problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(fields(&body), ["limit", "cursor"]);
+    let response = app.get("/v1/users?limit=101", &admin).await;
+    problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_admin_reads_a_user_by_id_and_unknown_ids_are_404() {
+    let app = TestApp::spawn().await;
+    let other = app.register("bob@example.com").await;
+    let admin = app.admin_token().await;
+    let path = format!("/v1/users/{}", other["user"]["id"].as_str().expect("id"));
+    let found: Value = app.get(&path, &admin).await.json().await.expect("json");
+    assert_eq!(found["email"], "bob@example.com");
+    let unknown = format!("/v1/users/{}", uuid::Uuid::now_v7());
+    problem(
+        app.get(&unknown, &admin).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+    problem(
+        app.get("/v1/users/not-a-uuid", &admin).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+    )
+    .await;
+}
