@@ -32,7 +32,7 @@ pub async fn observe(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let span = tracing::info_span!("request", request_id = %id, %method, %route, user_id = tracing::field::Empty);
 
     let outcome = request_id::scope(
         id.clone(),

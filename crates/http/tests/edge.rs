@@ -1,6 +1,8 @@
 //! The middleware on a real actix server: a panicking handler becomes a 500 problem response and
 //! the worker keeps serving.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
@@ -18,14 +20,18 @@ async fn fine() -> HttpResponse {
 
 fn get(port: u16, path: &str, request_id: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_handler_answers_500_problem_json_and_the_server_survives() -> anyhow::Result<()> {
+async fn a_panicking_handler_answers_500_problem_json_and_the_server_survives() -> anyhow::Result<()>
+{
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(|| {
@@ -44,14 +50,26 @@ async fn a_panicking_handler_answers_500_problem_json_and_the_server_survives() 
     let crashed = tokio::task::spawn_blocking(move || get(port, "/boom", "req-panic-1")).await??;
     let lower = crashed.to_ascii_lowercase();
     assert!(crashed.starts_with("HTTP/1.1 500"), "{crashed}");
-    assert!(lower.contains("content-type: application/problem+json"), "{crashed}");
+    assert!(
+        lower.contains("content-type: application/problem+json"),
+        "{crashed}"
+    );
     assert!(lower.contains("x-request-id: req-panic-1"), "{crashed}");
     assert!(crashed.contains(r#""code":"INTERNAL""#), "{crashed}");
-    assert!(crashed.contains(r#""request_id":"req-panic-1""#), "{crashed}");
-    assert!(!crashed.contains("SELECT"), "internals never reach the client: {crashed}");
+    assert!(
+        crashed.contains(r#""request_id":"req-panic-1""#),
+        "{crashed}"
+    );
+    assert!(
+        !crashed.contains("SELECT"),
+        "internals never reach the client: {crashed}"
+    );
 
     let after = tokio::task::spawn_blocking(move || get(port, "/fine", "req-2")).await??;
-    assert!(after.starts_with("HTTP/1.1 200"), "the worker survives: {after}");
+    assert!(
+        after.starts_with("HTTP/1.1 200"),
+        "the worker survives: {after}"
+    );
     handle.stop(false).await;
     Ok(())
 }
@@ -73,7 +91,10 @@ async fn actix_s_own_bare_errors_are_turned_into_problems() -> anyhow::Result<()
     tokio::spawn(server);
     let response = tokio::task::spawn_blocking(move || get(port, "/only-post", "r")).await??;
     assert!(response.starts_with("HTTP/1.1 405"), "{response}");
-    assert!(response.contains(r#""code":"METHOD_NOT_ALLOWED""#), "{response}");
+    assert!(
+        response.contains(r#""code":"METHOD_NOT_ALLOWED""#),
+        "{response}"
+    );
     handle.stop(false).await;
     Ok(())
 }

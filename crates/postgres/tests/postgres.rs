@@ -1,6 +1,8 @@
 //! The PostgreSQL adapters against a real server, each test in a fresh database cloned from the
 //! migrated template.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -369,9 +371,9 @@ fn declared_schema() -> anyhow::Result<BTreeMap<String, Vec<(String, String)>>> 
             }
         } else if let (Some(table), Some((column, ty))) = (&current, line.split_once(" -> ")) {
             let ty = ty.trim_end_matches(',').trim().to_owned();
-            tables
-                .get_mut(table)
-                .map(|columns: &mut Vec<_>| columns.push((column.trim().to_owned(), ty)));
+            if let Some(columns) = tables.get_mut(table) {
+                columns.push((column.trim().to_owned(), ty));
+            }
         } else if line == "}" {
             current = None;
         }

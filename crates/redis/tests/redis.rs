@@ -1,5 +1,7 @@
 //! The Redis adapters against a real server, each test under its own random key prefix.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
