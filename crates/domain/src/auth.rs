@@ -46,6 +46,26 @@ pub enum RefreshTokenState {
 impl RefreshTokenRecord {
     /// Classifies the token at `now`. Revocation wins over reuse, reuse over expiry, so that a
     /// replayed token always triggers family revocation even once it has expired.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use strata_domain::{RefreshTokenRecord, RefreshTokenState, UserId};
+    /// use uuid::Uuid;
+    ///
+    /// let now = Utc::now();
+    /// let token = RefreshTokenRecord {
+    ///     id: Uuid::now_v7(),
+    ///     family_id: Uuid::now_v7(),
+    ///     user_id: UserId(Uuid::now_v7()),
+    ///     token_hash: vec![0; 32],
+    ///     created_at: now,
+    ///     expires_at: now + Duration::days(30),
+    ///     rotated_at: Some(now),
+    ///     revoked_at: None,
+    /// };
+    /// // Already exchanged once: presenting it again is a replay.
+    /// assert_eq!(token.state_at(now), RefreshTokenState::Reused);
+    /// ```
     pub fn state_at(&self, now: DateTime<Utc>) -> RefreshTokenState {
         if self.revoked_at.is_some() {
             RefreshTokenState::Revoked

@@ -34,6 +34,16 @@ impl Email {
     pub const MAX_LEN: usize = 254;
 
     /// Validates and normalises an address.
+    ///
+    /// ```
+    /// use strata_domain::Email;
+    ///
+    /// let email = Email::parse("  Ada@Example.COM ").unwrap();
+    /// assert_eq!(email.as_str(), "ada@example.com");
+    ///
+    /// let error = Email::parse("ada@localhost").unwrap_err();
+    /// assert_eq!(error.code, "invalid_email");
+    /// ```
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let candidate = raw.trim().to_ascii_lowercase();
         let invalid = || FieldError::new("email", "invalid_email", "must be a valid email address");
@@ -175,6 +185,14 @@ impl Password {
     pub const MAX_CHARS: usize = 128;
 
     /// Validates a new password against the length policy. Passwords are not trimmed.
+    ///
+    /// ```
+    /// use strata_domain::Password;
+    ///
+    /// assert_eq!(Password::parse("hunter2").unwrap_err().code, "too_short");
+    /// let password = Password::parse("correct horse battery").unwrap();
+    /// assert_eq!(format!("{password:?}"), "Password(<redacted>)");
+    /// ```
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let chars = raw.chars().count();
         if chars == 0 {

@@ -1,0 +1,174 @@
+//! A private Redis server for development and tests: a `redis-server` child on 127.0.0.1 with
+//! persistence off (`--save "" --appendonly no`), its pid file and log under `target/xtask/redis`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::system::{self, arg};
+
+const PREFERRED_PORT: u16 = 56379;
+const INSTALL_HINT: &str = "install Redis 7+: `sudo apt-get install redis-server` (Debian/Ubuntu), \
+     `sudo dnf install redis` (Fedora), or `brew install redis` (macOS); or set REDIS_URL to a \
+     server that is running";
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A `redis-server` child, stopped when dropped.
+pub struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    /// Finds (or installs) `redis-server` and starts it on a free port.
+    pub async fn start() -> anyhow::Result<Self> {
+        let program = find_or_install().await?;
+        let dir = system::state_dir().join("redis");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pidfile = dir.join("redis.pid");
+        let log = dir.join("redis.log");
+        stop_leftover(&pidfile);
+        let _ = std::fs::remove_file(&log);
+
+        let port = system::free_port(PREFERRED_PORT)?;
+        let port_arg = port.to_string();
+        let mut command = Command::new(&program);
+        command
+            .args(["--port", &port_arg, "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args([
+                "--dir",
+                &arg(&dir),
+                "--pidfile",
+                &arg(&pidfile),
+                "--logfile",
+                &arg(&log),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group: a Ctrl-C at the terminal is ours to handle, not Redis's.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let mut server = Self { child, port };
+        server.wait_until_ready(&log).await?;
+        Ok(server)
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_until_ready(&mut self, log: &Path) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "redis-server exited at start ({status}):\n{}",
+                    system::tail(log, 20)
+                );
+            }
+            if pong(self.port).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "redis-server did not answer PING within {}s:\n{}",
+                    START_TIMEOUT.as_secs(),
+                    system::tail(log, 20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SIGTERM lets it remove its pid file; nothing is persisted either way.
+        system::signal_process(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                eprintln!(
+                    "xtask: redis: stopped the private server (port {})",
+                    self.port
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!(
+            "xtask: redis: killed the private server (port {})",
+            self.port
+        );
+    }
+}
+
+async fn pong(port: u16) -> bool {
+    let ping = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply).await.ok()?;
+        (&reply == b"+PONG\r\n").then_some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), ping).await,
+        Ok(Some(()))
+    )
+}
+
+/// A server left running by a run that was killed; recognised by its pid file and its name.
+fn stop_leftover(pidfile: &Path) {
+    let Some(pid) = std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let name = Command::new("ps")
+        .args(["-p", &pid.to_string(), "-o", "comm="])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    if name.contains("redis-server") {
+        eprintln!(
+            "xtask: redis: stopping a private server left running by an earlier run (pid {pid})"
+        );
+        system::signal_process(pid, "TERM");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = std::fs::remove_file(pidfile);
+}
+
+async fn find_or_install() -> anyhow::Result<PathBuf> {
+    if let Some(found) = system::find_program("redis-server") {
+        return Ok(found);
+    }
+    if !system::can_apt_install() {
+        bail!("redis-server not found; {INSTALL_HINT}");
+    }
+    eprintln!("xtask: redis: redis-server not found; installing it with apt-get");
+    system::apt_install("redis-server").await?;
+    system::find_program("redis-server").with_context(|| {
+        format!("apt-get installed redis-server but it is still missing; {INSTALL_HINT}")
+    })
+}

@@ -1,0 +1,64 @@
+//! `cargo xtask test`: the whole test suite against real PostgreSQL and Redis.
+//!
+//! Tests isolate themselves (a database per test cloned from a migrated template, a random Redis
+//! key prefix), so they only need to know where the servers are: DATABASE_URL points at the
+//! server's `postgres` maintenance database and REDIS_URL at Redis.
+
+use anyhow::bail;
+use tokio::process::Command;
+
+use crate::database;
+use crate::process::{self, Shutdown};
+use crate::stack::{PRIVATE_KNOB, Stack};
+use crate::system;
+
+/// Runs every test target, then the doc tests; fails if either fails.
+pub async fn run(extra_args: &[String], shutdown: &Shutdown) -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    database::drop_leftover_test_databases(&stack).await?;
+
+    let cargo = system::cargo();
+    let mut main_step: Vec<String> = if system::succeeds(&cargo, ["nextest", "--version"]) {
+        [
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-targets",
+            "--no-fail-fast",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    } else {
+        eprintln!(
+            "xtask: cargo-nextest not found; using cargo test (cargo install cargo-nextest for faster runs)"
+        );
+        ["test", "--workspace", "--all-targets", "--no-fail-fast"]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    main_step.extend(extra_args.iter().cloned());
+    // nextest does not run doc tests, and cargo test --all-targets leaves them out too. They run
+    // first so that the test runner's summary of the whole suite is the last thing printed.
+    let doc_step: Vec<String> = ["test", "--workspace", "--doc"].map(str::to_owned).to_vec();
+
+    let mut failed = Vec::new();
+    for step in [doc_step, main_step] {
+        let label = format!("cargo {}", step.join(" "));
+        eprintln!("xtask: {label}");
+        let mut command = Command::new(&cargo);
+        command
+            .args(&step)
+            .env("DATABASE_URL", stack.maintenance_url())
+            .env("REDIS_URL", stack.redis_url())
+            .env_remove(PRIVATE_KNOB);
+        let status = process::run(command, &label, shutdown).await?;
+        if !status.success() {
+            failed.push(label);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("failed: {}", failed.join("; "));
+    }
+    eprintln!("xtask: every test step passed");
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! What the machine offers the developer commands: where the workspace and its scratch directory
+//! are, whether we are root, where programs live, the system package manager, free ports, and
+//! signals sent through `kill(1)` (the workspace forbids the `unsafe` a direct `kill(2)` needs).
+
+use std::ffi::OsStr;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+
+/// The workspace root: the parent of this crate's manifest directory, whatever the current
+/// directory is.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+}
+
+/// Where the developer commands keep their state (private servers, the local JWT secret).
+pub fn state_dir() -> PathBuf {
+    workspace_root().join("target").join("xtask")
+}
+
+/// The effective user id of this process.
+pub fn current_uid() -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // /proc/self belongs to the effective user; this avoids a process spawn.
+        if let Ok(metadata) = std::fs::metadata("/proc/self") {
+            return Some(metadata.uid());
+        }
+    }
+    let output = Command::new("id").arg("-u").output().ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    current_uid() == Some(0)
+}
+
+/// The uid of a system user, if that user exists.
+pub fn user_uid(name: &str) -> Option<u32> {
+    let output = Command::new("id")
+        .args(["-u", name])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+}
+
+/// The first executable called `name` on PATH.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// Whether `path` is a file someone may execute.
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Whether packages can be installed here without asking anyone: root on a Debian-like system.
+pub fn can_apt_install() -> bool {
+    is_root() && find_program("apt-get").is_some()
+}
+
+static APT_UPDATED: AtomicBool = AtomicBool::new(false);
+
+/// Installs `package` with apt-get, non-interactively, refreshing the package lists once per run.
+pub async fn apt_install(package: &str) -> anyhow::Result<()> {
+    if !APT_UPDATED.swap(true, Ordering::SeqCst) {
+        eprintln!("xtask: apt-get update");
+        run_apt(&["update"]).await?;
+    }
+    eprintln!("xtask: apt-get install -y {package}");
+    run_apt(&["install", "-y", package]).await
+}
+
+async fn run_apt(args: &[&str]) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .status()
+        .await
+        .context("cannot run apt-get")?;
+    if !status.success() {
+        bail!("apt-get {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// A command that runs `program` as `user` (through runuser, else su), or as ourselves when
+/// `user` is `None`.
+pub fn command_as(user: Option<&str>, program: &Path, args: &[String]) -> tokio::process::Command {
+    let Some(user) = user else {
+        let mut command = tokio::process::Command::new(program);
+        command.args(args);
+        return command;
+    };
+    if let Some(runuser) = find_program("runuser") {
+        let mut command = tokio::process::Command::new(runuser);
+        command.args(["-u", user, "--"]).arg(program).args(args);
+        command
+    } else {
+        let line = std::iter::once(program.to_string_lossy().into_owned())
+            .chain(args.iter().cloned())
+            .map(|word| shell_quote(&word))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut command = tokio::process::Command::new("su");
+        command.args([user, "-s", "/bin/sh", "-c", &line]);
+        command
+    }
+}
+
+/// `word` quoted for a POSIX shell.
+pub fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// `path` as a string argument for a child process.
+pub fn arg(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Gives `path` (recursively) to `user`, unless it is theirs already.
+pub fn chown_to(path: &Path, user: &str, uid: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(path).is_ok_and(|m| m.uid() == uid) {
+        return Ok(());
+    }
+    let status = Command::new("chown")
+        .args(["-R", &format!("{user}:")])
+        .arg(path)
+        .status()
+        .context("cannot run chown")?;
+    if !status.success() {
+        bail!("chown -R {user}: {} failed", path.display());
+    }
+    Ok(())
+}
+
+/// A port on 127.0.0.1 nobody listens on: `preferred`, a neighbour, or one the kernel picks.
+pub fn free_port(preferred: u16) -> anyhow::Result<u16> {
+    let neighbours = (0..50).filter_map(|offset| preferred.checked_add(offset));
+    for port in neighbours {
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("no free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Sends `signal` (a name such as `TERM`) to a process.
+pub fn signal_process(pid: u32, signal: &str) {
+    send_signal(&pid.to_string(), signal);
+}
+
+/// Sends `signal` to every process of a process group.
+pub fn signal_group(pgid: u32, signal: &str) {
+    send_signal(&format!("-{pgid}"), signal);
+}
+
+fn send_signal(target: &str, signal: &str) {
+    // A target that is already gone is the expected case at shutdown, so failures are quiet.
+    let _ = Command::new("kill")
+        .args(["-s", signal, "--", target])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The last `lines` lines of a text file, for error messages about a server that would not start.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return String::new();
+    };
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The combined output of a finished command, for error messages.
+pub fn output_text(output: &std::process::Output) -> String {
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    text.trim().to_owned()
+}
+
+/// Whether `program` runs and exits successfully with `args` (e.g. a `--version` probe).
+pub fn succeeds<I, S>(program: &str, args: I) -> bool
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The cargo that runs us (so a toolchain override applies to nested builds too).
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
