@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
 mod auth;
+mod binary;
 mod edge;
 mod helpers;
 mod lifecycle;
