@@ -33,22 +33,7 @@ pub fn database_name(url: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
-/// `url` with its database replaced by `database`, the query string kept.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[authority_end..].find('/') {
-        Some(slash) => &base[..authority_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{root}/{database}?{query}"),
-        None => format!("{root}/{database}"),
-    }
-}
+pub use strata_postgres::with_database;
 
 /// `url` with the password (if any) masked, for printing.
 pub fn redacted(url: &str) -> String {
@@ -117,18 +102,6 @@ mod tests {
         );
         assert_eq!(database_name("postgres://u@h:5432/"), None);
         assert_eq!(database_name("postgres://u@h:5432"), None);
-    }
-
-    #[test]
-    fn the_database_is_replaced_and_the_query_kept() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/app?sslmode=disable", "postgres"),
-            "postgres://u@h:5432/postgres?sslmode=disable"
-        );
-        assert_eq!(
-            with_database("postgres://u@h:5432", "x"),
-            "postgres://u@h:5432/x"
-        );
     }
 
     #[test]

@@ -133,8 +133,8 @@ fn log_access(span: &tracing::Span, response: &ServiceResponse<BoxBody>, started
         .request()
         .extensions()
         .get::<AuthenticatedUser>()
-        .map(|user| user.0.to_string())
-        .unwrap_or_default();
+        .map(|user| user.0.to_string());
+    let user_id = user_id.as_deref();
     let api_error = response
         .response()
         .error()

@@ -100,6 +100,24 @@ impl Database {
     }
 }
 
+/// `url` with its database name replaced by `database`, the query string kept (to reach the
+/// maintenance database, or a per-test clone, on the same server).
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{root}/{database}?{query}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
 /// Maps a driver error that no port names: connection loss is transient, the rest unexpected.
 pub(crate) fn map_error(error: DieselError) -> PortError {
     match &error {
@@ -127,5 +145,26 @@ impl HealthCheck for Database {
         self.timed(diesel::sql_query("SELECT 1").execute(&mut conn))
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn the_database_name_is_replaced_and_the_query_kept() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/app", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432/app?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
     }
 }

@@ -15,7 +15,7 @@ pub mod schema;
 pub mod testing;
 mod users;
 
-pub use database::{Database, PoolSettings};
+pub use database::{Database, PoolSettings, with_database};
 pub use migrations::{MIGRATIONS, run_migrations};
 pub use refresh_tokens::PgRefreshTokenRepository;
 pub use users::PgUserRepository;
