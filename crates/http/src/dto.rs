@@ -1,5 +1,6 @@
 //! Request and response bodies, named for their purpose. Request fields are optional strings with
-//! defaults so that validation can name every missing or invalid field at once.
+//! defaults so that validation can name every missing or invalid field at once; unknown fields are
+//! refused, so a misspelt or unsupported field is never silently ignored.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -13,6 +14,7 @@ fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S:
 
 /// POST /v1/auth/register
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Email address.
     #[serde(default)]
@@ -27,6 +29,7 @@ pub struct RegisterRequest {
 
 /// POST /v1/auth/login
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Email address.
     #[serde(default)]
@@ -38,6 +41,7 @@ pub struct LoginRequest {
 
 /// POST /v1/auth/refresh
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token of the last login or refresh.
     #[serde(default)]
@@ -46,6 +50,7 @@ pub struct RefreshRequest {
 
 /// PATCH /v1/users/me
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     /// New public name.
     pub display_name: Option<String>,

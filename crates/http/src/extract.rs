@@ -77,13 +77,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
                 let path = error.path().to_string();
                 let inner = error.into_inner();
+                let message = strip_position(&inner.to_string());
                 match inner.classify() {
                     serde_json::error::Category::Data => {
-                        ApiError::validation(ValidationErrors::single(FieldError::new(
-                            if path == "." { "body".to_owned() } else { path },
-                            "invalid_type",
-                            strip_position(&inner.to_string()),
-                        )))
+                        let error = match unknown_field(&message) {
+                            Some(name) => FieldError::new(name, "unknown_field", message),
+                            None if path == "." => FieldError::new("body", "invalid_type", message),
+                            None => FieldError::new(path, "invalid_type", message),
+                        };
+                        ApiError::validation(ValidationErrors::single(error))
                     }
                     _ => ApiError::new(
                         ProblemCode::MalformedJson,
@@ -100,6 +102,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             Ok(ApiJson(value))
         })
     }
+}
+
+/// The field named by serde's "unknown field `x`, expected ..." message.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split_once('`').map(|(name, _)| name.to_owned())
 }
 
 /// serde_json appends " at line L column C", which means nothing once the field is named.

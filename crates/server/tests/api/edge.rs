@@ -83,6 +83,29 @@ async fn a_value_of_the_wrong_type_names_its_field() {
 }
 
 #[tokio::test]
+async fn an_unknown_field_is_refused_by_name_rather_than_ignored() {
+    let app = TestApp::spawn().await;
+    let body = app.register("ada@example.com").await;
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    let response = app
+        .request(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&token),
+            Some(json!({"email": "new@example.com", "display_name": "A"})),
+        )
+        .await;
+    let problem_body = problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    assert_eq!(fields(&problem_body), ["email"]);
+    assert_eq!(problem_body["errors"][0]["code"], "unknown_field");
+}
+
+#[tokio::test]
 async fn unknown_routes_and_methods_are_problems_too() {
     let app = TestApp::spawn().await;
     let unknown = app.request(Method::GET, "/v1/nowhere", None, None).await;
