@@ -383,6 +383,54 @@ mod tests {
         Ok(())
     }
 
+    /// A throwaway P-256 key pair, for tests only.
+    const TEST_EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZcPUAnOhqm9evvyP
+klTfB/a3neOASliCLTR11EzfjSuhRANCAAR3hm2IyMEctKUGiaw5T5efWDjryGcl
++qozVl713oz3VkKJkheMZRa/XjZMnLLgDWB0R+ZD6BEz7JIzbbQuO8jf
+-----END PRIVATE KEY-----
+";
+    const TEST_EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEd4ZtiMjBHLSlBomsOU+Xn1g468hn
+JfqqM1Ze9d6M91ZCiZIXjGUWv142TJyy4A1gdEfmQ+gRM+ySM220LjvI3w==
+-----END PUBLIC KEY-----
+";
+
+    #[test]
+    fn es256_with_pem_keys_signs_and_verifies_and_refuses_an_hmac_token() -> anyhow::Result<()> {
+        let codec = JwtCodec::new(JwtSettings {
+            algorithm: Algorithm::ES256,
+            key: JwtKey::Pem {
+                private: Some(TEST_EC_PRIVATE.as_bytes().to_vec()),
+                public: TEST_EC_PUBLIC.as_bytes().to_vec(),
+            },
+            ..settings(SECRET, Some("ec-1"))
+        })?;
+        let token = issue(&codec, Utc::now());
+        let header = jsonwebtoken::decode_header(&token)?;
+        assert_eq!(
+            (header.alg, header.kid.as_deref()),
+            (Algorithm::ES256, Some("ec-1"))
+        );
+        assert!(codec.verify(&token).is_ok());
+        // Algorithm confusion: an HS256 token is refused by an ES256 verifier whatever its key.
+        let hmac = JwtCodec::new(settings(SECRET, Some("ec-1")))?;
+        assert!(matches!(
+            codec.verify(&issue(&hmac, Utc::now())),
+            Err(JwtError::Invalid(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_key_that_does_not_suit_the_algorithm_is_refused_at_start() {
+        let mismatched = JwtSettings {
+            algorithm: Algorithm::RS256,
+            ..settings(SECRET, None)
+        };
+        assert!(JwtCodec::new(mismatched).is_err());
+    }
+
     #[test]
     fn short_hmac_secrets_are_refused_at_start() {
         assert!(JwtCodec::new(settings(b"short", None)).is_err());
