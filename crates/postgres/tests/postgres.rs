@@ -237,6 +237,14 @@ async fn concurrent_rotations_of_one_token_have_exactly_one_winner() -> anyhow::
     Ok(())
 }
 
+async fn is_revoked(
+    tokens: &PgRefreshTokenRepository,
+    record: &RefreshTokenRecord,
+) -> anyhow::Result<bool> {
+    let stored = tokens.find_by_hash(&record.token_hash).await?;
+    Ok(stored.expect("the token is stored").revoked_at.is_some())
+}
+
 #[tokio::test]
 async fn revoking_a_family_or_all_other_sessions_marks_exactly_those_tokens() -> anyhow::Result<()>
 {
@@ -250,39 +258,13 @@ async fn revoking_a_family_or_all_other_sessions_marks_exactly_those_tokens() ->
         tokens.insert(t).await?;
     }
     tokens.revoke_family(a, now()).await?;
-    assert!(
-        tokens
-            .find_by_hash(&in_a.token_hash)
-            .await?
-            .expect("a")
-            .revoked_at
-            .is_some()
-    );
-    assert!(
-        tokens
-            .find_by_hash(&in_b.token_hash)
-            .await?
-            .expect("b")
-            .revoked_at
-            .is_none()
-    );
+    assert!(is_revoked(&tokens, &in_a).await?);
+    assert!(!is_revoked(&tokens, &in_b).await?);
 
     tokens.revoke_all_for_user(user.id, Some(c), now()).await?;
+    assert!(is_revoked(&tokens, &in_b).await?);
     assert!(
-        tokens
-            .find_by_hash(&in_b.token_hash)
-            .await?
-            .expect("b")
-            .revoked_at
-            .is_some()
-    );
-    assert!(
-        tokens
-            .find_by_hash(&in_c.token_hash)
-            .await?
-            .expect("c")
-            .revoked_at
-            .is_none(),
+        !is_revoked(&tokens, &in_c).await?,
         "the caller's session stays"
     );
     Ok(())

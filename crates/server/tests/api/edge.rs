@@ -138,12 +138,7 @@ async fn a_well_formed_request_id_is_echoed_and_a_missing_one_generated() {
             .and_then(|v| v.to_str().ok()),
         Some("trace-abc-123")
     );
-    let generated = app
-        .client
-        .get(app.url("/health/live"))
-        .send()
-        .await
-        .expect("sent");
+    let generated = app.get_public("/health/live").await;
     let id = generated
         .headers()
         .get("x-request-id")
@@ -170,11 +165,7 @@ async fn a_well_formed_request_id_is_echoed_and_a_missing_one_generated() {
 async fn every_response_carries_the_security_headers() {
     let app = TestApp::spawn().await;
     for response in [
-        app.client
-            .get(app.url("/health/live"))
-            .send()
-            .await
-            .expect("sent"),
+        app.get_public("/health/live").await,
         app.request(Method::GET, "/v1/nowhere", None, None).await,
     ] {
         let headers = response.headers();

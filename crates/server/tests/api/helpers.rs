@@ -94,6 +94,11 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// A GET without credentials.
+    pub async fn get_public(&self, path: &str) -> Response {
+        self.request(Method::GET, path, None, None).await
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Response {
         self.request(Method::POST, path, None, Some(body)).await
     }

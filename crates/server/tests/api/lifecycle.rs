@@ -13,19 +13,9 @@ use crate::helpers::{PASSWORD, TestApp, access, problem};
 #[tokio::test]
 async fn liveness_and_readiness_report_ok_when_everything_answers() {
     let app = TestApp::spawn().await;
-    let live = app
-        .client
-        .get(app.url("/health/live"))
-        .send()
-        .await
-        .expect("sent");
+    let live = app.get_public("/health/live").await;
     assert_eq!(live.status(), StatusCode::OK);
-    let ready = app
-        .client
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .expect("sent");
+    let ready = app.get_public("/health/ready").await;
     assert_eq!(ready.status(), StatusCode::OK);
     let body: Value = ready.json().await.expect("json");
     assert_eq!(body["status"], "ok");
@@ -45,12 +35,7 @@ async fn readiness_is_503_naming_redis_when_redis_is_down() {
         ("redis_timeout_ms", json!(200)),
     ])
     .await;
-    let ready = app
-        .client
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .expect("sent");
+    let ready = app.get_public("/health/ready").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(ready.headers().get("retry-after").is_some());
     let body: Value = ready.json().await.expect("json");
@@ -106,12 +91,7 @@ async fn with_postgres_down_requests_get_503_within_the_acquire_timeout() {
         "took {:?}",
         started.elapsed()
     );
-    let ready = app
-        .client
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .expect("sent");
+    let ready = app.get_public("/health/ready").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -139,12 +119,7 @@ async fn shutdown_turns_readiness_503_then_drains_in_flight_requests() {
     let shutdown = app.shutdown.clone();
     let stopping = tokio::spawn(async move { shutdown.shutdown().await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let ready = app
-        .client
-        .get(app.url("/health/ready"))
-        .send()
-        .await
-        .expect("still serving during the grace");
+    let ready = app.get_public("/health/ready").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json::<Value>().await.expect("json")["draining"], true);
 
