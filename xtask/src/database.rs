@@ -59,6 +59,21 @@ pub async fn ensure_database(stack: &Stack) -> anyhow::Result<bool> {
     }
 }
 
+/// Drops the application database, disconnecting whoever uses it (for `reset`).
+pub async fn drop_database(stack: &Stack) -> anyhow::Result<()> {
+    let name = stack.database_name();
+    let mut conn = maintenance(stack).await?;
+    diesel::sql_query(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        identifier(name)
+    ))
+    .execute(&mut conn)
+    .await
+    .with_context(|| format!("dropping the database {name}"))?;
+    println!("database {name}: dropped");
+    Ok(())
+}
+
 /// Creates the application database if needed and applies pending migrations, saying what it did.
 pub async fn migrate(stack: &Stack) -> anyhow::Result<()> {
     if ensure_database(stack).await? {

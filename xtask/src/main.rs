@@ -56,6 +56,9 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Drop the application database and its Redis keys, then migrate and seed the demo accounts
+    /// again (never in production).
+    Reset,
 }
 
 #[tokio::main]
@@ -118,6 +121,14 @@ async fn run(command: Command, shutdown: &Shutdown) -> anyhow::Result<()> {
             let stack = Stack::start().await?;
             database::migrate(&stack).await?;
             seed::seed(&stack, SeedOptions { users, seed }).await
+        }
+        Command::Reset => {
+            seed::refuse_production()?;
+            let stack = Stack::start().await?;
+            database::drop_database(&stack).await?;
+            seed::clear_cache(&stack).await?;
+            database::migrate(&stack).await?;
+            seed::demo_accounts(&stack).await
         }
     }
 }

@@ -55,6 +55,19 @@ fn components(stack: &Stack) -> anyhow::Result<Components> {
     Components::build(&settings)
 }
 
+/// Deletes the application's Redis keys (its `STRATA_REDIS_PREFIX` namespace), so that nothing
+/// cached outlives a reset database.
+pub async fn clear_cache(stack: &Stack) -> anyhow::Result<()> {
+    let components = components(stack)?;
+    let deleted = components
+        .redis
+        .clear_namespace()
+        .await
+        .map_err(|error| anyhow!("clearing the Redis namespace: {error}"))?;
+    println!("redis: deleted {deleted} key(s)");
+    Ok(())
+}
+
 /// Creates the demo admin and customer unless they exist.
 pub async fn demo_accounts(stack: &Stack) -> anyhow::Result<()> {
     let components = components(stack)?;

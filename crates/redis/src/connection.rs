@@ -93,6 +93,57 @@ impl RedisConnection {
     }
 }
 
+impl RedisConnection {
+    /// Deletes every key under this connection's prefix (an operator's reset; tests' cleanup).
+    /// Returns how many keys were deleted. SCAN keeps Redis responsive on a large keyspace.
+    pub async fn clear_namespace(&self) -> Result<u64, PortError> {
+        let pattern = format!("{}*", escape_glob(&self.prefix));
+        let mut cursor = 0u64;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(|mut conn| {
+                    let pattern = pattern.clone();
+                    async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut conn)
+                            .await
+                    }
+                })
+                .await?;
+            if !keys.is_empty() {
+                let removed: u64 = self
+                    .run(|mut conn| async move {
+                        redis::cmd("UNLINK").arg(keys).query_async(&mut conn).await
+                    })
+                    .await?;
+                deleted += removed;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// `prefix` with Redis glob metacharacters escaped, so it matches only itself.
+fn escape_glob(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 fn map_error(error: RedisError) -> PortError {
     if error.is_io_error()
         || error.is_connection_dropped()

@@ -110,3 +110,23 @@ async fn an_unreachable_redis_is_unavailable_within_the_timeout_and_the_url_is_c
     assert!(invalid.is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn clearing_a_namespace_deletes_its_keys_and_no_others() -> anyhow::Result<()> {
+    let (mine, theirs) = (isolated()?, isolated()?);
+    let (my_cache, their_cache) = (
+        RedisCache::new(mine.clone()),
+        RedisCache::new(theirs.clone()),
+    );
+    for i in 0..25 {
+        my_cache
+            .set(&format!("k{i}"), "v", Duration::from_secs(60))
+            .await?;
+    }
+    their_cache.set("k0", "v", Duration::from_secs(60)).await?;
+    assert_eq!(mine.clear_namespace().await?, 25);
+    assert_eq!(my_cache.get("k3").await?, None);
+    assert_eq!(their_cache.get("k0").await?.as_deref(), Some("v"));
+    theirs.clear_namespace().await?;
+    Ok(())
+}
