@@ -24,6 +24,17 @@ pub struct Rule {
 
 const WORKSPACE_PREFIX: &str = "strata-";
 
+/// The web framework and storage drivers that only adapters (and the server) may reach.
+const ADAPTER_FRAMEWORKS: &[&str] = &[
+    "actix-web",
+    "actix-http",
+    "diesel",
+    "diesel-async",
+    "redis",
+    "tokio-postgres",
+    "bb8",
+];
+
 /// The rule of SPEC §1; strata-server, the composition root, may depend on anything.
 pub const RULES: &[Rule] = &[
     Rule {
@@ -49,28 +60,12 @@ pub const RULES: &[Rule] = &[
     Rule {
         krate: "strata-ports",
         allowed_workspace: &["strata-domain"],
-        forbidden: &[
-            "actix-web",
-            "actix-http",
-            "diesel",
-            "diesel-async",
-            "redis",
-            "tokio-postgres",
-            "bb8",
-        ],
+        forbidden: ADAPTER_FRAMEWORKS,
     },
     Rule {
         krate: "strata-services",
         allowed_workspace: &["strata-domain", "strata-ports"],
-        forbidden: &[
-            "actix-web",
-            "actix-http",
-            "diesel",
-            "diesel-async",
-            "redis",
-            "tokio-postgres",
-            "bb8",
-        ],
+        forbidden: ADAPTER_FRAMEWORKS,
     },
     Rule {
         krate: "strata-postgres",

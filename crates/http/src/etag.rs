@@ -35,16 +35,18 @@ pub fn respond<T: Serialize>(
 ) -> Result<HttpResponse, ApiError> {
     let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.into()))?;
     let etag = of(&body);
-    let mut response = if matches(req, &etag) {
+    let fresh = matches(req, &etag);
+    let mut response = if fresh {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
     response
-        .insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, cache_control));
-    if matches(req, &etag) {
-        return Ok(response.finish());
-    }
-    Ok(response.content_type("application/json").body(body))
+    Ok(if fresh {
+        response.finish()
+    } else {
+        response.content_type("application/json").body(body)
+    })
 }

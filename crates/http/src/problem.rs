@@ -302,10 +302,9 @@ impl ResponseError for ApiError {
         }
         if let Some(id) = &self.request_id {
             response.insert_header((request_id::HEADER, id.as_str()));
-            let mut headers = actix_web::http::header::HeaderMap::new();
-            crate::middleware::apply_security_headers(&mut headers);
-            for (name, value) in headers {
-                response.insert_header((name, value));
+            // Rendered outside the middleware (after a panic), so it sets these headers itself.
+            for header in crate::middleware::SECURITY_HEADERS {
+                response.insert_header(header);
             }
         }
         if status == StatusCode::UNAUTHORIZED {

@@ -92,12 +92,6 @@ impl Database {
             })?
             .map_err(map_error)
     }
-
-    /// Connections open and idle, for metrics and diagnostics.
-    pub fn pool_state(&self) -> (u32, u32) {
-        let state = self.pool.state();
-        (state.connections, state.idle_connections)
-    }
 }
 
 /// `url` with its database name replaced by `database`, the query string kept (to reach the

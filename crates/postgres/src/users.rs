@@ -52,8 +52,8 @@ impl UserRow {
         })
     }
 
-    fn into_credentials(self) -> Result<UserCredentials, PortError> {
-        let password_hash = self.password_hash.clone();
+    fn into_credentials(mut self) -> Result<UserCredentials, PortError> {
+        let password_hash = std::mem::take(&mut self.password_hash);
         Ok(UserCredentials {
             user: self.into_user()?,
             password_hash,
