@@ -97,6 +97,34 @@ pub async fn migrate(stack: &Stack) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh, migrated database `name` on the stack's server (dropped first if it exists); its URL.
+pub async fn recreate(stack: &Stack, name: &str) -> anyhow::Result<String> {
+    drop_named(stack, name).await?;
+    let mut conn = maintenance(stack).await?;
+    diesel::sql_query(format!("CREATE DATABASE {}", identifier(name)))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("creating the database {name}"))?;
+    let url = urls::with_database(stack.database_url(), name);
+    strata_postgres::run_migrations(&url)
+        .await
+        .with_context(|| format!("migrating {name}"))?;
+    Ok(url)
+}
+
+/// Drops database `name` if it exists, disconnecting whoever uses it.
+pub async fn drop_named(stack: &Stack, name: &str) -> anyhow::Result<()> {
+    let mut conn = maintenance(stack).await?;
+    diesel::sql_query(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        identifier(name)
+    ))
+    .execute(&mut conn)
+    .await
+    .with_context(|| format!("dropping the database {name}"))?;
+    Ok(())
+}
+
 /// Drops the `strata_test_*` databases left by killed test runs. Databases in use (by a test run
 /// going on right now against the same server) are left alone.
 pub async fn drop_leftover_test_databases(stack: &Stack) -> anyhow::Result<()> {

@@ -152,6 +152,11 @@ impl Supervised {
         })
     }
 
+    /// The child's process id (also its process group's).
+    pub fn pid(&self) -> u32 {
+        self.pgid
+    }
+
     /// Waits for the child to exit, or forwards a stop request and waits for it to stop.
     pub async fn wait(&mut self) -> anyhow::Result<Outcome> {
         let shutdown = self.shutdown.clone();

@@ -1,6 +1,8 @@
-//! Demo and bulk data, created through the service layer so that passwords are hashed and every
-//! rule applies exactly as for a real sign-up. Seeding is idempotent: an account that exists
-//! already is left as it is, so `seed` and `up` can run any number of times.
+//! Demo and bulk data. Accounts are created through the service layer so that passwords are
+//! hashed and every rule applies exactly as for a real sign-up; the demo catalog, bulk products
+//! and orders are written straight to the database (see [`bulk`]). Seeding is idempotent: an
+//! account, product or order that exists already is left as it is, so `seed` and `up` can run any
+//! number of times.
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use strata_server::{Components, Environment, Settings};
 use strata_services::{AuthError, AuthService, RegisterInput};
 use tokio::task::JoinSet;
 
+use crate::bulk::{self, rng::splitmix64};
 use crate::stack::Stack;
 
 /// The password of every seeded account; it is public, hence never in production.
@@ -19,11 +22,15 @@ pub const ADMIN_EMAIL: &str = "admin@strata.test";
 /// The demo customer.
 pub const CUSTOMER_EMAIL: &str = "customer@strata.test";
 
-/// What `cargo xtask seed` creates beyond the demo accounts.
+/// What `cargo xtask seed` creates beyond the demo accounts and products.
 #[derive(Debug, Clone, Copy)]
 pub struct SeedOptions {
     /// How many `user-{i}@seed.strata.test` customers.
     pub users: u64,
+    /// How many generated products (`SKU-000001-…` and on).
+    pub products: u64,
+    /// How many generated past orders, by the users and of the products in the database.
+    pub orders: u64,
     /// Makes the generated data reproducible.
     pub seed: u64,
 }
@@ -68,18 +75,31 @@ pub async fn clear_cache(stack: &Stack) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the demo admin and customer unless they exist.
+/// Creates the demo admin and customer, and the demo products, unless they exist.
 pub async fn demo_accounts(stack: &Stack) -> anyhow::Result<()> {
     let components = components(stack)?;
-    create_demo_accounts(&components).await
+    create_demo_accounts(&components).await?;
+    bulk::demo_products(stack.database_url()).await
 }
 
-/// The demo accounts, then `options.users` deterministic customers.
+/// The demo accounts and products, then `options.users` deterministic customers,
+/// `options.products` products and `options.orders` orders.
 pub async fn seed(stack: &Stack, options: SeedOptions) -> anyhow::Result<()> {
     let components = components(stack)?;
     create_demo_accounts(&components).await?;
+    let url = stack.database_url();
+    bulk::demo_products(url).await?;
     if options.users > 0 {
         bulk_users(&components.auth, options).await?;
+    }
+    if options.products > 0 {
+        bulk::products(url, options.seed, options.products).await?;
+    }
+    if options.orders > 0 {
+        bulk::orders(url, options.seed, options.orders).await?;
+    }
+    if options.products > 0 || options.orders > 0 {
+        bulk::vacuum_analyze(url).await?;
     }
     Ok(())
 }
@@ -211,14 +231,6 @@ fn display_name(seed: u64, i: u64) -> String {
     let first = FIRST_NAMES[(bits % FIRST_NAMES.len() as u64) as usize];
     let last = LAST_NAMES[((bits >> 32) % LAST_NAMES.len() as u64) as usize];
     format!("{first} {last}")
-}
-
-/// One step of SplitMix64: a cheap, well-mixed hash for reproducible choices.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

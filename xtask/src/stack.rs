@@ -21,6 +21,20 @@ pub use redis::PrivateRedis;
 /// Skips the environment and the local defaults and always starts private servers (set to `1`).
 pub const PRIVATE_KNOB: &str = "XTASK_PRIVATE_SERVERS";
 
+/// Tells the failure tests where the PostgreSQL server binaries are.
+pub const PG_BIN_VARIABLE: &str = "XTASK_PG_BIN";
+/// Tells the failure tests which `redis-server` to run.
+pub const REDIS_SERVER_VARIABLE: &str = "XTASK_REDIS_SERVER";
+
+/// The server binaries the failure tests start private servers from (they kill and restart
+/// them), found or installed the same way as for private servers.
+pub async fn server_binaries() -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    Ok((
+        postgres::binaries_dir().await?,
+        redis::server_program().await?,
+    ))
+}
+
 const DEFAULT_DATABASE: &str = "strata";
 const LOCAL_POSTGRES: (&str, u16) = ("127.0.0.1", 5432);
 const LOCAL_REDIS: (&str, u16) = ("127.0.0.1", 6379);

@@ -9,13 +9,14 @@ use tokio::process::Command;
 
 use crate::database;
 use crate::process::{self, Shutdown};
-use crate::stack::{PRIVATE_KNOB, Stack};
+use crate::stack::{self, PG_BIN_VARIABLE, PRIVATE_KNOB, REDIS_SERVER_VARIABLE, Stack};
 use crate::system;
 
 /// Runs every test target, then the doc tests; fails if either fails.
 pub async fn run(extra_args: &[String], shutdown: &Shutdown) -> anyhow::Result<()> {
     let stack = Stack::start().await?;
     database::drop_leftover_test_databases(&stack).await?;
+    let (pg_bin, redis_server) = stack::server_binaries().await?;
 
     let cargo = system::cargo();
     let mut main_step: Vec<String> = if system::succeeds(&cargo, ["nextest", "--version"]) {
@@ -50,11 +51,19 @@ pub async fn run(extra_args: &[String], shutdown: &Shutdown) -> anyhow::Result<(
             .args(&step)
             .env("DATABASE_URL", stack.maintenance_url())
             .env("REDIS_URL", stack.redis_url())
+            .env(PG_BIN_VARIABLE, &pg_bin)
+            .env(REDIS_SERVER_VARIABLE, &redis_server)
             .env_remove(PRIVATE_KNOB);
         let status = process::run(command, &label, shutdown).await?;
         if !status.success() {
             failed.push(label);
         }
+    }
+    // The contract test needs the `strata` binary the main step built.
+    eprintln!("xtask: contract test (schemathesis against a live server)");
+    if let Err(error) = crate::schemathesis::run(&stack, shutdown).await {
+        eprintln!("xtask: contract test: {error:#}");
+        failed.push("the contract test".to_owned());
     }
     if !failed.is_empty() {
         bail!("failed: {}", failed.join("; "));

@@ -1,7 +1,7 @@
 //! `cargo xtask up`: Strata running locally with one command.
 //!
-//! Starts or finds the servers, migrates, seeds the demo accounts, then runs the API as a child
-//! until Ctrl-C. The JWT secret is generated once and kept in `target/xtask/jwt-secret`, so that
+//! Starts or finds the servers, migrates, seeds the demo accounts, then runs the API and the worker
+//! as children until Ctrl-C. The JWT secret is generated once and kept in `target/xtask/jwt-secret`, so that
 //! tokens issued before a restart stay valid after it.
 
 use std::io::Write;
@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-use crate::process::{self, Outcome, Shutdown, Supervised};
+use crate::process::{self, Outcome, Shutdown, Signal, Supervised};
 use crate::seed::{self, ADMIN_EMAIL, CUSTOMER_EMAIL, DEMO_PASSWORD};
 use crate::stack::{PRIVATE_KNOB, Stack};
 use crate::{database, system};
@@ -43,30 +43,33 @@ pub async fn run(port: u16, shutdown: &Shutdown) -> anyhow::Result<()> {
         bail!("building the API failed ({status})");
     }
 
-    let mut serve = Command::new(&cargo);
-    serve
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "strata-server",
-            "--bin",
-            "strata",
-            "--",
-            "serve",
-        ])
-        .env("DATABASE_URL", stack.database_url())
-        .env("REDIS_URL", stack.redis_url())
-        .env("STRATA_JWT_SECRET", &secret)
-        .env("STRATA_PORT", port.to_string())
-        .env("STRATA_HOST", "127.0.0.1")
-        .env("STRATA_ENV", "development")
-        .env_remove(PRIVATE_KNOB);
-    if std::env::var_os("STRATA_SHUTDOWN_GRACE_SECS").is_none() {
-        // No load balancer to drain locally; Ctrl-C should stop at once.
-        serve.env("STRATA_SHUTDOWN_GRACE_SECS", "0");
-    }
-    let mut api = Supervised::spawn(serve, "the API", shutdown)?;
+    let strata = |subcommand: &str| {
+        let mut command = Command::new(&cargo);
+        command
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "strata-server",
+                "--bin",
+                "strata",
+                "--",
+                subcommand,
+            ])
+            .env("DATABASE_URL", stack.database_url())
+            .env("REDIS_URL", stack.redis_url())
+            .env("STRATA_JWT_SECRET", &secret)
+            .env("STRATA_PORT", port.to_string())
+            .env("STRATA_HOST", "127.0.0.1")
+            .env("STRATA_ENV", "development")
+            .env_remove(PRIVATE_KNOB);
+        if std::env::var_os("STRATA_SHUTDOWN_GRACE_SECS").is_none() {
+            // No load balancer to drain locally; Ctrl-C should stop at once.
+            command.env("STRATA_SHUTDOWN_GRACE_SECS", "0");
+        }
+        command
+    };
+    let mut api = Supervised::spawn(strata("serve"), "the API", shutdown)?;
     tokio::select! {
         ready = wait_until_ready(port) => ready?,
         outcome = api.wait() => return match outcome? {
@@ -74,11 +77,22 @@ pub async fn run(port: u16, shutdown: &Shutdown) -> anyhow::Result<()> {
             Outcome::Stopped(_) => Ok(()),
         },
     }
+    let mut worker = Supervised::spawn(strata("worker"), "the worker", shutdown)?;
     print_banner(port);
-    match api.wait().await? {
-        Outcome::Exited(status) => bail!("the API exited ({status})"),
-        Outcome::Stopped(_) => {
-            eprintln!("xtask: the API has stopped");
+    // Either child ending on its own is an error; a stop request ends both (each `wait` forwards
+    // it to its child).
+    let (first, other) = tokio::select! {
+        outcome = api.wait() => (("the API", outcome?), &mut worker),
+        outcome = worker.wait() => (("the worker", outcome?), &mut api),
+    };
+    match first {
+        (name, Outcome::Exited(status)) => {
+            other.stop(Signal::Terminate).await;
+            bail!("{name} exited ({status})")
+        }
+        (_, Outcome::Stopped(_)) => {
+            other.wait().await?;
+            eprintln!("xtask: the API and the worker have stopped");
             Ok(())
         }
     }
@@ -90,6 +104,7 @@ fn print_banner(port: u16) {
     println!("Strata is running.");
     println!("  API        {base}/v1");
     println!("  readiness  {base}/health/ready");
+    println!("  worker     renewals every minute, jobs from Redis Streams");
     println!("  admin      {ADMIN_EMAIL} / {DEMO_PASSWORD}");
     println!("  customer   {CUSTOMER_EMAIL} / {DEMO_PASSWORD}");
     println!(

@@ -1,7 +1,7 @@
 //! Extractors that turn every malformed request into a precise problem response.
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName};
 use actix_web::web::BytesMut;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::StreamExt;
@@ -154,5 +154,53 @@ impl FromRequest for Authenticated {
             tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
             Ok(Authenticated(principal))
         })
+    }
+}
+
+/// The request header naming one intended effect.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Set on a response that replays the first answer to an Idempotency-Key.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// The Idempotency-Key header, if sent; a key that is not text is invalid (422).
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let mut values = req.headers().get_all(IDEMPOTENCY_KEY);
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let invalid = |message: &str| {
+        ApiError::validation(ValidationErrors::single(FieldError::new(
+            "Idempotency-Key",
+            "invalid_idempotency_key",
+            message,
+        )))
+    };
+    if values.next().is_some() {
+        return Err(invalid("must be sent once"));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| invalid("must be visible ASCII characters"))
+}
+
+/// The UUID of a path segment. A malformed id names nothing (404 `no such <what>`), except on a
+/// route reserved for admins (`admin_route`), where a non-admin learns only that the route is
+/// forbidden (403), whatever the id.
+pub fn path_uuid(
+    raw: &str,
+    what: &str,
+    admin_route: Option<&Principal>,
+) -> Result<uuid::Uuid, ApiError> {
+    match (uuid::Uuid::parse_str(raw), admin_route) {
+        (Ok(id), _) => Ok(id),
+        (Err(_), Some(principal)) if !principal.is_admin() => Err(ApiError::new(
+            ProblemCode::Forbidden,
+            "this requires the admin role",
+        )),
+        (Err(_), _) => Err(ApiError::new(
+            ProblemCode::NotFound,
+            format!("no such {what}"),
+        )),
     }
 }

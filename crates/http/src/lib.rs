@@ -5,18 +5,23 @@
 //! what is tested is what runs.
 
 pub mod dto;
+pub mod edge;
 pub mod etag;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
 pub mod state;
+pub mod trace;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::from_fn;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::{Compress, Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, web};
 
 pub use health::Health;
@@ -35,6 +40,10 @@ pub fn build_app(
         InitError = (),
     >,
 > {
+    let edge = state.edge.settings().clone();
+    let hsts = edge
+        .hsts_max_age_secs
+        .and_then(|age| HeaderValue::from_str(&format!("max-age={age}; includeSubDomains")).ok());
     App::new()
         .app_data(web::Data::new(state))
         .app_data(
@@ -53,13 +62,37 @@ pub fn build_app(
                 .service(web::resource("/live").route(web::get().to(health::live)))
                 .service(web::resource("/ready").route(web::get().to(health::ready))),
         )
+        .configure(routes::problems::configure)
+        .service(web::resource("/metrics").route(web::get().to(metrics::render)))
         .service(
             web::scope("/v1")
                 .configure(routes::auth::configure)
-                .configure(routes::users::configure),
+                .configure(routes::users::configure)
+                .configure(routes::exports::configure)
+                .configure(routes::products::configure)
+                .configure(routes::orders::configure)
+                .configure(routes::billing::configure)
+                .configure(routes::admin::configure),
         )
+        .configure(openapi::configure)
         .default_service(web::to(unmatched))
+        // Innermost first; edge.rs explains the order.
+        .wrap(from_fn(edge::deadline))
+        .wrap(from_fn(edge::rate_limit))
+        .wrap(from_fn(edge::admit))
+        .wrap(from_fn(edge::mark_small_bodies))
+        .wrap(Compress::default())
+        .wrap(edge::cors(&edge.cors_origins))
+        .wrap(Condition::new(
+            hsts.is_some(),
+            DefaultHeaders::new().add((
+                HeaderName::from_static("strict-transport-security"),
+                hsts.unwrap_or(HeaderValue::from_static("max-age=0")),
+            )),
+        ))
         .wrap(from_fn(middleware::observe))
+        // Outside `observe`, which sets the API's CSP on every response: the docs page needs its own.
+        .wrap(from_fn(openapi::docs_policy))
 }
 
 /// No route matched.

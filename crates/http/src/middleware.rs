@@ -1,12 +1,17 @@
-//! The outer request middleware: request id, tracing span, one access-log line, panic containment.
+//! The outer request middleware: request id, tracing span, one access-log line, panic containment,
+//! and the request metrics.
+//!
+//! Metric labels are bounded: `route` is the matched route template (`/v1/products/{id}`), never
+//! the raw path, with every unmatched path under [`UNMATCHED_ROUTE`]; `method` is a standard
+//! method or `OTHER`, since actix accepts any token as a method.
 
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError};
 use futures_util::FutureExt;
@@ -15,6 +20,14 @@ use tracing::Instrument;
 
 use crate::problem::{ApiError, ProblemCode};
 use crate::request_id;
+use crate::trace::{self, RequestTrace, TraceParent};
+
+/// Requests answered, by `method`, `route` and `status`.
+pub const REQUESTS_TOTAL: &str = "http_requests_total";
+/// Request latency in seconds, by `method` and `route`.
+pub const REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+/// The `route` of a request that matched no route (logs and metrics).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Marks the request's authenticated user, for the access log.
 #[derive(Debug, Clone, Copy)]
@@ -29,22 +42,41 @@ pub async fn observe(
     let started = Instant::now();
     let id = request_id::from_headers(req.headers());
     let method = req.method().to_string();
+    let method_label = method_label(req.method());
     let route = req
         .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
     let span = tracing::info_span!("request", request_id = %id, %method, %route, user_id = tracing::field::Empty);
 
+    let incoming = TraceParent::from_headers(req.headers());
+    let request_trace = RequestTrace {
+        trace_id: trace::continue_trace(&span, incoming),
+        traceparent: trace::traceparent_of(&span, incoming),
+    };
     let outcome = request_id::scope(
         id.clone(),
-        AssertUnwindSafe(next.call(req))
-            .catch_unwind()
-            .instrument(span.clone()),
+        trace::scope(
+            request_trace,
+            AssertUnwindSafe(next.call(req))
+                .catch_unwind()
+                .instrument(span.clone()),
+        ),
     )
     .await;
     let mut response = match outcome {
         Ok(Ok(response)) => response.map_into_boxed_body(),
         Ok(Err(error)) => {
-            log_failure(&span, started, &format!("{error}"));
+            // A layer that had to give up the request (the request timeout) returns its answer
+            // as an error; only a 5xx other than 503 is a failure worth an error line.
+            let status = error.as_response_error().status_code();
+            record_request(method_label, &route, status.as_u16(), started.elapsed());
+            if status == StatusCode::SERVICE_UNAVAILABLE || !status.is_server_error() {
+                let _entered = span.enter();
+                let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::warn!(status = status.as_u16(), latency_ms, cause = %error, "request abandoned");
+            } else {
+                log_failure(&span, started, &format!("{error}"));
+            }
             return Err(error);
         }
         Err(panic) => {
@@ -53,6 +85,7 @@ pub async fn observe(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_owned());
+            record_request(method_label, &route, 500, started.elapsed());
             log_failure(&span, started, &format!("handler panicked: {message}"));
             // The request went down with the handler, so no response can be built around it here;
             // actix renders this error, with the request id it carries.
@@ -72,6 +105,13 @@ pub async fn observe(
             .insert(HeaderName::from_static(request_id::HEADER), value);
     }
     apply_security_headers(response.headers_mut());
+    crate::edge::unmark_identity(response.headers_mut());
+    record_request(
+        method_label,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     log_access(&span, &response, started);
     Ok(response)
 }
@@ -96,6 +136,39 @@ pub fn apply_security_headers(headers: &mut HeaderMap) {
             HeaderValue::from_static(value),
         );
     }
+}
+
+/// The `method` label: the standard methods by name, anything else as `OTHER`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Counts one answered request and records its latency.
+fn record_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
+    metrics::counter!(
+        REQUESTS_TOTAL,
+        "method" => method,
+        "route" => route.to_owned(),
+        "status" => status.to_string(),
+    )
+    .increment(1);
+    metrics::histogram!(
+        REQUEST_DURATION_SECONDS,
+        "method" => method,
+        "route" => route.to_owned(),
+    )
+    .record(elapsed.as_secs_f64());
 }
 
 fn log_failure(span: &tracing::Span, started: Instant, cause: &str) {
@@ -161,5 +234,20 @@ fn log_access(span: &tracing::Span, response: &ServiceResponse<BoxBody>, started
             );
         }
         None => tracing::info!(status, latency_ms, user_id, "request completed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_keep_their_name_and_invented_ones_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for invented in ["FOO", "BREW", "X-ANYTHING-1234"] {
+            let method = Method::from_bytes(invented.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "OTHER");
+        }
     }
 }

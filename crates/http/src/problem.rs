@@ -9,11 +9,14 @@
 use std::fmt;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use strata_domain::{FieldError, ValidationErrors};
-use strata_services::{AuthError, Failure, UserError};
+use strata_services::{
+    AuthError, BillingError, CatalogError, DashboardError, ExportError, Failure, OrderError,
+    ReportError, UserError,
+};
 
 use crate::request_id;
 
@@ -158,6 +161,100 @@ impl ProblemCode {
         }
     }
 
+    /// What the code means and what a client should do about it: the text of its page at
+    /// [`ProblemCode::type_uri`].
+    pub fn explanation(self) -> &'static str {
+        use ProblemCode as P;
+        match self {
+            P::ValidationFailed => {
+                "One or more inputs are invalid. `errors` lists every offending field with a stable \
+                 `code` (such as `required`, `too_long`, `invalid_email`, `out_of_range`) and a message. \
+                 Fix them all and send the request again."
+            }
+            P::MalformedJson => {
+                "The body is not well-formed JSON (a syntax error or a truncated body). Nothing was \
+                 done. Fix the body and retry."
+            }
+            P::UnsupportedMediaType => {
+                "The request has a body but its `Content-Type` is not `application/json`. Send JSON \
+                 with `Content-Type: application/json`."
+            }
+            P::PayloadTooLarge => {
+                "The body is larger than the API accepts (64 KiB for JSON). Nothing was done."
+            }
+            P::Unauthenticated => {
+                "No valid credentials: the `Authorization: Bearer <token>` header is missing, \
+                 malformed, or its token was not issued by this API; or, on login, the email or \
+                 password is wrong. Log in to get a token."
+            }
+            P::TokenExpired => {
+                "The access token (15 minutes) or refresh token (30 days) has expired. Refresh the \
+                 access token with `POST /v1/auth/refresh`, or log in again."
+            }
+            P::TokenRevoked => {
+                "The token was revoked: the session logged out, or a refresh token was presented \
+                 after it had already been rotated (which revokes its whole session, in case it was \
+                 stolen). Log in again."
+            }
+            P::Forbidden => {
+                "The caller is authenticated but not allowed to do this (most often: the operation \
+                 needs the admin role)."
+            }
+            P::NotFound => {
+                "There is no such resource, or it belongs to someone else (another user's order is \
+                 reported as not found, not as forbidden, so that ids leak nothing)."
+            }
+            P::MethodNotAllowed => "The resource exists but does not support this HTTP method.",
+            P::EmailTaken => {
+                "An account with this email exists already (emails compare case-insensitively). Log \
+                 in instead."
+            }
+            P::SkuTaken => "Another product uses this SKU already; SKUs are unique.",
+            P::Conflict => {
+                "The request conflicts with the resource's current state, for example subscribing \
+                 while a subscription is live, or changing to the plan already in use. `detail` says \
+                 which. Read the resource again before retrying."
+            }
+            P::InsufficientStock => {
+                "Not enough stock for some order lines (or a stock adjustment would go below zero). \
+                 `errors` names each short line (`items[i].quantity`) with what is available. Nothing \
+                 was ordered or changed."
+            }
+            P::InvalidTransition => {
+                "The status change is not allowed from the current status: only a placed order can \
+                 be cancelled or fulfilled, and a cancelled subscription cannot be cancelled again."
+            }
+            P::IdempotencyKeyReused => {
+                "This `Idempotency-Key` was used within the last 24 hours for a different request. \
+                 A retry must repeat the original request exactly; use a new key for a new request."
+            }
+            P::RateLimited => {
+                "The caller's request budget for this kind of request is spent (sliding window). \
+                 Wait the number of seconds in `Retry-After`; `RateLimit-Limit`, \
+                 `RateLimit-Remaining` and `RateLimit-Reset` describe the budget."
+            }
+            P::ServiceUnavailable => {
+                "A dependency (the database, Redis) is unavailable, the server is at capacity, or \
+                 the request took too long and was abandoned. Nothing is half-done. Retry after \
+                 `Retry-After` seconds."
+            }
+            P::Internal => {
+                "An unexpected error on the server's side; it has been logged. Quote the \
+                 `request_id` when reporting it. Retrying may or may not help."
+            }
+        }
+    }
+
+    /// The code whose `type` URI ends in `slug` (`validation-failed`).
+    pub fn from_slug(slug: &str) -> Option<ProblemCode> {
+        Self::ALL.into_iter().find(|code| code.slug() == slug)
+    }
+
+    /// The last segment of [`ProblemCode::type_uri`].
+    pub fn slug(self) -> String {
+        self.as_str().to_ascii_lowercase().replace('_', "-")
+    }
+
     /// The HTTP status.
     pub fn status(self) -> StatusCode {
         self.describe().0
@@ -170,10 +267,7 @@ impl ProblemCode {
 
     /// The `type` URI (relative to the API's origin), where the code is explained.
     pub fn type_uri(self) -> String {
-        format!(
-            "/problems/{}",
-            self.as_str().to_ascii_lowercase().replace('_', "-")
-        )
+        format!("/problems/{}", self.slug())
     }
 }
 
@@ -183,9 +277,10 @@ pub struct ApiError {
     code: ProblemCode,
     detail: String,
     errors: Vec<FieldError>,
-    retry_after_secs: Option<u32>,
+    retry_after_secs: Option<u64>,
     cause: Option<anyhow::Error>,
     request_id: Option<String>,
+    rate_limit: Option<Box<[(HeaderName, HeaderValue); 3]>>,
 }
 
 impl ApiError {
@@ -198,7 +293,40 @@ impl ApiError {
             retry_after_secs: None,
             cause: None,
             request_id: None,
+            rate_limit: None,
         }
+    }
+
+    /// 429: the caller's budget is spent; retry after `seconds`.
+    pub fn rate_limited(seconds: u64) -> Self {
+        Self::new(
+            ProblemCode::RateLimited,
+            format!("too many requests; retry in {seconds} s"),
+        )
+        .with_retry_after(seconds)
+    }
+
+    /// 503: this instance is handling as many requests as it may; retry shortly.
+    pub fn overloaded() -> Self {
+        Self::new(
+            ProblemCode::ServiceUnavailable,
+            "the server is at capacity; retry shortly",
+        )
+        .with_retry_after(1)
+    }
+
+    /// Sets `Retry-After`.
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_secs = Some(seconds);
+        self
+    }
+
+    /// Adds the `RateLimit-*` headers of the budget that refused the request.
+    #[must_use]
+    pub fn with_rate_limit(mut self, headers: [(HeaderName, HeaderValue); 3]) -> Self {
+        self.rate_limit = Some(Box::new(headers));
+        self
     }
 
     /// Pins the request id, for errors rendered outside the request's scope.
@@ -221,6 +349,14 @@ impl ApiError {
         );
         error.errors = errors.0;
         error
+    }
+
+    /// Adds field-level details (`errors`) to a non-validation problem, such as the short lines
+    /// of INSUFFICIENT_STOCK.
+    #[must_use]
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
     }
 
     /// 500 for a bug; the cause goes to the log only.
@@ -272,6 +408,8 @@ struct ProblemBody<'a> {
     detail: &'a str,
     code: &'static str,
     request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [FieldError],
 }
@@ -290,6 +428,7 @@ impl ResponseError for ApiError {
             detail: &self.detail,
             code,
             request_id: self.request_id.clone().or_else(request_id::current),
+            trace_id: crate::trace::current_trace_id(),
             errors: &self.errors,
         };
         let mut response = HttpResponse::build(status);
@@ -299,6 +438,9 @@ impl ResponseError for ApiError {
         ));
         if let Some(seconds) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        for (name, value) in self.rate_limit.iter().flat_map(|headers| headers.iter()) {
+            response.insert_header((name.clone(), value.clone()));
         }
         if let Some(id) = &self.request_id {
             response.insert_header((request_id::HEADER, id.as_str()));
@@ -364,6 +506,161 @@ impl From<UserError> for ApiError {
             }
             UserError::NotFound => Self::new(ProblemCode::NotFound, "no such user"),
             UserError::Failure(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::Validation(errors) => Self::validation(errors),
+            CatalogError::Forbidden => {
+                Self::new(ProblemCode::Forbidden, "this requires the admin role")
+            }
+            CatalogError::NotFound => Self::new(ProblemCode::NotFound, "no such product"),
+            CatalogError::SkuTaken => Self::new(
+                ProblemCode::SkuTaken,
+                "another product already uses this sku",
+            ),
+            CatalogError::InsufficientStock {
+                requested,
+                available,
+            } => Self::new(
+                ProblemCode::InsufficientStock,
+                "the adjustment would take the stock below zero; nothing changed",
+            )
+            .with_errors(vec![FieldError::new(
+                "delta",
+                "insufficient_stock",
+                format!("removes {requested} units but {available} are in stock"),
+            )]),
+            CatalogError::StockTooLarge => Self::new(
+                ProblemCode::Conflict,
+                format!(
+                    "the adjustment would take the stock above {}; nothing changed",
+                    strata_domain::Stock::MAX
+                ),
+            ),
+            CatalogError::Failure(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(error: OrderError) -> Self {
+        match error {
+            OrderError::Validation(errors) => Self::validation(errors),
+            OrderError::Forbidden => {
+                Self::new(ProblemCode::Forbidden, "this requires the admin role")
+            }
+            OrderError::NotFound => Self::new(ProblemCode::NotFound, "no such order"),
+            OrderError::InsufficientStock(short) => {
+                let count = short.len();
+                Self::new(
+                    ProblemCode::InsufficientStock,
+                    format!(
+                        "{count} line(s) exceed the stock on hand; nothing was ordered \
+                         (see errors)"
+                    ),
+                )
+                .with_errors(
+                    short
+                        .into_iter()
+                        .map(|line| {
+                            FieldError::new(
+                                format!("items[{}].quantity", line.index),
+                                "insufficient_stock",
+                                format!(
+                                    "{} requested of product {}, {} in stock",
+                                    line.requested, line.product_id, line.available
+                                ),
+                            )
+                        })
+                        .collect(),
+                )
+            }
+            OrderError::InvalidTransition(invalid) => Self::new(
+                ProblemCode::InvalidTransition,
+                format!(
+                    "the order is {}; it cannot become {}",
+                    invalid.from, invalid.to
+                ),
+            ),
+            OrderError::KeyReused => Self::new(
+                ProblemCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request; use a new key for a \
+                 new request",
+            ),
+            OrderError::Failure(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<ExportError> for ApiError {
+    fn from(error: ExportError) -> Self {
+        match error {
+            ExportError::Validation(errors) => Self::validation(errors),
+            ExportError::Forbidden => {
+                Self::new(ProblemCode::Forbidden, "this requires the admin role")
+            }
+            ExportError::Failure(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<DashboardError> for ApiError {
+    fn from(error: DashboardError) -> Self {
+        match error {
+            DashboardError::Forbidden => {
+                Self::new(ProblemCode::Forbidden, "this requires the admin role")
+            }
+            DashboardError::Failure(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(error: ReportError) -> Self {
+        match error {
+            ReportError::Validation(errors) => Self::validation(errors),
+            ReportError::Forbidden => {
+                Self::new(ProblemCode::Forbidden, "this requires the admin role")
+            }
+            ReportError::NotFound => Self::new(ProblemCode::NotFound, "no such report"),
+            ReportError::Failure(failure) => failure.into(),
+        }
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(error: BillingError) -> Self {
+        match error {
+            BillingError::Validation(errors) => Self::validation(errors),
+            BillingError::NotFound => {
+                Self::new(ProblemCode::NotFound, "you have no active subscription")
+            }
+            BillingError::AlreadySubscribed => Self::new(
+                ProblemCode::Conflict,
+                "you already have a subscription; change its plan or cancel it first",
+            ),
+            BillingError::SamePlan => Self::new(
+                ProblemCode::Conflict,
+                "the subscription is on this plan already",
+            ),
+            BillingError::Stale => Self::new(
+                ProblemCode::Conflict,
+                "the subscription changed while this request was handled; retry it",
+            ),
+            BillingError::NotActive => Self::new(
+                ProblemCode::InvalidTransition,
+                "the subscription is cancelled already",
+            ),
+            BillingError::KeyReused => Self::new(
+                ProblemCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request; use a new key for a \
+                 new request",
+            ),
+            BillingError::Failure(failure) => failure.into(),
         }
     }
 }

@@ -98,3 +98,76 @@ async fn actix_s_own_bare_errors_are_turned_into_problems() -> anyhow::Result<()
     handle.stop(false).await;
     Ok(())
 }
+
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn boom_with_credentials(req: actix_web::HttpRequest, _body: web::Bytes) -> HttpResponse {
+    // A handler that holds the credentials when it fails must not get them logged.
+    let _credentials = req.headers().get("authorization");
+    panic!("handler failed while processing a login")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_never_logs_the_authorization_header_or_the_body() -> anyhow::Result<()> {
+    let capture = Capture::default();
+    let sink = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || sink.clone())
+        .finish();
+    // Global: actix's worker threads do not inherit a thread-local default. No other test of this
+    // binary installs a subscriber.
+    tracing::subscriber::set_global_default(subscriber)?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(|| {
+        App::new()
+            .wrap(from_fn(observe))
+            .route("/login", web::post().to(boom_with_credentials))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+
+    let response = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        let body = r#"{"email":"a@b.co","password":"hunter2-body-secret"}"#;
+        write!(
+            stream,
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer header-secret-token\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        std::io::Result::Ok(response)
+    })
+    .await??;
+    assert!(response.starts_with("HTTP/1.1 500"), "{response}");
+    handle.stop(false).await;
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone())?;
+    assert!(
+        logs.contains("handler panicked"),
+        "the panic is logged: {logs}"
+    );
+    for secret in ["header-secret-token", "hunter2-body-secret", "Bearer"] {
+        assert!(!logs.contains(secret), "{secret} reached the logs");
+    }
+    Ok(())
+}

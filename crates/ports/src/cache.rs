@@ -17,4 +17,6 @@ pub trait Cache: Send + Sync + 'static {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), PortError>;
     /// Removes the key; removing a missing key succeeds.
     async fn delete(&self, key: &str) -> Result<(), PortError>;
+    /// Removes every key in one round trip; missing keys are fine.
+    async fn delete_many(&self, keys: &[String]) -> Result<(), PortError>;
 }

@@ -1,6 +1,8 @@
 //! The connection pool, the timeout around every query, and the mapping of driver errors.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -10,6 +12,7 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
 use strata_ports::{HealthCheck, PortError};
+use tracing::Instrument as _;
 
 /// Pool sizing and timeouts.
 #[derive(Debug, Clone)]
@@ -37,6 +40,36 @@ impl Default for PoolSettings {
 pub struct Database {
     pool: Pool<AsyncPgConnection>,
     query_timeout: Duration,
+    /// Callers inside [`Database::connection`] waiting for the pool (bb8 does not count them).
+    waiting: Arc<AtomicU64>,
+}
+
+/// A snapshot of the pool, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, idle or in use.
+    pub connections: u32,
+    /// Connections open and not in use.
+    pub idle_connections: u32,
+    /// Callers waiting for a connection.
+    pub waiting: u64,
+}
+
+/// Counts one caller as waiting for as long as it lives, so that a caller whose request is
+/// cancelled while it waits (a timeout, a client gone) stops counting too.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn start(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Database {
@@ -61,12 +94,26 @@ impl Database {
         Self {
             pool,
             query_timeout: settings.query_timeout,
+            waiting: Arc::default(),
+        }
+    }
+
+    /// The pool's size, idle connections and waiting callers right now.
+    pub fn pool_stats(&self) -> PoolStats {
+        let state = self.pool.state();
+        PoolStats {
+            connections: state.connections,
+            idle_connections: state.idle_connections,
+            waiting: self.waiting.load(Ordering::Relaxed),
         }
     }
 
     /// A pooled connection; [`PortError::Unavailable`] when none can be had in time.
     pub async fn connection(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, PortError> {
-        self.pool.get().await.map_err(|error| match error {
+        let waiting = Waiting::start(&self.waiting);
+        let connection = self.pool.get().await;
+        drop(waiting);
+        connection.map_err(|error| match error {
             bb8::RunError::TimedOut => {
                 PortError::unavailable(anyhow!("timed out waiting for a database connection"))
             }
@@ -82,7 +129,10 @@ impl Database {
         &self,
         query: impl Future<Output = Result<T, DieselError>>,
     ) -> Result<T, PortError> {
+        // A client span per statement (or transaction): what a trace shows of the database.
+        let span = tracing::info_span!("postgres", otel.kind = "client", db.system = "postgresql");
         tokio::time::timeout(self.query_timeout, query)
+            .instrument(span)
             .await
             .map_err(|_| {
                 PortError::unavailable(anyhow!(
@@ -115,10 +165,27 @@ pub fn with_database(url: &str, database: &str) -> String {
 /// Maps a driver error that no port names: connection loss is transient, the rest unexpected.
 pub(crate) fn map_error(error: DieselError) -> PortError {
     match &error {
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        // The connection died under the query (the server crashed or is shutting down): the
+        // request may be retried once the database is back.
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
         | DieselError::BrokenTransactionManager => PortError::unavailable(error),
+        DieselError::DatabaseError(_, info) if is_shutdown_message(info.message()) => {
+            PortError::unavailable(error)
+        }
         _ => PortError::unexpected(error),
     }
+}
+
+/// The messages of SQLSTATE 57P01–57P03 (administrator shutdown, crash shutdown, cannot connect
+/// now), which diesel reports without a dedicated kind.
+fn is_shutdown_message(message: &str) -> bool {
+    message.starts_with("terminating connection due to")
+        || message.contains("the database system is shutting down")
+        || message.contains("the database system is starting up")
+        || message.contains("the database system is in recovery mode")
 }
 
 /// True when `error` is a unique violation of the named constraint or index.
@@ -126,6 +193,26 @@ pub(crate) fn violates(error: &DieselError, constraint: &str) -> bool {
     matches!(error, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
         if info.constraint_name() == Some(constraint))
 }
+
+/// The keyset condition `(<sort column>, id) > (key, id)` (`after`) or `< (key, id)` (`before`),
+/// written as a row comparison so that PostgreSQL seeks straight into the `(sort column, id)` index
+/// instead of filtering. `$column` is a literal column name, never user input.
+macro_rules! keyset {
+    ($column:literal, after, $sql_type:ty, $key:expr, $id:expr) => {
+        $crate::database::keyset!(@ $column, ") > (", $sql_type, $key, $id)
+    };
+    ($column:literal, before, $sql_type:ty, $key:expr, $id:expr) => {
+        $crate::database::keyset!(@ $column, ") < (", $sql_type, $key, $id)
+    };
+    (@ $column:literal, $operator:literal, $sql_type:ty, $key:expr, $id:expr) => {
+        diesel::dsl::sql::<diesel::sql_types::Bool>(concat!("(", $column, ", id", $operator))
+            .bind::<$sql_type, _>($key)
+            .sql(", ")
+            .bind::<diesel::sql_types::Uuid, _>($id)
+            .sql(")")
+    };
+}
+pub(crate) use keyset;
 
 #[async_trait]
 impl HealthCheck for Database {
@@ -144,7 +231,42 @@ impl HealthCheck for Database {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::*;
+
+    #[test]
+    fn a_waiter_stops_counting_when_it_is_dropped_even_mid_wait() {
+        let counter = AtomicU64::new(0);
+        let first = Waiting::start(&counter);
+        let second = Waiting::start(&counter);
+        assert_eq!(counter.load(Ordering::Relaxed), 2);
+        drop(first);
+        assert_eq!(counter.load(Ordering::Relaxed), 1);
+        drop(second);
+        assert_eq!(counter.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_caller_counts_as_waiting_until_its_request_is_cancelled() {
+        // A listener that never answers the startup message: the caller waits until cancelled.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let database = Database::connect_lazy(
+            &format!("postgres://nobody@127.0.0.1:{port}/none"),
+            &PoolSettings {
+                max_size: 1,
+                acquire_timeout: Duration::from_secs(30),
+                query_timeout: Duration::from_secs(1),
+            },
+        );
+        let waiter = database.clone();
+        let request = tokio::spawn(async move { waiter.connection().await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(database.pool_stats().waiting, 1);
+        assert_eq!(database.pool_stats().idle_connections, 0);
+        request.abort();
+        assert!(request.await.unwrap_err().is_cancelled());
+        assert_eq!(database.pool_stats().waiting, 0);
+    }
 
     #[test]
     fn the_database_name_is_replaced_and_the_query_kept() {

@@ -162,6 +162,47 @@ impl TestDatabase {
     pub fn database(&self) -> Database {
         self.db.clone()
     }
+
+    /// A separate pool big and patient enough that many concurrent transactions queue rather than
+    /// fail with `Unavailable` on a small machine.
+    pub fn roomy(&self) -> Database {
+        Database::connect_lazy(
+            &self.url,
+            &PoolSettings {
+                max_size: 20,
+                acquire_timeout: std::time::Duration::from_secs(60),
+                query_timeout: std::time::Duration::from_secs(60),
+            },
+        )
+    }
+}
+
+/// Now, at PostgreSQL's precision (microseconds), so stored and returned times compare equal.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// Stores a customer with this email (rows that reference users need one) and returns its id.
+pub async fn insert_user(db: &Database, email: &str) -> anyhow::Result<strata_domain::UserId> {
+    use strata_domain::{DisplayName, Email, Role, User, UserId};
+    use strata_ports::{NewUserRecord, UserRepository};
+    let created_at = now();
+    let record = NewUserRecord {
+        user: User {
+            id: UserId(uuid::Uuid::now_v7()),
+            email: Email::parse(email)?,
+            display_name: DisplayName::parse("Test User")?,
+            role: Role::Customer,
+            created_at,
+            updated_at: created_at,
+        },
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+    };
+    Ok(crate::PgUserRepository::new(db.clone())
+        .create(&record)
+        .await?
+        .id)
 }
 
 impl Drop for TestDatabase {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Text, Timestamptz};
 use diesel_async::RunQueryDsl;
 use strata_domain::{DisplayName, Email, Role, User, UserId};
 use strata_ports::{
@@ -14,7 +14,7 @@ use strata_ports::{
 };
 use uuid::Uuid;
 
-use crate::database::{Database, violates};
+use crate::database::{Database, keyset, violates};
 use crate::schema::users;
 
 diesel::define_sql_function! {
@@ -231,14 +231,13 @@ impl UserRepository for PgUserRepository {
             .limit(limit)
             .into_boxed();
         if let Some(key) = after {
-            // A row comparison lets PostgreSQL seek straight into (created_at, id).
-            query = query.filter(
-                diesel::dsl::sql::<Bool>("(created_at, id) > (")
-                    .bind::<Timestamptz, _>(key.created_at)
-                    .sql(", ")
-                    .bind::<SqlUuid, _>(key.id.0)
-                    .sql(")"),
-            );
+            query = query.filter(keyset!(
+                "created_at",
+                after,
+                Timestamptz,
+                key.created_at,
+                key.id.0
+            ));
         }
         let mut conn = self.db.connection().await?;
         let rows = self.db.timed(query.load(&mut conn)).await?;

@@ -48,4 +48,14 @@ impl Cache for RedisCache {
             .run(|mut conn| async move { conn.del::<_, ()>(key).await })
             .await
     }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), PortError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = keys.iter().map(|key| self.key(key)).collect();
+        self.redis
+            .run(|mut conn| async move { conn.del::<_, ()>(keys).await })
+            .await
+    }
 }

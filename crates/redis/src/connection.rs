@@ -1,15 +1,16 @@
 //! The lazily established, self-healing connection shared by the Redis adapters.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, RedisResult};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
 use strata_ports::{HealthCheck, PortError};
 use tokio::sync::OnceCell;
+use tracing::Instrument as _;
 
 /// Where Redis is and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -27,9 +28,15 @@ pub struct RedisSettings {
 pub struct RedisConnection {
     client: Client,
     manager: Arc<OnceCell<ConnectionManager>>,
+    /// Idle connections for blocking commands, reused so that a busy consumer does not connect
+    /// once per message.
+    blocking: Arc<Mutex<Vec<MultiplexedConnection>>>,
     prefix: Arc<str>,
     timeout: Duration,
 }
+
+/// How many idle blocking connections are kept; more are opened on demand and closed after use.
+const IDLE_BLOCKING_CONNECTIONS: usize = 16;
 
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,6 +54,7 @@ impl RedisConnection {
         Ok(Self {
             client,
             manager: Arc::new(OnceCell::new()),
+            blocking: Arc::new(Mutex::new(Vec::new())),
             prefix: settings.key_prefix.clone().into(),
             timeout: settings.command_timeout,
         })
@@ -84,12 +92,65 @@ impl RedisConnection {
         Fut: Future<Output = RedisResult<T>>,
     {
         let manager = self.manager().await?;
+        let span = tracing::info_span!("redis", otel.kind = "client", db.system = "redis");
         tokio::time::timeout(self.timeout, command(manager))
+            .instrument(span)
             .await
             .map_err(|_| {
                 PortError::unavailable(anyhow!("Redis command timed out after {:?}", self.timeout))
             })?
             .map_err(map_error)
+    }
+
+    /// Runs one blocking command (`XREADGROUP … BLOCK`) that may legitimately wait `block`, under
+    /// `block` plus the command timeout, on a connection of its own: Redis serves nothing else on
+    /// a connection while a command on it is blocked, so on the shared one it would stall every
+    /// other adapter.
+    pub async fn run_blocking<T, F, Fut>(&self, block: Duration, command: F) -> Result<T, PortError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let idle = self
+            .blocking
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => {
+                // The timeout below bounds the response; a second one inside would only race it.
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(None);
+                tokio::time::timeout(
+                    self.timeout,
+                    self.client
+                        .get_multiplexed_async_connection_with_config(&config),
+                )
+                .await
+                .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?
+                .map_err(map_error)?
+            }
+        };
+        let limit = block.saturating_add(self.timeout);
+        let outcome = tokio::time::timeout(limit, command(connection.clone()))
+            .await
+            .map_err(|_| {
+                PortError::unavailable(anyhow!("Redis command timed out after {limit:?}"))
+            })?;
+        // A connection whose command timed out may still be blocked server-side and one that
+        // failed on I/O is dead: neither goes back. A server's error reply leaves it usable.
+        let mut idle = self.blocking.lock().unwrap_or_else(PoisonError::into_inner);
+        match &outcome {
+            // The idle ones went down with it (a restart, a network cut): do not fail on each.
+            Err(error) if error.is_io_error() || error.is_connection_dropped() => idle.clear(),
+            Err(error) if error.is_timeout() => {}
+            _ if idle.len() < IDLE_BLOCKING_CONNECTIONS => idle.push(connection),
+            _ => {}
+        }
+        drop(idle);
+        outcome.map_err(map_error)
     }
 }
 

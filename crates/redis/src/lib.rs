@@ -1,4 +1,5 @@
-//! Redis adapters for Strata's ports: the shared cache and the access-token blacklist.
+//! Redis adapters for Strata's ports: the shared cache, the access-token blacklist, the job queue
+//! and the rate limiter.
 //!
 //! Every key is namespaced by a configurable prefix (tests use a random one, so they can share a
 //! server). The connection is made lazily and re-made by redis' `ConnectionManager` after a drop,
@@ -9,9 +10,13 @@
 mod blacklist;
 mod cache;
 mod connection;
+mod jobs;
+mod rate_limit;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use blacklist::RedisTokenBlacklist;
 pub use cache::RedisCache;
 pub use connection::{RedisConnection, RedisSettings};
+pub use jobs::{JobQueueSettings, RedisJobQueue};
+pub use rate_limit::RedisRateLimiter;

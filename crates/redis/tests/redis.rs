@@ -21,6 +21,17 @@ async fn the_cache_stores_replaces_and_deletes() -> anyhow::Result<()> {
     cache.delete("k").await?;
     cache.delete("k").await?;
     assert_eq!(cache.get("k").await?, None);
+
+    cache.set("a", "1", Duration::from_secs(60)).await?;
+    cache.set("b", "2", Duration::from_secs(60)).await?;
+    cache.set("c", "3", Duration::from_secs(60)).await?;
+    cache
+        .delete_many(&["a".to_owned(), "b".to_owned(), "missing".to_owned()])
+        .await?;
+    cache.delete_many(&[]).await?;
+    assert_eq!(cache.get("a").await?, None);
+    assert_eq!(cache.get("b").await?, None);
+    assert_eq!(cache.get("c").await?.as_deref(), Some("3"));
     Ok(())
 }
 

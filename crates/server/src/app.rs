@@ -8,18 +8,43 @@ use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::{Context, anyhow};
 use secrecy::ExposeSecret;
+use strata_http::edge::Edge;
+use strata_http::state::MetricsExporter;
 use strata_http::{AppState, Health, build_app};
+use strata_ports::{AnalyticsRepository, ReportRepository};
 use strata_ports::{
-    Cache, Clock, HealthCheck, IdGenerator, PasswordHasher, RefreshTokenRepository, TokenBlacklist,
-    UserRepository,
+    Cache, Clock, HealthCheck, IdGenerator, JobQueue, JobRepository, OrderRepository,
+    PasswordHasher, PlanRepository, ProductRepository, RateLimiter, RefreshTokenRepository,
+    SubscriptionRepository, TokenBlacklist, UserRepository,
 };
-use strata_postgres::{Database, PgRefreshTokenRepository, PgUserRepository, PoolSettings};
-use strata_redis::{RedisCache, RedisConnection, RedisSettings, RedisTokenBlacklist};
+use strata_postgres::{
+    Database, PgExportRepository, PgJobRepository, PgOrderRepository, PgPlanRepository,
+    PgProductRepository, PgRefreshTokenRepository, PgRetentionRepository, PgSubscriptionRepository,
+    PgUserRepository, PoolSettings,
+};
+use strata_postgres::{PgAnalyticsRepository, PgReportRepository};
+use strata_redis::{
+    JobQueueSettings, RedisCache, RedisConnection, RedisJobQueue, RedisRateLimiter, RedisSettings,
+    RedisTokenBlacklist,
+};
 use strata_services::tokens::{Algorithm, JwtKey};
 use strata_services::{
-    Argon2Hasher, Argon2Settings, AuthService, AuthSettings, CursorCodec, JwtCodec, JwtSettings,
-    RevocationCheckPolicy, SystemClock, UserService, UuidV7Ids, derive_key,
+    Argon2Hasher, Argon2Settings, AuthService, AuthSettings, CatalogService, CursorCodec,
+    ExportService, JwtCodec, JwtSettings, OrderService, PeriodicJob, PurgeExpired, RENEWAL_JOB,
+    RETENTION_JOB, RenewDueSubscriptions, RevocationCheckPolicy, SubscriptionService, SystemClock,
+    TraceLink, UserService, UuidV7Ids, Worker, WorkerSettings, derive_key,
 };
+use strata_services::{
+    DashboardService, DashboardSettings, GenerateSalesReport, ReportService, SALES_REPORT_JOB,
+};
+
+/// How often the retention sweep runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How long periodic-task ticks are kept (only the current tick matters; a day helps debugging).
+const FINISHED_TICKS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// How long an Idempotency-Key replays its first answer (SPEC §3: 24 h).
+const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 use crate::config::{Environment, Settings};
 
@@ -34,14 +59,47 @@ pub struct Components {
     pub auth: Arc<AuthService>,
     /// User use cases.
     pub users: Arc<UserService>,
+    /// Catalog use cases.
+    pub catalog: Arc<CatalogService>,
+    /// Order use cases.
+    pub orders: Arc<OrderService>,
+    /// Subscription use cases.
+    pub subscriptions: Arc<SubscriptionService>,
+    /// Admin export use cases.
+    pub exports: Arc<ExportService>,
+    /// The admin dashboard.
+    pub dashboard: Arc<DashboardService>,
+    /// Admin report use cases.
+    pub reports: Arc<ReportService>,
+    /// Report storage (the report job writes the result to it).
+    pub report_repository: Arc<dyn ReportRepository>,
+    /// Aggregate reads (the report job computes from them).
+    pub analytics: Arc<dyn AnalyticsRepository>,
+    /// Subscription storage (the renewal job runs on it).
+    pub subscription_repository: Arc<dyn SubscriptionRepository>,
+    /// Durable job state.
+    pub jobs: Arc<dyn JobRepository>,
+    /// Job delivery.
+    pub queue: Arc<dyn JobQueue>,
+    /// The clock every use case reads.
+    pub clock: Arc<dyn Clock>,
+    /// The id generator every use case uses.
+    pub ids: Arc<dyn IdGenerator>,
+    /// Admission control, rate limiting and the request timeout.
+    pub edge: Arc<Edge>,
     /// Readiness.
     pub health: Arc<Health>,
+    /// The `/metrics` body (the process-wide recorder, with this pool's gauges).
+    pub metrics: MetricsExporter,
 }
 
 impl Components {
     /// Builds pools, adapters and services from `settings`, in that order. Connects lazily: the
     /// process starts even while a dependency is down, and readiness says so.
     pub fn build(settings: &Settings) -> anyhow::Result<Self> {
+        // First, so that everything built below records into it; idempotent, since tests build
+        // several components in one process.
+        let metrics_handle = crate::metrics::install()?;
         let database = Database::connect_lazy(
             &settings.database_url,
             &PoolSettings {
@@ -83,7 +141,7 @@ impl Components {
             blacklist,
             hasher.clone(),
             clock.clone(),
-            ids,
+            ids.clone(),
             jwt,
             AuthSettings {
                 refresh_ttl: Duration::from_secs(settings.refresh_token_ttl_secs),
@@ -93,27 +151,111 @@ impl Components {
                 },
             },
         ));
+        let cache_ttl = Duration::from_secs(settings.cache_ttl_secs);
+        let cursors = CursorCodec::new(&cursor_key);
         let users = Arc::new(UserService::new(
             users,
             refresh_tokens,
-            cache,
+            cache.clone(),
             hasher,
-            clock,
-            CursorCodec::new(&cursor_key),
-            Duration::from_secs(settings.cache_ttl_secs),
+            clock.clone(),
+            cursors.clone(),
+            cache_ttl,
         ));
+        let products: Arc<dyn ProductRepository> =
+            Arc::new(PgProductRepository::new(database.clone()));
+        let catalog = Arc::new(CatalogService::new(
+            products,
+            cache.clone(),
+            clock.clone(),
+            ids.clone(),
+            cursors.clone(),
+            cache_ttl,
+        ));
+        let order_repository: Arc<dyn OrderRepository> =
+            Arc::new(PgOrderRepository::new(database.clone()));
+        let orders = Arc::new(OrderService::new(
+            order_repository,
+            cache.clone(),
+            clock.clone(),
+            ids.clone(),
+            cursors.clone(),
+            IDEMPOTENCY_WINDOW,
+        ));
+        let plans: Arc<dyn PlanRepository> = Arc::new(PgPlanRepository::new(database.clone()));
+        let subscription_repository: Arc<dyn SubscriptionRepository> =
+            Arc::new(PgSubscriptionRepository::new(database.clone()));
+        let subscriptions = Arc::new(SubscriptionService::new(
+            plans,
+            subscription_repository.clone(),
+            cache.clone(),
+            clock.clone(),
+            ids.clone(),
+            cursors,
+            cache_ttl,
+            IDEMPOTENCY_WINDOW,
+        ));
+        let exports = Arc::new(ExportService::new(
+            Arc::new(PgExportRepository::new(database.clone())),
+            clock.clone(),
+            settings.export_batch_size,
+        ));
+        let jobs: Arc<dyn JobRepository> = Arc::new(PgJobRepository::new(database.clone()));
+        let queue: Arc<dyn JobQueue> = Arc::new(RedisJobQueue::new(
+            redis.clone(),
+            JobQueueSettings::default(),
+        ));
+        let analytics: Arc<dyn AnalyticsRepository> = Arc::new(PgAnalyticsRepository::new(
+            database.clone(),
+            Duration::from_secs(settings.report_timeout_secs),
+        ));
+        let dashboard = Arc::new(DashboardService::new(
+            analytics.clone(),
+            cache.clone(),
+            clock.clone(),
+            DashboardSettings {
+                ttl: Duration::from_secs(settings.dashboard_ttl_secs),
+                low_stock_threshold: settings.low_stock_threshold,
+            },
+        ));
+        let report_repository: Arc<dyn ReportRepository> =
+            Arc::new(PgReportRepository::new(database.clone()));
+        let reports = Arc::new(ReportService::new(
+            report_repository.clone(),
+            queue.clone(),
+            clock.clone(),
+            ids.clone(),
+        ));
+        let limiter: Arc<dyn RateLimiter> = Arc::new(RedisRateLimiter::new(redis.clone()));
+        let edge = Arc::new(Edge::new(settings.edge()?, limiter));
         let checks: Vec<Arc<dyn HealthCheck>> =
             vec![Arc::new(database.clone()), Arc::new(redis.clone())];
         let health = Arc::new(Health::new(
             checks,
             Settings::ms(settings.health_timeout_ms),
         ));
+        let metrics = crate::metrics::exporter(metrics_handle, database.clone());
         Ok(Self {
             database,
             redis,
             auth,
             users,
+            catalog,
+            orders,
+            subscriptions,
+            exports,
+            dashboard,
+            reports,
+            report_repository,
+            analytics,
+            subscription_repository,
+            jobs,
+            queue,
+            clock,
+            ids,
+            edge,
             health,
+            metrics,
         })
     }
 
@@ -122,8 +264,88 @@ impl Components {
         AppState {
             auth: self.auth.clone(),
             users: self.users.clone(),
+            catalog: self.catalog.clone(),
+            orders: self.orders.clone(),
+            subscriptions: self.subscriptions.clone(),
+            exports: self.exports.clone(),
+            dashboard: self.dashboard.clone(),
+            reports: self.reports.clone(),
+            edge: self.edge.clone(),
             health: self.health.clone(),
+            metrics: self.metrics.clone(),
         }
+    }
+
+    /// The background worker with every job handler registered and the periodic jobs scheduled.
+    pub fn worker(&self, settings: &Settings) -> Worker {
+        let consumer = settings.worker_consumer.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+            format!("{host}-{}", std::process::id())
+        });
+        let worker_settings = WorkerSettings {
+            consumer,
+            max_attempts: settings.worker_max_attempts,
+            backoff_base: Settings::ms(settings.worker_backoff_ms),
+            backoff_max: Settings::ms(settings.worker_backoff_max_ms),
+            claim_idle: Settings::ms(settings.worker_claim_idle_ms),
+            sweep_after: Duration::from_secs(settings.worker_sweep_after_secs),
+            shutdown_grace: Duration::from_secs(settings.shutdown_timeout_secs),
+            ..WorkerSettings::default()
+        };
+        Worker::new(
+            self.queue.clone(),
+            self.jobs.clone(),
+            self.clock.clone(),
+            self.ids.clone(),
+            worker_settings,
+        )
+        .handle(
+            RENEWAL_JOB,
+            Arc::new(RenewDueSubscriptions::new(
+                self.subscription_repository.clone(),
+                self.clock.clone(),
+                100,
+            )),
+        )
+        .handle(
+            SALES_REPORT_JOB,
+            Arc::new(GenerateSalesReport::new(
+                self.report_repository.clone(),
+                self.analytics.clone(),
+                self.clock.clone(),
+            )),
+        )
+        .handle(
+            RETENTION_JOB,
+            Arc::new(PurgeExpired::new(
+                Arc::new(PgRetentionRepository::new(self.database.clone())),
+                self.clock.clone(),
+                Duration::from_secs(settings.worker_keep_finished_jobs_days * 24 * 3600),
+                FINISHED_TICKS_KEPT,
+                1000,
+            )),
+        )
+        .every(PeriodicJob {
+            kind: RENEWAL_JOB,
+            every: Duration::from_secs(settings.worker_renewal_every_secs),
+        })
+        .every(PeriodicJob {
+            kind: RETENTION_JOB,
+            every: RETENTION_EVERY,
+        })
+        .with_trace_link(Arc::new(W3cTraceLink))
+    }
+}
+
+/// Continues a queued job's trace through the HTTP adapter's W3C trace-context handling.
+struct W3cTraceLink;
+
+impl TraceLink for W3cTraceLink {
+    fn adopt(&self, span: &tracing::Span, trace_parent: &str) {
+        let _ = strata_http::trace::continue_trace(
+            span,
+            strata_http::trace::TraceParent::parse(trace_parent),
+        );
     }
 }
 
@@ -293,6 +515,66 @@ impl ShutdownHandle {
         self.server.stop(true).await;
         tracing::info!("server stopped; in-flight requests drained");
     }
+}
+
+/// Runs the background worker until SIGTERM or SIGINT; then it finishes (or releases) the job at
+/// hand and returns.
+pub async fn run_worker_until_signalled(
+    worker: Worker,
+    components: &Components,
+    settings: &Settings,
+) -> anyhow::Result<()> {
+    let probes = match settings.worker_metrics_port {
+        Some(port) => Some(worker_probes(components, &settings.host, port)?),
+        None => None,
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(stopped).await });
+    wait_for_signal().await?;
+    tracing::info!("stopping the worker: finishing the job at hand");
+    let _ = stop.send(true);
+    running.await?;
+    if let Some(probes) = probes {
+        probes.stop(true).await;
+    }
+    Ok(())
+}
+
+/// `GET /metrics` (the worker's job metrics) and `GET /health/live` for the worker process.
+fn worker_probes(components: &Components, host: &str, port: u16) -> anyhow::Result<ServerHandle> {
+    let metrics = components.metrics.clone();
+    let server = HttpServer::new(move || {
+        let metrics = metrics.clone();
+        actix_web::App::new()
+            .route(
+                "/metrics",
+                actix_web::web::get().to(move || {
+                    let body = metrics.render();
+                    async move {
+                        actix_web::HttpResponse::Ok()
+                            .content_type(strata_http::metrics::CONTENT_TYPE)
+                            .body(body)
+                    }
+                }),
+            )
+            .route(
+                "/health/live",
+                actix_web::web::get().to(|| async {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(r#"{"status":"ok"}"#)
+                }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind((host, port))
+    .with_context(|| format!("cannot listen on {host}:{port} (STRATA_WORKER_METRICS_PORT)"))?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(%host, port, "worker metrics on /metrics");
+    Ok(handle)
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -7,6 +7,8 @@ use figment::Figment;
 use figment::providers::Env;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use strata_http::edge::{Budgets, EdgeSettings, GroupBudget, IpNet};
+use strata_ports::RateLimit;
 
 /// Where the process runs; production forbids development conveniences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -121,6 +123,9 @@ pub struct Settings {
     /// `STRATA_CACHE_TTL_SECS`.
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl_secs: u64,
+    /// `STRATA_EXPORT_BATCH_SIZE`: rows per query of the admin exports (1–50000).
+    #[serde(default = "default_export_batch_size")]
+    pub export_batch_size: usize,
     /// `STRATA_HEALTH_TIMEOUT_MS`: bound on each readiness ping.
     #[serde(default = "default_health_ms")]
     pub health_timeout_ms: u64,
@@ -131,6 +136,95 @@ pub struct Settings {
     /// `STRATA_SHUTDOWN_TIMEOUT_SECS`: the most in-flight requests get to finish.
     #[serde(default = "default_drain")]
     pub shutdown_timeout_secs: u64,
+    /// `STRATA_RATE_LIMIT_ENABLED`: spend budgets per caller (true) or not at all.
+    #[serde(default = "default_true")]
+    pub rate_limit_enabled: bool,
+    /// `STRATA_RATE_LIMIT_FAIL_OPEN`: with Redis unreachable, let requests through (true) or
+    /// answer 503 (false).
+    #[serde(default = "default_true")]
+    pub rate_limit_fail_open: bool,
+    /// `STRATA_RATE_LIMIT_READ_ANONYMOUS`: GETs per client IP, as `requests/seconds`.
+    #[serde(default = "default_read_anonymous")]
+    pub rate_limit_read_anonymous: String,
+    /// `STRATA_RATE_LIMIT_READ_USER`: GETs per user.
+    #[serde(default = "default_read_user")]
+    pub rate_limit_read_user: String,
+    /// `STRATA_RATE_LIMIT_WRITE_ANONYMOUS`: other methods per client IP.
+    #[serde(default = "default_write_anonymous")]
+    pub rate_limit_write_anonymous: String,
+    /// `STRATA_RATE_LIMIT_WRITE_USER`: other methods per user.
+    #[serde(default = "default_write_user")]
+    pub rate_limit_write_user: String,
+    /// `STRATA_RATE_LIMIT_AUTH_IP`: register, login and refresh per client IP.
+    #[serde(default = "default_auth_ip")]
+    pub rate_limit_auth_ip: String,
+    /// `STRATA_RATE_LIMIT_AUTH_EMAIL`: register and login per email address.
+    #[serde(default = "default_auth_email")]
+    pub rate_limit_auth_email: String,
+    /// `STRATA_TRUSTED_PROXIES`: comma-separated addresses or CIDR networks whose
+    /// `X-Forwarded-For` is believed (empty: nobody's).
+    #[serde(default)]
+    pub trusted_proxies: String,
+    /// `STRATA_CORS_ORIGINS`: comma-separated origins allowed to call from a browser (empty: none).
+    #[serde(default)]
+    pub cors_origins: String,
+    /// `STRATA_REQUEST_TIMEOUT_MS`: a request running longer is abandoned with 503.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// `STRATA_MAX_IN_FLIGHT`: requests handled at once; beyond it 503 with Retry-After.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// `STRATA_MAX_CONCURRENT_EXPORTS`: admin exports streaming at once; beyond it 503.
+    #[serde(default = "default_max_concurrent_exports")]
+    pub max_concurrent_exports: usize,
+    /// `STRATA_COMPRESS_MIN_BYTES`: smaller bodies are sent uncompressed.
+    #[serde(default = "default_compress_min")]
+    pub compress_min_bytes: u64,
+    /// `STRATA_HSTS_MAX_AGE_SECS`: send Strict-Transport-Security with this max-age (unset: not
+    /// sent; set it when the API is served over TLS).
+    #[serde(default)]
+    pub hsts_max_age_secs: Option<u64>,
+    /// `STRATA_WORKER_METRICS_PORT`: where `strata worker` serves `/metrics` and `/health/live`
+    /// (on `STRATA_HOST`); unset: not served.
+    #[serde(default)]
+    pub worker_metrics_port: Option<u16>,
+    /// `STRATA_WORKER_KEEP_FINISHED_JOBS_DAYS`: finished jobs are deleted this long after they
+    /// ended (an hourly sweep, which also deletes expired Idempotency-Key records).
+    #[serde(default = "default_keep_finished_jobs")]
+    pub worker_keep_finished_jobs_days: u64,
+    /// `STRATA_WORKER_CONSUMER`: this worker's name in the consumer group (default: host-pid).
+    #[serde(default)]
+    pub worker_consumer: Option<String>,
+    /// `STRATA_WORKER_MAX_ATTEMPTS`: attempts before a job is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub worker_max_attempts: u32,
+    /// `STRATA_WORKER_BACKOFF_MS`: delay before the first retry, doubled for each further one.
+    #[serde(default = "default_backoff_ms")]
+    pub worker_backoff_ms: u64,
+    /// `STRATA_WORKER_BACKOFF_MAX_MS`: longest delay between attempts.
+    #[serde(default = "default_backoff_max_ms")]
+    pub worker_backoff_max_ms: u64,
+    /// `STRATA_WORKER_CLAIM_IDLE_MS`: a job unacknowledged this long is taken over from its
+    /// (presumably dead) worker.
+    #[serde(default = "default_claim_idle_ms")]
+    pub worker_claim_idle_ms: u64,
+    /// `STRATA_WORKER_SWEEP_AFTER_SECS`: a queued job untouched this long is enqueued again (its
+    /// message may have been lost).
+    #[serde(default = "default_sweep_after")]
+    pub worker_sweep_after_secs: u64,
+    /// `STRATA_WORKER_RENEWAL_EVERY_SECS`: how often due subscriptions are renewed (once per
+    /// cluster per tick).
+    #[serde(default = "default_renewal_every")]
+    pub worker_renewal_every_secs: u64,
+    /// `STRATA_DASHBOARD_TTL_SECS`: how long the admin dashboard is served from the cache.
+    #[serde(default = "default_dashboard_ttl")]
+    pub dashboard_ttl_secs: u64,
+    /// `STRATA_LOW_STOCK_THRESHOLD`: the dashboard lists active products with fewer units.
+    #[serde(default = "default_low_stock_threshold")]
+    pub low_stock_threshold: u32,
+    /// `STRATA_REPORT_TIMEOUT_SECS`: how long a report's queries may run in all (in the worker).
+    #[serde(default = "default_report_timeout")]
+    pub report_timeout_secs: u64,
     /// `STRATA_LOG_FORMAT`: json | pretty (default: json, pretty in development).
     #[serde(default)]
     pub log_format: Option<LogFormat>,
@@ -199,6 +293,9 @@ fn default_argon_parallelism() -> u32 {
 fn default_hash_queue_ms() -> u64 {
     5000
 }
+fn default_export_batch_size() -> usize {
+    strata_services::exports::DEFAULT_BATCH_SIZE
+}
 fn default_cache_ttl() -> u64 {
     300
 }
@@ -213,6 +310,91 @@ fn default_drain() -> u64 {
 }
 fn default_log() -> String {
     "info".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_read_anonymous() -> String {
+    "300/60".into()
+}
+fn default_read_user() -> String {
+    "1200/60".into()
+}
+fn default_write_anonymous() -> String {
+    "60/60".into()
+}
+fn default_write_user() -> String {
+    "300/60".into()
+}
+fn default_auth_ip() -> String {
+    "20/60".into()
+}
+fn default_auth_email() -> String {
+    "10/300".into()
+}
+fn default_request_timeout() -> u64 {
+    10_000
+}
+fn default_max_in_flight() -> usize {
+    1024
+}
+fn default_max_concurrent_exports() -> usize {
+    4
+}
+fn default_compress_min() -> u64 {
+    1024
+}
+fn default_keep_finished_jobs() -> u64 {
+    7
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_backoff_ms() -> u64 {
+    1000
+}
+fn default_backoff_max_ms() -> u64 {
+    60_000
+}
+fn default_claim_idle_ms() -> u64 {
+    30_000
+}
+fn default_sweep_after() -> u64 {
+    300
+}
+fn default_renewal_every() -> u64 {
+    60
+}
+fn default_dashboard_ttl() -> u64 {
+    30
+}
+fn default_low_stock_threshold() -> u32 {
+    10
+}
+fn default_report_timeout() -> u64 {
+    60
+}
+
+/// A budget written `requests/seconds`, e.g. `300/60`.
+fn parse_budget(variable: &str, raw: &str) -> Result<RateLimit, ConfigError> {
+    let invalid = || {
+        config_error(
+            variable,
+            format!("{raw:?} is not a budget like 300/60 (requests per seconds)"),
+        )
+    };
+    let (limit, seconds) = raw.trim().split_once('/').ok_or_else(invalid)?;
+    let limit = limit.trim().parse::<u32>().map_err(|_| invalid())?;
+    let seconds = seconds
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(invalid)?;
+    Ok(RateLimit {
+        limit,
+        window: Duration::from_secs(seconds),
+    })
 }
 
 /// A configuration error, naming the variable at fault.
@@ -266,6 +448,12 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=50_000).contains(&self.export_batch_size) {
+            return Err(config_error(
+                "STRATA_EXPORT_BATCH_SIZE",
+                "must be between 1 and 50000",
+            ));
+        }
         if self.db_pool_size == 0 {
             return Err(config_error("STRATA_DB_POOL_SIZE", "must be at least 1"));
         }
@@ -276,6 +464,27 @@ impl Settings {
             ("STRATA_ACCESS_TOKEN_TTL_SECS", self.access_token_ttl_secs),
             ("STRATA_REFRESH_TOKEN_TTL_SECS", self.refresh_token_ttl_secs),
             ("STRATA_HEALTH_TIMEOUT_MS", self.health_timeout_ms),
+            ("STRATA_WORKER_BACKOFF_MS", self.worker_backoff_ms),
+            ("STRATA_WORKER_BACKOFF_MAX_MS", self.worker_backoff_max_ms),
+            ("STRATA_WORKER_CLAIM_IDLE_MS", self.worker_claim_idle_ms),
+            (
+                "STRATA_WORKER_SWEEP_AFTER_SECS",
+                self.worker_sweep_after_secs,
+            ),
+            (
+                "STRATA_WORKER_RENEWAL_EVERY_SECS",
+                self.worker_renewal_every_secs,
+            ),
+            (
+                "STRATA_WORKER_MAX_ATTEMPTS",
+                u64::from(self.worker_max_attempts),
+            ),
+            ("STRATA_DASHBOARD_TTL_SECS", self.dashboard_ttl_secs),
+            (
+                "STRATA_LOW_STOCK_THRESHOLD",
+                u64::from(self.low_stock_threshold),
+            ),
+            ("STRATA_REPORT_TIMEOUT_SECS", self.report_timeout_secs),
         ] {
             if value == 0 {
                 return Err(config_error(variable, "must be greater than 0"));
@@ -325,6 +534,40 @@ impl Settings {
                 "is required when STRATA_ENV=production",
             ));
         }
+        for (variable, raw) in self.budget_variables() {
+            parse_budget(variable, raw)?;
+        }
+        self.trusted_proxy_networks()?;
+        if self.max_concurrent_exports == 0 {
+            return Err(config_error(
+                "STRATA_MAX_CONCURRENT_EXPORTS",
+                "must be at least 1",
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(config_error("STRATA_MAX_IN_FLIGHT", "must be at least 1"));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(config_error(
+                "STRATA_REQUEST_TIMEOUT_MS",
+                "must be greater than 0",
+            ));
+        }
+        for origin in self.cors_origin_list() {
+            let scheme_ok = origin.starts_with("http://") || origin.starts_with("https://");
+            if !scheme_ok || origin.ends_with('/') || origin == "*" {
+                return Err(config_error(
+                    "STRATA_CORS_ORIGINS",
+                    format!("{origin:?} is not an origin like https://shop.example.com"),
+                ));
+            }
+        }
+        if self.low_stock_threshold > strata_domain::Stock::MAX {
+            return Err(config_error(
+                "STRATA_LOW_STOCK_THRESHOLD",
+                format!("must be at most {}", strata_domain::Stock::MAX),
+            ));
+        }
         if self.workers == Some(0) {
             return Err(config_error("STRATA_WORKERS", "must be at least 1"));
         }
@@ -337,6 +580,79 @@ impl Settings {
             Environment::Development => LogFormat::Pretty,
             Environment::Test | Environment::Production => LogFormat::Json,
         })
+    }
+
+    fn budget_variables(&self) -> [(&'static str, &str); 6] {
+        [
+            (
+                "STRATA_RATE_LIMIT_READ_ANONYMOUS",
+                &self.rate_limit_read_anonymous,
+            ),
+            ("STRATA_RATE_LIMIT_READ_USER", &self.rate_limit_read_user),
+            (
+                "STRATA_RATE_LIMIT_WRITE_ANONYMOUS",
+                &self.rate_limit_write_anonymous,
+            ),
+            ("STRATA_RATE_LIMIT_WRITE_USER", &self.rate_limit_write_user),
+            ("STRATA_RATE_LIMIT_AUTH_IP", &self.rate_limit_auth_ip),
+            ("STRATA_RATE_LIMIT_AUTH_EMAIL", &self.rate_limit_auth_email),
+        ]
+    }
+
+    /// The edge's settings (budgets, proxies, timeouts, CORS, HSTS).
+    pub fn edge(&self) -> Result<EdgeSettings, ConfigError> {
+        let budget = |variable, raw: &str| parse_budget(variable, raw);
+        Ok(EdgeSettings {
+            rate_limiting: self.rate_limit_enabled,
+            fail_open: self.rate_limit_fail_open,
+            budgets: Budgets {
+                read: GroupBudget {
+                    anonymous: budget(
+                        "STRATA_RATE_LIMIT_READ_ANONYMOUS",
+                        &self.rate_limit_read_anonymous,
+                    )?,
+                    user: budget("STRATA_RATE_LIMIT_READ_USER", &self.rate_limit_read_user)?,
+                },
+                write: GroupBudget {
+                    anonymous: budget(
+                        "STRATA_RATE_LIMIT_WRITE_ANONYMOUS",
+                        &self.rate_limit_write_anonymous,
+                    )?,
+                    user: budget("STRATA_RATE_LIMIT_WRITE_USER", &self.rate_limit_write_user)?,
+                },
+                auth_ip: budget("STRATA_RATE_LIMIT_AUTH_IP", &self.rate_limit_auth_ip)?,
+                auth_email: budget("STRATA_RATE_LIMIT_AUTH_EMAIL", &self.rate_limit_auth_email)?,
+            },
+            trusted_proxies: self.trusted_proxy_networks()?,
+            request_timeout: Self::ms(self.request_timeout_ms),
+            max_in_flight: self.max_in_flight,
+            max_concurrent_exports: self.max_concurrent_exports,
+            compress_min_bytes: self.compress_min_bytes,
+            cors_origins: self.cors_origin_list(),
+            hsts_max_age_secs: self.hsts_max_age_secs,
+        })
+    }
+
+    fn trusted_proxy_networks(&self) -> Result<Vec<IpNet>, ConfigError> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .map_err(|message| config_error("STRATA_TRUSTED_PROXIES", message))
+            })
+            .collect()
+    }
+
+    fn cors_origin_list(&self) -> Vec<String> {
+        self.cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Milliseconds as a duration.
@@ -405,6 +721,38 @@ mod tests {
             assert_eq!(load().expect_err("too short").variable, "STRATA_JWT_SECRET");
             jail.set_env("STRATA_JWT_SECRET", "x".repeat(32));
             assert!(load().is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_admin_settings_have_defaults_and_bad_values_are_named() {
+        Jail::expect_with(|jail| {
+            let settings = load().map_err(|e| e.to_string())?;
+            assert_eq!(
+                (
+                    settings.dashboard_ttl_secs,
+                    settings.low_stock_threshold,
+                    settings.report_timeout_secs
+                ),
+                (30, 10, 60)
+            );
+            for (variable, bad) in [
+                ("STRATA_DASHBOARD_TTL_SECS", "0"),
+                ("STRATA_LOW_STOCK_THRESHOLD", "0"),
+                ("STRATA_LOW_STOCK_THRESHOLD", "1000000001"),
+                ("STRATA_LOW_STOCK_THRESHOLD", "-1"),
+                ("STRATA_REPORT_TIMEOUT_SECS", "0"),
+            ] {
+                jail.set_env(variable, bad);
+                assert_eq!(
+                    load().expect_err(bad).variable,
+                    variable,
+                    "{variable}={bad}"
+                );
+                jail.set_env(variable, "5");
+            }
+            assert_eq!(load().map_err(|e| e.to_string())?.low_stock_threshold, 5);
             Ok(())
         });
     }

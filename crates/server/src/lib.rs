@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod config;
+pub mod metrics;
 pub mod telemetry;
 
 pub use app::{Application, Components};

@@ -1,4 +1,4 @@
-//! `strata`: serve the API, migrate the database, or administer users.
+//! `strata`: serve the API, run the background worker, migrate the database, or administer users.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -16,6 +16,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Run background jobs (renewals, reports) until SIGTERM.
+    Worker,
     /// Apply pending database migrations, then exit.
     Migrate,
     /// Administer users.
@@ -49,12 +51,17 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::from_env()?;
-    telemetry::init(&settings.log, settings.log_format(), std::io::stdout);
+    let _telemetry = telemetry::init(&settings.log, settings.log_format(), std::io::stdout);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(&settings)?;
             tracing::info!(host = %settings.host, port = app.port(), "strata listening");
             app.run_until_signalled().await
+        }
+        Command::Worker => {
+            let components = Components::build(&settings)?;
+            let worker = components.worker(&settings);
+            strata_server::app::run_worker_until_signalled(worker, &components, &settings).await
         }
         Command::Migrate => {
             let applied = strata_postgres::run_migrations(&settings.database_url)

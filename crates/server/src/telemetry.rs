@@ -1,29 +1,109 @@
-//! Logging: JSON lines (production, tests) or human-readable (development), filtered by `STRATA_LOG`.
+//! Logging and tracing: JSON lines (production, tests) or human-readable (development), filtered by
+//! `STRATA_LOG`; spans exported over OTLP (HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set, and no exporter at all otherwise.
 //!
 //! Secrets never reach a log line by construction: passwords are `Password` (redacted `Debug`),
 //! configuration secrets are `SecretString`, and no code logs headers or request bodies.
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber writing to `sink`; a second call is a no-op (tests share a process).
-pub fn init<W>(filter: &str, format: LogFormat, sink: W)
+/// The variable that turns span export on (the OpenTelemetry SDK's own name for it).
+pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// Flushes exported spans when dropped; keep it alive for the process's life.
+#[must_use = "dropping the guard at once would stop span export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("strata: flushing spans at exit failed: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber writing to `sink`, with OTLP export when the endpoint variable
+/// is set; a second call is a no-op (tests share a process).
+pub fn init<W>(filter: &str, format: LogFormat, sink: W) -> TelemetryGuard
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(sink);
-    let _ = match format {
-        LogFormat::Json => builder
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+            .with_writer(sink)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_writer(sink)
+            .with_filter(filter)
+            .boxed(),
     };
+    let provider = otlp_provider();
+    // Spans are exported at info and above whatever the log filter says: a quiet log
+    // (`STRATA_LOG=warn`) must not empty the traces.
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("strata"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+            .boxed()
+    });
+    let installed = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .is_ok();
+    TelemetryGuard {
+        provider: provider.filter(|_| installed),
+    }
+}
+
+/// The tracer provider exporting to the configured endpoint, or `None` when export is off (or
+/// cannot be set up, which is reported and otherwise ignored: tracing must not stop the API).
+fn otlp_provider() -> Option<SdkTracerProvider> {
+    let endpoint = std::env::var(OTLP_ENDPOINT).ok()?;
+    if endpoint.trim().is_empty() {
+        return None;
+    }
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+    {
+        Ok(exporter) => exporter,
+        Err(error) => {
+            eprintln!("strata: {OTLP_ENDPOINT}={endpoint}: cannot export spans: {error}");
+            return None;
+        }
+    };
+    Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                Resource::builder()
+                    .with_service_name("strata")
+                    .with_attribute(opentelemetry::KeyValue::new(
+                        "service.version",
+                        env!("CARGO_PKG_VERSION"),
+                    ))
+                    .build(),
+            )
+            .build(),
+    )
 }

@@ -329,6 +329,15 @@ impl AuthService {
         Ok(())
     }
 
+    /// The user an access token was issued to, if its signature and expiry hold; no revocation
+    /// check (no I/O). For keying per-user budgets, never for authorisation.
+    pub fn token_subject(&self, access_token: &str) -> Option<UserId> {
+        self.jwt
+            .verify(access_token)
+            .ok()
+            .map(|claims| UserId(claims.sub))
+    }
+
     /// Verifies an access token and checks it has not been revoked.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthError> {
         let claims = self.jwt.verify(access_token).map_err(|error| match error {

@@ -15,9 +15,9 @@ use strata_ports::{
 use uuid::Uuid;
 
 use crate::auth::Principal;
+use crate::cache_aside::CacheAside;
 use crate::cursor::CursorCodec;
 use crate::failure::Failure;
-use crate::single_flight::SingleFlight;
 
 /// What a caller of [`UserService`] must handle.
 #[derive(Debug, thiserror::Error)]
@@ -80,18 +80,14 @@ fn profile_key(id: UserId) -> String {
     format!("user:profile:{id}")
 }
 
-type Loaded = Result<Option<User>, Arc<PortError>>;
-
 /// The user use cases.
 pub struct UserService {
     users: Arc<dyn UserRepository>,
     refresh_tokens: Arc<dyn RefreshTokenRepository>,
-    cache: Arc<dyn Cache>,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     cursors: CursorCodec,
-    profile_ttl: Duration,
-    profile_loads: SingleFlight<Loaded>,
+    profiles: CacheAside<User>,
 }
 
 impl UserService {
@@ -108,57 +104,20 @@ impl UserService {
         Self {
             users,
             refresh_tokens,
-            cache,
             hasher,
             clock,
             cursors,
-            profile_ttl,
-            profile_loads: SingleFlight::default(),
+            profiles: CacheAside::new("profile", cache, profile_ttl),
         }
     }
 
     /// The caller's own profile, cache-aside. A cache that cannot be reached is bypassed.
     pub async fn me(&self, principal: &Principal) -> Result<User, UserError> {
-        let key = profile_key(principal.user_id);
-        match self.cache.get(&key).await {
-            Ok(Some(json)) => match serde_json::from_str::<User>(&json) {
-                Ok(user) => return Ok(user),
-                Err(error) => tracing::warn!(%key, %error, "unreadable cache entry; reloading"),
-            },
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(%key, %error, "cache unavailable; reading from the database")
-            }
-        }
-        let loaded = self
-            .profile_loads
-            .run(&key, || async {
-                let user = self
-                    .users
-                    .find_by_id(principal.user_id)
-                    .await
-                    .map_err(Arc::new)?;
-                if let Some(user) = &user {
-                    self.store_profile(user).await;
-                }
-                Ok(user)
-            })
-            .await;
-        match loaded {
-            Ok(Some(user)) => Ok(user),
-            Ok(None) => Err(UserError::NotFound),
-            Err(shared) => Err(UserError::Failure(shared_failure(&shared))),
-        }
-    }
-
-    async fn store_profile(&self, user: &User) {
-        let key = profile_key(user.id);
-        let Ok(json) = serde_json::to_string(user) else {
-            return;
-        };
-        if let Err(error) = self.cache.set(&key, &json, self.profile_ttl).await {
-            tracing::warn!(%key, %error, "could not cache the profile");
-        }
+        let id = principal.user_id;
+        self.profiles
+            .get_or_load(&profile_key(id), || self.users.find_by_id(id))
+            .await?
+            .ok_or(UserError::NotFound)
     }
 
     /// Changes the caller's display name and/or password. A password change needs the current
@@ -238,11 +197,7 @@ impl UserService {
     }
 
     async fn invalidate_profile(&self, id: UserId) {
-        let key = profile_key(id);
-        if let Err(error) = self.cache.delete(&key).await {
-            // The entry expires by its TTL; until then readers may see the old profile.
-            tracing::warn!(%key, %error, "could not invalidate the cached profile");
-        }
+        self.profiles.invalidate(&[profile_key(id)]).await;
     }
 
     /// Users oldest first, one page at a time (admin only).
@@ -318,13 +273,6 @@ fn require_admin(principal: &Principal) -> Result<(), UserError> {
         Ok(())
     } else {
         Err(UserError::Forbidden)
-    }
-}
-
-fn shared_failure(error: &PortError) -> Failure {
-    match error {
-        PortError::Unavailable(cause) => Failure::Unavailable(anyhow::anyhow!("{cause:#}")),
-        PortError::Unexpected(cause) => Failure::Unexpected(anyhow::anyhow!("{cause:#}")),
     }
 }
 

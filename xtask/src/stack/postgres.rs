@@ -310,6 +310,11 @@ impl Binaries {
     }
 }
 
+/// The directory of the server binaries (initdb, postgres), installing them where it can.
+pub(crate) async fn binaries_dir() -> anyhow::Result<PathBuf> {
+    Ok(find_or_install().await?.dir)
+}
+
 async fn find_or_install() -> anyhow::Result<Binaries> {
     // An existing cluster can only be run by its own major version.
     let wanted: Option<u32> = [system::state_dir(), fallback_base()]

@@ -159,6 +159,11 @@ fn stop_leftover(pidfile: &Path) {
     let _ = std::fs::remove_file(pidfile);
 }
 
+/// The `redis-server` program, installing it where it can.
+pub(crate) async fn server_program() -> anyhow::Result<PathBuf> {
+    find_or_install().await
+}
+
 async fn find_or_install() -> anyhow::Result<PathBuf> {
     if let Some(found) = system::find_program("redis-server") {
         return Ok(found);

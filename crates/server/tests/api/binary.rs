@@ -1,4 +1,5 @@
-//! The `strata` binary as operators run it: `serve` until SIGTERM, `migrate`, `admin grant`.
+//! The `strata` binary as operators run it: `serve` and `worker` until SIGTERM, `migrate`,
+//! `admin grant`.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
@@ -24,6 +25,7 @@ fn strata(database_url: &str) -> Command {
         .env("STRATA_JWT_SECRET", JWT_SECRET)
         .env("STRATA_ARGON2_MEMORY_KIB", "1024")
         .env("STRATA_ARGON2_ITERATIONS", "1")
+        .env("STRATA_RATE_LIMIT_ENABLED", "false")
         .env("STRATA_LOG", "warn");
     command
 }
@@ -102,6 +104,76 @@ async fn serve_turns_unready_on_sigterm_then_exits_zero() {
 }
 
 #[tokio::test]
+async fn the_worker_runs_the_renewal_tick_and_exits_zero_on_sigterm() {
+    let database = TestDatabase::create().await.expect("database");
+    let metrics_port = free_port();
+    let mut child = strata(database.url())
+        .arg("worker")
+        .env("STRATA_WORKER_METRICS_PORT", metrics_port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawned");
+    // The first housekeeping round fires the renewal tick: a job row appears and gets done.
+    let db = database.database();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        use diesel_async::RunQueryDsl;
+        let mut conn = db.connection().await.expect("connection");
+        let done: Vec<Done> = diesel::sql_query(
+            "SELECT count(*) AS n FROM jobs WHERE kind = 'subscriptions.renew' AND status = 'done'",
+        )
+        .load(&mut conn)
+        .await
+        .expect("query");
+        if done.into_iter().next().is_some_and(|d| d.n > 0) {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "strata worker exited early"
+        );
+        assert!(Instant::now() < deadline, "no renewal job ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The worker's job metrics are scrapeable from its own port.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"jobs_processed_total{kind="subscriptions.renew"}"#),
+        "{metrics}"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("child status") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "strata worker did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Done {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[tokio::test]
 async fn migrate_is_idempotent_and_admin_grant_promotes_only_existing_users() {
     let database = TestDatabase::create().await.expect("database");
     let migrated = run(strata(database.url()).arg("migrate"));
@@ -148,4 +220,116 @@ fn a_bad_configuration_value_stops_the_binary_naming_the_variable() {
         .env("STRATA_DB_POOL_SIZE", "lots"));
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("STRATA_DB_POOL_SIZE"));
+}
+
+/// A minimal OTLP/HTTP receiver: answers every POST with 200 and keeps the bodies.
+fn otlp_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let received = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            loop {
+                let mut length = 0usize;
+                let mut line = String::new();
+                // Request line and headers.
+                let mut first = true;
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if first {
+                        first = false;
+                        continue;
+                    }
+                    let trimmed = line.trim_end();
+                    if trimmed.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = trimmed.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    break;
+                }
+                received.lock().expect("lock").push(body);
+                let stream = reader.get_mut();
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+                );
+            }
+        }
+    });
+    (port, bodies)
+}
+
+#[tokio::test]
+async fn a_callers_trace_is_continued_exported_over_otlp_and_echoed_in_problems() {
+    let database = TestDatabase::create().await.expect("database");
+    let (collector, bodies) = otlp_receiver();
+    let port = free_port();
+    let mut child = strata(database.url())
+        .arg("serve")
+        .env("STRATA_PORT", port.to_string())
+        .env("STRATA_SHUTDOWN_GRACE_SECS", "0")
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{collector}"),
+        )
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawned");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    wait_ready(
+        &client,
+        &format!("http://127.0.0.1:{port}/health/ready"),
+        &mut child,
+    )
+    .await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/v1/products/not-a-uuid"))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .expect("sent");
+    let problem: serde_json::Value = response.json().await.expect("problem");
+    assert_eq!(problem["trace_id"], trace_id, "{problem}");
+
+    // The request's span arrives at the collector under the caller's trace id.
+    let raw_trace_id: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let arrived = bodies.lock().expect("lock").iter().any(|body| {
+            body.windows(16)
+                .any(|window| window == raw_trace_id.as_slice())
+        });
+        if arrived {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span with the caller's trace id reached the collector"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
 }

@@ -186,3 +186,39 @@ async fn every_response_carries_the_security_headers() {
         assert!(headers.get("content-security-policy").is_some());
     }
 }
+
+#[tokio::test]
+async fn every_problem_type_uri_resolves_to_its_page() {
+    let app = TestApp::spawn().await;
+    // The `type` of a real error leads to a page about it.
+    let missing = app.get_public("/v1/products/not-a-uuid").await;
+    let body: serde_json::Value = missing.json().await.unwrap();
+    let page = app.get_public(body["type"].as_str().unwrap()).await;
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("NOT_FOUND"));
+
+    for code in strata_http::ProblemCode::ALL {
+        let json: serde_json::Value = app
+            .client
+            .get(app.url(&code.type_uri()))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(json["code"], code.as_str());
+        assert_eq!(json["status"], code.status().as_u16());
+        assert_eq!(json["title"], code.describe().2);
+        assert_eq!(json["type"], code.type_uri());
+    }
+    let unknown = app.get_public("/problems/no-such-problem").await;
+    assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
+}

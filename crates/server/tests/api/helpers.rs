@@ -38,6 +38,8 @@ pub fn settings(database_url: &str, overrides: &[(&str, Value)]) -> Settings {
         .merge(("argon2_iterations", 1))
         .merge(("db_pool_size", 4))
         .merge(("shutdown_grace_secs", 0))
+        // Tests share one client IP; the limiter has its own tests (api::limits).
+        .merge(("rate_limit_enabled", false))
         .merge(("shutdown_timeout_secs", 5));
     for (key, value) in overrides {
         figment = figment.merge((*key, value.clone()));
@@ -140,6 +142,89 @@ impl TestApp {
             .await
             .expect("granted");
         access(&self.login("root@example.com").await)
+    }
+}
+
+impl TestApp {
+    /// Creates a product as `admin` and returns its body.
+    pub async fn create_product(
+        &self,
+        admin: &str,
+        sku: &str,
+        amount_minor: i64,
+        stock: i64,
+    ) -> Value {
+        let response = self
+            .request(
+                Method::POST,
+                "/v1/products",
+                Some(admin),
+                Some(json!({
+                    "sku": sku,
+                    "name": format!("Product {sku}"),
+                    "price": {"amount_minor": amount_minor, "currency": "USD"},
+                    "stock": stock,
+                })),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("json")
+    }
+
+    /// Places an order as `token`, with an optional Idempotency-Key.
+    pub async fn place_order(&self, token: &str, items: Value, key: Option<&str>) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/v1/orders"))
+            .bearer_auth(token)
+            .json(&json!({ "items": items }));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// The JSON body of an anonymous GET that must succeed.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get_public(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json")
+    }
+}
+
+impl TestApp {
+    /// Runs one SQL statement on the app's database (tests use it to move time along).
+    pub async fn sql(&self, statement: &str) -> usize {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self
+            .components
+            .database
+            .connection()
+            .await
+            .expect("connection");
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .expect("statement runs")
+    }
+
+    /// A request with a JSON body, a token and an optional Idempotency-Key.
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        token: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.expect("request sent")
     }
 }
 

@@ -176,8 +176,9 @@ impl Write for Capture {
 async fn access_logs_are_json_with_request_fields_and_never_a_secret() {
     let capture = Capture::default();
     let sink = capture.clone();
-    telemetry::init("info", LogFormat::Json, move || sink.clone());
-    let app = TestApp::spawn().await;
+    // Debug level: whatever a developer turns on must not leak either.
+    let _telemetry = telemetry::init("debug", LogFormat::Json, move || sink.clone());
+    let app = TestApp::spawn_with(&[("argon2_memory_kib", json!(8192))]).await;
 
     let body = app.register("secretive@example.com").await;
     let token = access(&body);
@@ -201,17 +202,46 @@ async fn access_logs_are_json_with_request_fields_and_never_a_secret() {
         None,
     )
     .await;
+    // Error paths: a revoked token, a rotated refresh token presented again (family revoked), a
+    // forged token, a too-short password, a body with an unknown field next to a password.
+    app.get("/v1/users/me", &token).await;
+    app.post("/v1/auth/refresh", json!({"refresh_token": refresh}))
+        .await;
+    let forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJmb3JnZWQtc2VjcmV0In0.forged-signature-secret";
+    app.get("/v1/users/me", forged).await;
+    app.post(
+        "/v1/auth/register",
+        json!({"email": "x@example.com", "password": "tiny-pw", "display_name": "X"}),
+    )
+    .await;
+    app.post(
+        "/v1/auth/login",
+        json!({"email": "x@example.com", "password": "unknown-field-password", "otp": 1}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let logs = String::from_utf8(capture.0.lock().expect("lock").clone()).expect("utf-8");
+    assert!(
+        logs.contains("TOKEN_REVOKED") || logs.contains("401"),
+        "error paths were logged"
+    );
     for secret in [
         PASSWORD,
         "wrong-password-123",
+        "tiny-pw",
+        "unknown-field-password",
         token.as_str(),
         refresh.as_str(),
         rotated["refresh_token"].as_str().unwrap_or("-"),
+        forged,
+        "Bearer ",
     ] {
-        assert!(!logs.contains(secret), "a secret reached the logs");
+        assert!(
+            !logs.contains(secret),
+            "a secret reached the logs: {}",
+            &secret[..secret.len().min(12)]
+        );
     }
     let access_line = logs
         .lines()

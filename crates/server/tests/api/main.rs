@@ -3,9 +3,17 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
+mod admin;
 mod auth;
 mod binary;
 mod edge;
+mod exports;
 mod helpers;
 mod lifecycle;
+mod limits;
+mod metrics;
+mod orders;
+mod products;
+mod subscriptions;
 mod users;
+mod worker;

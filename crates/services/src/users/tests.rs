@@ -257,7 +257,11 @@ async fn a_password_change_invalidates_the_profile_and_ends_other_sessions() {
         .expect_update()
         .withf(|_, update, _| update.password_hash.as_deref() == Some("new-hash"))
         .returning(move |_, _, _| Ok(Some(updated.clone())));
-    ports.cache.expect_delete().times(1).returning(|_| Ok(()));
+    ports
+        .cache
+        .expect_delete_many()
+        .times(1)
+        .returning(|_| Ok(()));
     ports
         .refresh
         .expect_revoke_all_for_user()

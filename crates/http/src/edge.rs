@@ -1,0 +1,661 @@
+//! The protective layers in front of the routes: admission control, rate limiting, the request
+//! timeout, and the compression threshold.
+//!
+//! # Order (outermost first), and why
+//!
+//! 1. `observe` (request id, span, access log, panic containment, security headers): first, so
+//!    that every response below — including a 429, a 503 or a panic — carries the request id and
+//!    the security headers and is logged once.
+//! 2. CORS: answers preflight requests before any budget, slot or credential is spent, and adds
+//!    its headers to every response, errors included, so that browsers can read problems.
+//! 3. Compression (gzip/br by `Accept-Encoding`), with [`mark_small_bodies`] just inside it:
+//!    compresses whatever the inner layers produce, except bodies under the threshold, where the
+//!    framing would cost more than it saves.
+//! 4. [`admit`] (a bound on in-flight requests): the cheapest refusal under overload, before any
+//!    Redis or database call is made for a request that would only queue.
+//! 5. [`rate_limit`]: one Redis round trip; a refused caller costs nothing more.
+//! 6. [`deadline`] (the request timeout): innermost, so it bounds exactly the work of extractors
+//!    and handlers, and cancels it by dropping it.
+//!
+//! Metrics: [`REQUESTS_IN_FLIGHT`] counts admitted requests; [`RATE_LIMIT_REJECTIONS_TOTAL`]
+//! counts every 429, by route group.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{ResponseError, web};
+use strata_ports::{RateDecision, RateLimit, RateLimiter};
+use tokio::sync::Semaphore;
+
+use crate::problem::{ApiError, ProblemCode};
+use crate::request_id;
+use crate::state::AppState;
+
+/// Requests admitted and not yet answered.
+pub const REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
+/// Requests refused with 429, by route `group` (`read`, `write`, `auth`, `auth_email`).
+pub const RATE_LIMIT_REJECTIONS_TOTAL: &str = "rate_limit_rejections_total";
+
+/// `RateLimit-Limit`.
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+/// `RateLimit-Remaining`.
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+/// `RateLimit-Reset`: seconds until a slot frees.
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// The budgets of one route group: for anonymous callers (per IP) and authenticated ones (per
+/// user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupBudget {
+    /// Per client IP, when no valid bearer token is sent.
+    pub anonymous: RateLimit,
+    /// Per user, when a valid bearer token is sent.
+    pub user: RateLimit,
+}
+
+/// Every budget, by route group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// GET and HEAD.
+    pub read: GroupBudget,
+    /// POST, PATCH, PUT and DELETE outside `/v1/auth`.
+    pub write: GroupBudget,
+    /// POST /v1/auth/* per client IP (register, login and refresh hash passwords or rotate
+    /// tokens: the stricter budget).
+    pub auth_ip: RateLimit,
+    /// Register and login per email address, whatever the IP (slows password guessing spread
+    /// over many addresses).
+    pub auth_email: RateLimit,
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`, or a bare address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// True when `ip` is inside the network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) compare as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let raw = raw.trim();
+        let (addr, prefix) = match raw.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (raw, None),
+        };
+        let addr = canonical(
+            addr.parse::<IpAddr>()
+                .map_err(|_| format!("{raw:?} is not an IP address or CIDR network"))?,
+        );
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{raw:?} has an invalid prefix length"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+/// How the edge behaves; from configuration.
+#[derive(Debug, Clone)]
+pub struct EdgeSettings {
+    /// Whether requests are rate limited at all.
+    pub rate_limiting: bool,
+    /// With the limiter unreachable: let requests through (true) or refuse them with 503.
+    pub fail_open: bool,
+    /// The budgets.
+    pub budgets: Budgets,
+    /// Peers whose `X-Forwarded-For` is believed; from anyone else it is ignored.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The longest a request may run before it is abandoned with 503.
+    pub request_timeout: Duration,
+    /// Requests handled at once by this process; beyond it, 503 with Retry-After.
+    pub max_in_flight: usize,
+    /// Bodies smaller than this are sent uncompressed.
+    pub compress_min_bytes: u64,
+    /// Admin exports streaming at once; beyond it 503 with Retry-After (each holds a database
+    /// connection for a moment per batch, for as long as the client reads).
+    pub max_concurrent_exports: usize,
+    /// Origins allowed to call the API from a browser (exact `scheme://host[:port]`); empty: none.
+    pub cors_origins: Vec<String>,
+    /// `Strict-Transport-Security: max-age=…` when set (behind TLS only).
+    pub hsts_max_age_secs: Option<u64>,
+}
+
+/// The edge's shared state: settings, the limiter and the admission slots.
+pub struct Edge {
+    settings: EdgeSettings,
+    limiter: Arc<dyn RateLimiter>,
+    slots: Arc<Semaphore>,
+    export_slots: Arc<Semaphore>,
+}
+
+impl Edge {
+    /// The edge with `settings`, counting budgets in `limiter`.
+    pub fn new(settings: EdgeSettings, limiter: Arc<dyn RateLimiter>) -> Self {
+        let slots = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+        let export_slots = Arc::new(Semaphore::new(settings.max_concurrent_exports.max(1)));
+        Self {
+            settings,
+            limiter,
+            slots,
+            export_slots,
+        }
+    }
+
+    /// A slot for one streaming export, held until its body is dropped; 503 when all are taken.
+    pub fn export_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.export_slots.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                ProblemCode::ServiceUnavailable,
+                format!(
+                    "{} exports are streaming already; retry when one has finished",
+                    self.settings.max_concurrent_exports
+                ),
+            )
+            .with_retry_after(5)
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &EdgeSettings {
+        &self.settings
+    }
+
+    /// The client's address: the peer, or — when the peer is a trusted proxy — the right-most
+    /// address of `X-Forwarded-For` that is not itself a trusted proxy (the left-most entries
+    /// are whatever the client chose to send).
+    pub fn client_ip(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        let peer = canonical(peer?);
+        if !self.is_trusted(peer) {
+            return Some(peer);
+        }
+        let forwarded: Vec<IpAddr> = headers
+            .get_all(HeaderName::from_static("x-forwarded-for"))
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .map_while(|entry| entry.parse::<IpAddr>().ok().map(canonical))
+            .collect();
+        let mut client = peer;
+        for hop in forwarded.iter().rev() {
+            client = *hop;
+            if !self.is_trusted(*hop) {
+                break;
+            }
+        }
+        Some(client)
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.settings
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(ip))
+    }
+
+    /// Counts a request against `key`: `Ok(Some)` with the decision, `Ok(None)` when the limiter
+    /// is unreachable and the policy fails open, `Err` (503) when it fails closed.
+    async fn count(&self, key: &str, limit: RateLimit) -> Result<Option<RateDecision>, ApiError> {
+        match self.limiter.check(key, limit).await {
+            Ok(decision) => Ok(Some(decision)),
+            Err(error) if self.settings.fail_open => {
+                tracing::warn!(%error, "rate limiter unreachable; letting the request through");
+                Ok(None)
+            }
+            Err(error) => Err(ApiError::unavailable(
+                anyhow::Error::new(error).context("rate limiter unreachable"),
+            )),
+        }
+    }
+
+    /// The per-email budget of register and login: `Err` (429) once it is spent.
+    pub async fn check_email(&self, email: &str) -> Result<Option<RateDecision>, ApiError> {
+        if !self.settings.rate_limiting {
+            return Ok(None);
+        }
+        let key = format!("auth-email:{}", email.trim().to_lowercase());
+        let decision = self.count(&key, self.settings.budgets.auth_email).await?;
+        match decision {
+            Some(decision) if !decision.allowed => {
+                count_rejection("auth_email");
+                Err(rate_limited(&decision))
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// The CORS policy: the configured origins only, with the methods and headers the API uses, and
+/// the headers a client needs to read exposed.
+pub fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static(request_id::HEADER),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            RATELIMIT_LIMIT,
+            RATELIMIT_REMAINING,
+            RATELIMIT_RESET,
+            HeaderName::from_static(request_id::HEADER),
+            HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
+/// Which budget a request spends, if any.
+fn route_group(method: &Method, path: &str) -> Option<Group> {
+    if !path.starts_with("/v1/") {
+        // Health, metrics and documentation are for probes and operators: never limited.
+        return None;
+    }
+    if *method == Method::OPTIONS {
+        return None;
+    }
+    if *method == Method::POST && path.starts_with("/v1/auth/") && path != "/v1/auth/logout" {
+        return Some(Group::Auth);
+    }
+    if *method == Method::GET || *method == Method::HEAD {
+        Some(Group::Read)
+    } else {
+        Some(Group::Write)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Read,
+    Write,
+    Auth,
+}
+
+impl Group {
+    /// The `group` label of [`RATE_LIMIT_REJECTIONS_TOTAL`].
+    fn label(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Auth => "auth",
+        }
+    }
+}
+
+fn count_rejection(group: &'static str) {
+    metrics::counter!(RATE_LIMIT_REJECTIONS_TOTAL, "group" => group).increment(1);
+}
+
+/// Counts a request in [`REQUESTS_IN_FLIGHT`] for as long as it lives, so that a request dropped
+/// half-way (a client gone, the request timeout) stops counting too.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!(REQUESTS_IN_FLIGHT).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(REQUESTS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// 429 with `Retry-After` and the budget headers.
+fn rate_limited(decision: &RateDecision) -> ApiError {
+    ApiError::rate_limited(ceil_secs(decision.reset_after).max(1))
+        .with_rate_limit(rate_limit_headers(decision))
+}
+
+fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_micros().div_ceil(1_000_000) as u64
+}
+
+fn rate_limit_headers(decision: &RateDecision) -> [(HeaderName, HeaderValue); 3] {
+    [
+        (RATELIMIT_LIMIT, HeaderValue::from(decision.limit)),
+        (RATELIMIT_REMAINING, HeaderValue::from(decision.remaining)),
+        (
+            RATELIMIT_RESET,
+            HeaderValue::from(ceil_secs(decision.reset_after)),
+        ),
+    ]
+}
+
+fn edge_of(req: &ServiceRequest) -> Option<(Arc<Edge>, web::Data<AppState>)> {
+    let state = req.app_data::<web::Data<AppState>>()?.clone();
+    Some((state.edge.clone(), state))
+}
+
+/// Refuses a request with 503 when `max_in_flight` requests are being handled already, rather
+/// than queueing it until everything is slow.
+pub async fn admit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some((edge, _)) = edge_of(&req) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let Ok(_slot) = edge.slots.clone().try_acquire_owned() else {
+        let error = ApiError::overloaded();
+        return Ok(req.into_response(error.error_response()));
+    };
+    let _in_flight = InFlight::enter();
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
+}
+
+/// Spends the request's budget (per user with a valid token, else per client IP) and adds the
+/// `RateLimit-*` headers to the response; 429 with `Retry-After` once the budget is spent.
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some((edge, state)) = edge_of(&req) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let group = route_group(req.method(), req.path());
+    let (Some(group), true) = (group, edge.settings.rate_limiting) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let budgets = edge.settings.budgets;
+    let user = bearer(req.headers()).and_then(|token| state.auth.token_subject(token));
+    let ip = edge.client_ip(req.peer_addr().map(|a| a.ip()), req.headers());
+    let ip = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let (key, limit) = match (group, user) {
+        (Group::Auth, _) => (format!("auth:ip:{ip}"), budgets.auth_ip),
+        (Group::Read, Some(user)) => (format!("read:user:{user}"), budgets.read.user),
+        (Group::Read, None) => (format!("read:ip:{ip}"), budgets.read.anonymous),
+        (Group::Write, Some(user)) => (format!("write:user:{user}"), budgets.write.user),
+        (Group::Write, None) => (format!("write:ip:{ip}"), budgets.write.anonymous),
+    };
+    let decision = match edge.count(&key, limit).await {
+        Ok(decision) => decision,
+        Err(error) => return Ok(req.into_response(error.error_response())),
+    };
+    match decision {
+        Some(decision) if !decision.allowed => {
+            tracing::info!(%key, "rate limited");
+            count_rejection(group.label());
+            Ok(req.into_response(rate_limited(&decision).error_response()))
+        }
+        Some(decision) => {
+            let mut response = next.call(req).await?.map_into_boxed_body();
+            for (name, value) in rate_limit_headers(&decision) {
+                // A handler's own, stricter budget (per email) wins.
+                if !response.headers().contains_key(&name) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            Ok(response)
+        }
+        None => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body),
+    }
+}
+
+/// Abandons a request that runs longer than the request timeout: the handler's future is dropped
+/// (its work stops at the next await) and the client gets 503 with Retry-After.
+pub async fn deadline(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some((edge, _)) = edge_of(&req) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let timeout = edge.settings.request_timeout;
+    match tokio::time::timeout(timeout, next.call(req)).await {
+        Ok(response) => response.map(ServiceResponse::map_into_boxed_body),
+        Err(_) => {
+            // The request was moved into the abandoned future, so the error carries what the
+            // outer layers would otherwise add themselves.
+            let mut error = ApiError::new(
+                ProblemCode::ServiceUnavailable,
+                format!(
+                    "the request took longer than {} ms and was abandoned; retry later",
+                    timeout.as_millis()
+                ),
+            )
+            .with_retry_after(1);
+            if let Some(id) = request_id::current() {
+                error = error.with_request_id(id);
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// Keeps small bodies out of the compressor: a body under the threshold is marked
+/// `Content-Encoding: identity` (which the compressor leaves alone); `observe` removes the marker.
+pub async fn mark_small_bodies(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let threshold = edge_of(&req).map_or(0, |(edge, _)| edge.settings.compress_min_bytes);
+    let mut response = next.call(req).await?.map_into_boxed_body();
+    let small = match response.response().body().size() {
+        BodySize::Sized(size) => size < threshold,
+        BodySize::None => true,
+        BodySize::Stream => false,
+    };
+    if small && !response.headers().contains_key(header::CONTENT_ENCODING) {
+        response.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+    Ok(response)
+}
+
+/// Removes the `identity` marker of [`mark_small_bodies`] before the response leaves.
+pub fn unmark_identity(headers: &mut HeaderMap) {
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v == "identity")
+    {
+        headers.remove(header::CONTENT_ENCODING);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(trusted: &[&str]) -> Edge {
+        let limit = RateLimit {
+            limit: 1,
+            window: Duration::from_secs(1),
+        };
+        let group = GroupBudget {
+            anonymous: limit,
+            user: limit,
+        };
+        Edge::new(
+            EdgeSettings {
+                rate_limiting: true,
+                fail_open: true,
+                budgets: Budgets {
+                    read: group,
+                    write: group,
+                    auth_ip: limit,
+                    auth_email: limit,
+                },
+                trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
+                request_timeout: Duration::from_secs(1),
+                max_in_flight: 1,
+                max_concurrent_exports: 1,
+                compress_min_bytes: 0,
+                cors_origins: Vec::new(),
+                hsts_max_age_secs: None,
+            },
+            Arc::new(strata_ports::MockRateLimiter::new()),
+        )
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        headers
+    }
+
+    fn ip(raw: &str) -> IpAddr {
+        raw.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+        let untrusting = edge(&[]);
+        let headers = forwarded("203.0.113.9");
+        assert_eq!(
+            untrusting.client_ip(Some(ip("198.51.100.1")), &headers),
+            Some(ip("198.51.100.1"))
+        );
+        let trusting = edge(&["10.0.0.0/8"]);
+        assert_eq!(
+            trusting.client_ip(Some(ip("10.1.2.3")), &headers),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            trusting.client_ip(Some(ip("198.51.100.1")), &headers),
+            Some(ip("198.51.100.1")),
+            "a client cannot claim another address by sending the header itself"
+        );
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_hop() {
+        let trusting = edge(&["10.0.0.0/8", "::1"]);
+        // The client forged a first entry; our proxies appended the real one, then themselves.
+        let headers = forwarded("1.2.3.4, 203.0.113.9, 10.0.0.7");
+        assert_eq!(
+            trusting.client_ip(Some(ip("10.0.0.2")), &headers),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            trusting.client_ip(Some(ip("::1")), &forwarded("10.0.0.5")),
+            Some(ip("10.0.0.5")),
+            "all hops trusted: the furthest one"
+        );
+        assert_eq!(
+            trusting.client_ip(Some(ip("::ffff:10.0.0.2")), &forwarded("203.0.113.9")),
+            Some(ip("203.0.113.9")),
+            "IPv4-mapped peers match IPv4 networks"
+        );
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let net: IpNet = "192.168.0.0/16".parse().unwrap();
+        assert!(net.contains(ip("192.168.40.1")));
+        assert!(!net.contains(ip("192.169.0.1")));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("8.8.8.8")));
+        let six: IpNet = "fd00::/8".parse().unwrap();
+        assert!(six.contains(ip("fd12::1")));
+        assert!(!six.contains(ip("10.0.0.1")));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("nonsense".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn routes_fall_into_groups_and_probes_are_exempt() {
+        assert_eq!(route_group(&Method::GET, "/v1/products"), Some(Group::Read));
+        assert_eq!(route_group(&Method::POST, "/v1/orders"), Some(Group::Write));
+        assert_eq!(
+            route_group(&Method::POST, "/v1/auth/login"),
+            Some(Group::Auth)
+        );
+        assert_eq!(
+            route_group(&Method::POST, "/v1/auth/logout"),
+            Some(Group::Write)
+        );
+        assert_eq!(route_group(&Method::GET, "/health/ready"), None);
+        assert_eq!(route_group(&Method::OPTIONS, "/v1/products"), None);
+    }
+}

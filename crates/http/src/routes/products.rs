@@ -1,0 +1,228 @@
+//! `/v1/products`: the public catalog and the admin's writes.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use strata_domain::ProductId;
+use strata_services::Principal;
+
+use crate::dto::{
+    CreateProductRequest, PageView, ProductListQuery, ProductView, StockAdjustRequest,
+    UpdateProductRequest,
+};
+use crate::etag;
+use crate::extract::{ApiJson, Authenticated, path_uuid};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Public reads may be stored by any cache but must be revalidated (ETag) before each use, so a
+/// price or stock change is seen at once.
+const PUBLIC_REVALIDATE: &str = "public, no-cache";
+
+/// Mounts the routes under the enclosing scope.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/products")
+            .service(
+                web::resource("")
+                    .route(web::get().to(list))
+                    .route(web::post().to(create)),
+            )
+            .service(
+                web::resource("/{id}")
+                    .route(web::get().to(get))
+                    .route(web::patch().to(update))
+                    .route(web::delete().to(delete)),
+            )
+            .service(web::resource("/{id}/stock").route(web::post().to(adjust_stock))),
+    );
+}
+
+/// The product id in the path (see [`path_uuid`]).
+fn product_id(raw: &str, admin_route: Option<&Principal>) -> Result<ProductId, ApiError> {
+    path_uuid(raw, "product", admin_route).map(ProductId)
+}
+
+/// Browse the catalog.
+///
+/// Active products by default, newest first, keyset-paginated. Filters: `q` (a case-insensitive
+/// substring of the name or SKU), `active`, `min_price` / `max_price` (minor units) and
+/// `currency`; sort by `created_at` or `price`, either way. A cursor is bound to the filters and
+/// sort it was issued with (422 otherwise).
+#[utoipa::path(
+    get,
+    path = "/v1/products",
+    tag = "products",
+    operation_id = "listProducts",
+    params(ProductListQuery, crate::openapi::IfNoneMatch),
+    responses(
+        (status = 200, description = "A page of products.", body = PageView<ProductView>,
+            headers(
+                ("ETag" = String, description = "Strong validator of the page."),
+                ("Cache-Control" = String, description = "`public, no-cache`: revalidate before each use."),
+            ),
+            example = crate::openapi::examples::product_page),
+        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
+            headers(
+                ("ETag" = String, description = "The current validator."),
+                ("Cache-Control" = String, description = "`public, no-cache`."),
+            )),
+    ),
+)]
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<ProductListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = state.catalog.list(query.into_inner().into()).await?;
+    etag::respond(
+        &req,
+        &PageView::<ProductView>::from(page),
+        PUBLIC_REVALIDATE,
+    )
+}
+
+/// Get a product.
+///
+/// One product, served from a cache kept fresh by every write. Deactivated products stay
+/// readable (`active: false`).
+#[utoipa::path(
+    get,
+    path = "/v1/products/{id}",
+    tag = "products",
+    operation_id = "getProduct",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The product's id."),
+        crate::openapi::IfNoneMatch,
+    ),
+    responses(
+        (status = 200, description = "The product.", body = ProductView,
+            headers(
+                ("ETag" = String, description = "Strong validator of the representation."),
+                ("Cache-Control" = String, description = "`public, no-cache`: revalidate before each use."),
+            ),
+            example = crate::openapi::examples::product),
+        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
+            headers(
+                ("ETag" = String, description = "The current validator."),
+                ("Cache-Control" = String, description = "`public, no-cache`."),
+            )),
+    ),
+)]
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let product = state.catalog.get(product_id(&id, None)?).await?;
+    etag::respond(&req, &ProductView::from(product), PUBLIC_REVALIDATE)
+}
+
+/// Create a product (admin).
+///
+/// `sku`, `name` and `price` are required; `stock` defaults to 0 and `active` to true.
+#[utoipa::path(
+    post,
+    path = "/v1/products",
+    tag = "products",
+    operation_id = "createProduct",
+    security(("bearer" = [])),
+    request_body = CreateProductRequest,
+    responses(
+        (status = 201, description = "Created.", body = ProductView,
+            headers(("Location" = String, description = "The new product: `/v1/products/{id}`.")),
+            example = crate::openapi::examples::product),
+    ),
+)]
+async fn create(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    ApiJson(body): ApiJson<CreateProductRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let product = state.catalog.create(&principal, body.into()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/products/{}", product.id)))
+        .json(ProductView::from(product)))
+}
+
+/// Update a product (admin).
+///
+/// Only the fields sent change. Stock is not patchable: adjust it with `POST
+/// /v1/products/{id}/stock`.
+#[utoipa::path(
+    patch,
+    path = "/v1/products/{id}",
+    tag = "products",
+    operation_id = "updateProduct",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The product's id.")),
+    request_body = UpdateProductRequest,
+    responses(
+        (status = 200, description = "The updated product.", body = ProductView,
+            example = crate::openapi::examples::product),
+    ),
+)]
+async fn update(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    ApiJson(body): ApiJson<UpdateProductRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = product_id(&id, Some(&principal))?;
+    let product = state.catalog.update(&principal, id, body.into()).await?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+/// Deactivate a product (admin).
+///
+/// A soft delete: the product stays readable but can no longer be ordered. Idempotent.
+#[utoipa::path(
+    delete,
+    path = "/v1/products/{id}",
+    tag = "products",
+    operation_id = "deleteProduct",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The product's id.")),
+    responses(
+        (status = 204, description = "Deactivated."),
+    ),
+)]
+async fn delete(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = product_id(&id, Some(&principal))?;
+    state.catalog.deactivate(&principal, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Adjust a product's stock (admin).
+///
+/// Adds `delta` (negative to remove) atomically; 409 `INSUFFICIENT_STOCK` if the stock would go
+/// below zero, in which case nothing changes.
+#[utoipa::path(
+    post,
+    path = "/v1/products/{id}/stock",
+    tag = "products",
+    operation_id = "adjustStock",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The product's id.")),
+    request_body = StockAdjustRequest,
+    responses(
+        (status = 200, description = "The product with its new stock.", body = ProductView,
+            example = crate::openapi::examples::product),
+    ),
+)]
+async fn adjust_stock(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    ApiJson(body): ApiJson<StockAdjustRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = product_id(&id, Some(&principal))?;
+    let product = state
+        .catalog
+        .adjust_stock(&principal, id, body.delta)
+        .await?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}

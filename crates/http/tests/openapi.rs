@@ -1,0 +1,698 @@
+//! The OpenAPI document: committed and current, 3.1, covering every mounted route and every
+//! problem code, with a `Problem` schema that matches what `ApiError` serialises; and the docs
+//! page served offline.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::ResponseError;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::{Method, StatusCode, header};
+use actix_web::test::{self, TestRequest};
+use serde_json::Value;
+use strata_domain::{FieldError, Role, ValidationErrors};
+use strata_http::edge::{Budgets, Edge, EdgeSettings, GroupBudget};
+use strata_http::openapi::{self, DOCS_CSP};
+use strata_http::state::MetricsExporter;
+use strata_http::{ApiError, AppState, Health, ProblemCode, build_app, dto};
+use strata_ports::{MockAnalyticsRepository, MockJobQueue, MockReportRepository};
+use strata_ports::{
+    MockCache, MockExportRepository, MockHealthCheck, MockOrderRepository, MockPlanRepository,
+    MockProductRepository, MockRateLimiter, MockRefreshTokenRepository, MockSubscriptionRepository,
+    MockTokenBlacklist, MockUserRepository, PortError, RateLimit,
+};
+use strata_services::tokens::Algorithm;
+use strata_services::{
+    Argon2Hasher, Argon2Settings, AuthService, AuthSettings, CatalogService, CursorCodec,
+    ExportService, JwtCodec, JwtSettings, OrderService, SubscriptionService, SystemClock,
+    UserService, UuidV7Ids,
+};
+use strata_services::{DashboardService, DashboardSettings, ReportService};
+
+fn committed_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json")
+}
+
+fn generated() -> String {
+    openapi::to_pretty_json(&openapi::document()).expect("the document serialises")
+}
+
+fn document() -> Value {
+    serde_json::from_str(&generated()).expect("the document is JSON")
+}
+
+/// Every `(METHOD, path template)` of the document.
+fn operations(document: &Value) -> BTreeMap<(String, String), Value> {
+    let mut operations = BTreeMap::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if [
+                "get", "put", "post", "delete", "patch", "head", "options", "trace",
+            ]
+            .contains(&method.as_str())
+            {
+                operations.insert((method.to_uppercase(), path.clone()), operation.clone());
+            }
+        }
+    }
+    operations
+}
+
+#[test]
+fn the_committed_document_is_current() {
+    let committed = std::fs::read_to_string(committed_path()).unwrap_or_default();
+    assert!(
+        committed == generated(),
+        "docs/openapi.json is stale (or missing): the code describes another API; run cargo \
+         xtask openapi, and commit docs/openapi.json"
+    );
+}
+
+#[test]
+fn the_document_declares_openapi_3_1() {
+    let document = document();
+    let version = document["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3.1."), "{version}");
+    assert_eq!(document["info"]["title"], "Strata API");
+}
+
+/// The SPEC §3 endpoints this release implements, plus the operational ones.
+const SPEC_ENDPOINTS: &[(&str, &str)] = &[
+    ("POST", "/v1/auth/register"),
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/auth/refresh"),
+    ("POST", "/v1/auth/logout"),
+    ("GET", "/v1/users/me"),
+    ("PATCH", "/v1/users/me"),
+    ("GET", "/v1/users"),
+    ("GET", "/v1/users/{id}"),
+    ("GET", "/v1/products"),
+    ("GET", "/v1/products/{id}"),
+    ("POST", "/v1/products"),
+    ("PATCH", "/v1/products/{id}"),
+    ("DELETE", "/v1/products/{id}"),
+    ("POST", "/v1/products/{id}/stock"),
+    ("POST", "/v1/orders"),
+    ("GET", "/v1/orders"),
+    ("GET", "/v1/orders/{id}"),
+    ("POST", "/v1/orders/{id}/cancel"),
+    ("POST", "/v1/orders/{id}/fulfill"),
+    ("GET", "/v1/plans"),
+    ("POST", "/v1/subscriptions"),
+    ("GET", "/v1/subscriptions/me"),
+    ("GET", "/v1/subscriptions/me/proration"),
+    ("POST", "/v1/subscriptions/me/change-plan"),
+    ("POST", "/v1/subscriptions/me/cancel"),
+    ("GET", "/v1/invoices"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/v1/admin/exports/users"),
+    ("GET", "/v1/admin/exports/orders"),
+    ("GET", "/v1/admin/dashboard"),
+    ("POST", "/v1/admin/reports"),
+    ("GET", "/v1/admin/reports/{id}"),
+];
+
+/// SPEC §3 endpoints of later releases: if one gets mounted, it must be documented too.
+const LATER_ENDPOINTS: &[(&str, &str)] = &[("GET", "/problems/{code}")];
+
+#[test]
+fn every_spec_endpoint_is_documented() {
+    let operations = operations(&document());
+    let missing: Vec<_> = SPEC_ENDPOINTS
+        .iter()
+        .filter(|(method, path)| {
+            !operations.contains_key(&((*method).to_owned(), (*path).to_owned()))
+        })
+        .collect();
+    assert!(missing.is_empty(), "undocumented: {missing:?}");
+}
+
+#[test]
+fn every_operation_has_an_id_a_tag_a_summary_and_its_problems_listed() {
+    let mut ids = BTreeSet::new();
+    for ((method, path), operation) in operations(&document()) {
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+        assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
+        assert!(
+            operation["tags"].as_array().is_some_and(|t| !t.is_empty()),
+            "{method} {path} has no tag"
+        );
+        assert!(
+            operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+            "{method} {path} has no summary (the handler's doc comment)"
+        );
+        assert!(
+            openapi::operation_problems_listed(id).is_some(),
+            "{id} ({method} {path}) is missing from openapi::operation_problems_listed: list the \
+             errors it can answer (an empty list when it has none of its own)"
+        );
+        for status in ["500", "503"] {
+            assert!(
+                operation["responses"].get(status).is_some(),
+                "{method} {path} does not document {status}"
+            );
+        }
+        if path.starts_with("/v1/") {
+            assert!(
+                operation["responses"].get("429").is_some(),
+                "{method} {path}"
+            );
+        }
+        if operation.get("requestBody").is_some() {
+            for status in ["400", "413", "415", "422"] {
+                assert!(
+                    operation["responses"].get(status).is_some(),
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+}
+
+/// The value of every problem example, resolving `$ref`s into `components.examples`.
+fn problem_examples<'a>(document: &'a Value, response: &'a Value) -> Vec<&'a Value> {
+    let response = resolve(document, response);
+    let Some(examples) = response["content"]["application/problem+json"]["examples"].as_object()
+    else {
+        return Vec::new();
+    };
+    examples
+        .values()
+        .map(|example| &resolve(document, example)["value"])
+        .collect()
+}
+
+fn resolve<'a>(document: &'a Value, value: &'a Value) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(reference) => document
+            .pointer(reference.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("dangling $ref {reference}")),
+        None => value,
+    }
+}
+
+#[test]
+fn every_problem_code_is_answered_somewhere_with_the_catalogue_s_title_and_status() {
+    let document = document();
+    let mut in_operations = BTreeSet::new();
+    for ((method, path), operation) in operations(&document) {
+        for (status, response) in operation["responses"].as_object().expect("responses") {
+            for example in problem_examples(&document, response) {
+                let code = example["code"].as_str().expect("code");
+                let problem = ProblemCode::ALL
+                    .into_iter()
+                    .find(|c| c.as_str() == code)
+                    .unwrap_or_else(|| panic!("{method} {path}: unknown code {code}"));
+                let (expected_status, _, title) = problem.describe();
+                assert_eq!(
+                    status,
+                    &expected_status.as_u16().to_string(),
+                    "{method} {path} {code}"
+                );
+                assert_eq!(example["status"], expected_status.as_u16());
+                assert_eq!(example["title"], title);
+                assert_eq!(example["type"], problem.type_uri());
+                in_operations.insert(code.to_owned());
+            }
+        }
+    }
+    let mut in_catalogue = BTreeSet::new();
+    for response in document["components"]["responses"]
+        .as_object()
+        .expect("components.responses")
+        .values()
+    {
+        for example in problem_examples(&document, response) {
+            in_catalogue.insert(example["code"].as_str().expect("code").to_owned());
+        }
+    }
+    for code in ProblemCode::ALL {
+        assert!(
+            in_catalogue.contains(code.as_str()),
+            "{} is not in components.responses",
+            code.as_str()
+        );
+        // A 405 answers a method no operation has, so only the catalogue can show it.
+        if code != ProblemCode::MethodNotAllowed {
+            assert!(
+                in_operations.contains(code.as_str()),
+                "no operation documents {}",
+                code.as_str()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_problem_schema_is_what_api_error_serialises() {
+    let document = document();
+    let schema = &document["components"]["schemas"]["Problem"];
+    let properties: BTreeSet<&str> = schema["properties"]
+        .as_object()
+        .expect("properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let required: BTreeSet<&str> = schema["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .map(|r| r.as_str().expect("name"))
+        .collect();
+    let field_properties: BTreeSet<&str> =
+        document["components"]["schemas"]["FieldError"]["properties"]
+            .as_object()
+            .expect("FieldError")
+            .keys()
+            .map(String::as_str)
+            .collect();
+    let with_errors = ApiError::validation(ValidationErrors(vec![FieldError::new(
+        "email",
+        "invalid_email",
+        "must be a valid email address",
+    )]));
+    let without_errors = ApiError::new(ProblemCode::NotFound, "no such product");
+    for error in [with_errors, without_errors] {
+        let response = error.error_response();
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            openapi::PROBLEM_JSON
+        );
+        let bytes = response.into_body().try_into_bytes().unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let keys: BTreeSet<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert!(keys.is_subset(&properties), "{keys:?} ⊄ {properties:?}");
+        assert!(required.is_subset(&keys), "{required:?} ⊄ {keys:?}");
+        for field in body["errors"].as_array().into_iter().flatten() {
+            let keys: BTreeSet<&str> = field
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(keys, field_properties);
+        }
+    }
+    let codes: BTreeSet<&str> = schema["properties"]["code"]["enum"]
+        .as_array()
+        .expect("code enum")
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let all: BTreeSet<&str> = ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(codes, all);
+}
+
+/// Deserialises every example of a request schema into the DTO it documents, so that an example
+/// can never name a field the API refuses.
+#[test]
+fn request_examples_are_accepted_by_their_dtos() {
+    fn check<T: serde::de::DeserializeOwned>(document: &Value, name: &str) -> usize {
+        let examples = document["components"]["schemas"][name]["examples"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has no examples"));
+        for example in examples {
+            serde_json::from_value::<T>(example.clone())
+                .unwrap_or_else(|e| panic!("{name} example {example}: {e}"));
+        }
+        examples.len()
+    }
+    let document = document();
+    let checked = check::<dto::RegisterRequest>(&document, "RegisterRequest")
+        + check::<dto::LoginRequest>(&document, "LoginRequest")
+        + check::<dto::RefreshRequest>(&document, "RefreshRequest")
+        + check::<dto::UpdateMeRequest>(&document, "UpdateMeRequest")
+        + check::<dto::PriceRequest>(&document, "MoneyInput")
+        + check::<dto::CreateProductRequest>(&document, "CreateProductRequest")
+        + check::<dto::UpdateProductRequest>(&document, "UpdateProductRequest")
+        + check::<dto::StockAdjustRequest>(&document, "StockAdjustRequest")
+        + check::<dto::PlaceOrderRequest>(&document, "PlaceOrderRequest")
+        + check::<dto::PlanChoiceRequest>(&document, "PlanChoiceRequest")
+        + check::<dto::CancelSubscriptionRequest>(&document, "CancelSubscriptionRequest");
+    assert!(checked >= 11);
+}
+
+#[tokio::test]
+async fn the_readiness_schema_matches_the_report() {
+    let mut down = MockHealthCheck::new();
+    down.expect_name().return_const("redis");
+    down.expect_ping()
+        .returning(|| Err(PortError::unavailable(anyhow::anyhow!("down"))));
+    let health = Health::new(vec![Arc::new(down)], Duration::from_millis(100));
+    let report = serde_json::to_value(health.report().await).unwrap();
+    let document = document();
+    let keys = |value: &Value| -> BTreeSet<String> {
+        value.as_object().unwrap().keys().cloned().collect()
+    };
+    let schema_keys = |name: &str| -> BTreeSet<String> {
+        keys(&document["components"]["schemas"][name]["properties"])
+    };
+    assert_eq!(keys(&report), schema_keys("Readiness"));
+    assert_eq!(keys(&report["checks"][0]), schema_keys("DependencyCheck"));
+}
+
+// ---- The app itself ----
+
+/// An app whose ports are mocks: enough to route every request, and to answer the public reads
+/// that reach a service.
+fn state() -> AppState {
+    let clock = Arc::new(SystemClock);
+    let ids = Arc::new(UuidV7Ids);
+    let jwt = Arc::new(
+        JwtCodec::new(JwtSettings {
+            issuer: "strata".into(),
+            audience: "strata-api".into(),
+            access_ttl: Duration::from_secs(900),
+            algorithm: Algorithm::HS256,
+            kid: None,
+            key: strata_services::tokens::JwtKey::Hmac(
+                b"0123456789abcdef0123456789abcdef".to_vec(),
+            ),
+            previous_keys: Vec::new(),
+        })
+        .unwrap(),
+    );
+    let hasher = Arc::new(
+        Argon2Hasher::new(&Argon2Settings {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+            ..Argon2Settings::default()
+        })
+        .unwrap(),
+    );
+    let mut cache = MockCache::new();
+    cache.expect_get().returning(|_| Ok(None));
+    cache.expect_set().returning(|_, _, _| Ok(()));
+    cache.expect_delete().returning(|_| Ok(()));
+    cache.expect_delete_many().returning(|_| Ok(()));
+    let cache = Arc::new(cache);
+    let mut plans = MockPlanRepository::new();
+    plans.expect_list().returning(|| Ok(Vec::new()));
+    let cursors = CursorCodec::new(b"cursor key");
+    let users = Arc::new(MockUserRepository::new());
+    let refresh_tokens = Arc::new(MockRefreshTokenRepository::new());
+    let limit = RateLimit {
+        limit: 1000,
+        window: Duration::from_secs(60),
+    };
+    let group = GroupBudget {
+        anonymous: limit,
+        user: limit,
+    };
+    AppState {
+        auth: Arc::new(AuthService::new(
+            users.clone(),
+            refresh_tokens.clone(),
+            Arc::new(MockTokenBlacklist::new()),
+            hasher.clone(),
+            clock.clone(),
+            ids.clone(),
+            jwt,
+            AuthSettings::default(),
+        )),
+        users: Arc::new(UserService::new(
+            users,
+            refresh_tokens,
+            cache.clone(),
+            hasher,
+            clock.clone(),
+            cursors.clone(),
+            Duration::from_secs(60),
+        )),
+        catalog: Arc::new(CatalogService::new(
+            Arc::new(MockProductRepository::new()),
+            cache.clone(),
+            clock.clone(),
+            ids.clone(),
+            cursors.clone(),
+            Duration::from_secs(60),
+        )),
+        orders: Arc::new(OrderService::new(
+            Arc::new(MockOrderRepository::new()),
+            cache.clone(),
+            clock.clone(),
+            ids.clone(),
+            cursors.clone(),
+            Duration::from_secs(86_400),
+        )),
+        exports: Arc::new(ExportService::new(
+            Arc::new(MockExportRepository::new()),
+            clock.clone(),
+            100,
+        )),
+        dashboard: Arc::new(DashboardService::new(
+            Arc::new(MockAnalyticsRepository::new()),
+            cache.clone(),
+            clock.clone(),
+            DashboardSettings {
+                ttl: Duration::from_secs(30),
+                low_stock_threshold: 10,
+            },
+        )),
+        reports: Arc::new(ReportService::new(
+            Arc::new(MockReportRepository::new()),
+            Arc::new(MockJobQueue::new()),
+            clock.clone(),
+            ids.clone(),
+        )),
+        subscriptions: Arc::new(SubscriptionService::new(
+            Arc::new(plans),
+            Arc::new(MockSubscriptionRepository::new()),
+            cache,
+            clock,
+            ids,
+            cursors,
+            Duration::from_secs(60),
+            Duration::from_secs(86_400),
+        )),
+        edge: Arc::new(Edge::new(
+            EdgeSettings {
+                rate_limiting: false,
+                fail_open: true,
+                budgets: Budgets {
+                    read: group,
+                    write: group,
+                    auth_ip: limit,
+                    auth_email: limit,
+                },
+                trusted_proxies: Vec::new(),
+                request_timeout: Duration::from_secs(10),
+                max_in_flight: 64,
+                max_concurrent_exports: 4,
+                compress_min_bytes: 1024,
+                cors_origins: Vec::new(),
+                hsts_max_age_secs: None,
+            },
+            Arc::new(MockRateLimiter::new()),
+        )),
+        health: Arc::new(Health::new(Vec::new(), Duration::from_millis(100))),
+        metrics: MetricsExporter::new(|| "# no metrics\n".to_owned()),
+    }
+}
+
+/// A concrete path for a template: every `{param}` becomes a value no handler can find.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                "probe-0"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// How the app answers: `None` when no route has this path (the app's fallback 404), `Some(false)`
+/// when the path is routed but not for this method (405), `Some(true)` when routed.
+async fn routed<S, R, B>(app: &S, request: R) -> Option<bool>
+where
+    S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let response = app.call(request).await.expect("a response");
+    let status = response.status();
+    let body = test::read_body(response).await;
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let no_route = body["detail"]
+        .as_str()
+        .is_some_and(|detail| detail.starts_with("no route for "));
+    match status {
+        StatusCode::NOT_FOUND if no_route => None,
+        StatusCode::METHOD_NOT_ALLOWED => Some(false),
+        _ => Some(true),
+    }
+}
+
+/// No credentials, no body and an unknown query parameter: every handler refuses such a request
+/// before it reaches a use case (401, 415, 422), except the few public reads the mocks answer.
+fn probe(method: &Method, template: &str) -> TestRequest {
+    TestRequest::default()
+        .method(method.clone())
+        .uri(&format!("{}?probe-unknown=1", concrete(template)))
+}
+
+const METHODS: [Method; 5] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+];
+
+#[actix_web::test]
+async fn the_documented_routes_are_exactly_the_mounted_ones() {
+    let app = test::init_service(build_app(state())).await;
+    let operations = operations(&document());
+    let paths: BTreeSet<&String> = operations.keys().map(|(_, path)| path).collect();
+    let mut problems = Vec::new();
+    for path in &paths {
+        for method in METHODS {
+            let documented = operations.contains_key(&(method.to_string(), (*path).clone()));
+            match (
+                documented,
+                routed(&app, probe(&method, path).to_request()).await,
+            ) {
+                (true, Some(true)) | (false, Some(false)) => {}
+                (true, None) => problems.push(format!("{method} {path}: documented, no route")),
+                (true, Some(false)) => {
+                    problems.push(format!("{method} {path}: documented, answered 405"));
+                }
+                (false, Some(true)) => {
+                    problems.push(format!("{method} {path}: routed, undocumented"))
+                }
+                (false, None) => problems.push(format!("{method} {path}: the path has no route")),
+            }
+        }
+    }
+    for (method, path) in SPEC_ENDPOINTS.iter().chain(LATER_ENDPOINTS) {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let documented = operations.contains_key(&(method.to_string(), (*path).to_owned()));
+        if !documented && routed(&app, probe(&method, path).to_request()).await == Some(true) {
+            problems.push(format!("{method} {path}: routed, undocumented"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[actix_web::test]
+async fn openapi_json_serves_the_committed_document_with_an_etag() {
+    let app = test::init_service(build_app(state())).await;
+    let response =
+        test::call_service(&app, TestRequest::get().uri("/openapi.json").to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get(header::CONTENT_TYPE).unwrap(),
+        "application/json"
+    );
+    let etag = response.headers().get(header::ETAG).unwrap().clone();
+    let body = test::read_body(response).await;
+    assert_eq!(std::str::from_utf8(&body).unwrap(), generated());
+
+    let again = TestRequest::get()
+        .uri("/openapi.json")
+        .insert_header((header::IF_NONE_MATCH, etag))
+        .to_request();
+    let response = test::call_service(&app, again).await;
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[actix_web::test]
+async fn the_docs_page_and_everything_it_loads_are_served_from_the_binary() {
+    let app = test::init_service(build_app(state())).await;
+    let response = test::call_service(&app, TestRequest::get().uri("/docs").to_request()).await;
+    assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(response.headers().get(header::LOCATION).unwrap(), "/docs/");
+
+    let response = test::call_service(&app, TestRequest::get().uri("/docs/").to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap(),
+        DOCS_CSP,
+        "the docs page gets a policy that lets its own scripts run"
+    );
+    let page = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
+    let assets: Vec<&str> = page
+        .split(['"', '\''])
+        .filter(|part| {
+            [".js", ".css", ".png"]
+                .iter()
+                .any(|extension| part.ends_with(extension))
+        })
+        .collect();
+    assert!(assets.len() >= 4, "{assets:?}");
+    let mut scripts = String::new();
+    for asset in assets.iter().copied().chain(["swagger-initializer.js"]) {
+        assert!(
+            !asset.contains("//"),
+            "the page loads {asset} from elsewhere; it must work offline"
+        );
+        let uri = format!("/docs/{}", asset.trim_start_matches("./"));
+        let response = test::call_service(&app, TestRequest::get().uri(&uri).to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK, "{uri}");
+        if asset.ends_with("initializer.js") {
+            scripts = String::from_utf8(test::read_body(response).await.to_vec()).unwrap();
+        }
+    }
+    assert!(scripts.contains("\"/openapi.json\""), "{scripts}");
+    assert!(!scripts.contains("petstore"), "{scripts}");
+    assert!(scripts.contains("\"validatorUrl\": \"none\""), "{scripts}");
+
+    let response = test::call_service(
+        &app,
+        TestRequest::get().uri("/docs/nothing.js").to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        response.headers().get(header::CONTENT_TYPE).unwrap(),
+        openapi::PROBLEM_JSON
+    );
+    let api = test::call_service(&app, TestRequest::get().uri("/health/live").to_request()).await;
+    assert_ne!(
+        api.headers().get(header::CONTENT_SECURITY_POLICY).unwrap(),
+        DOCS_CSP,
+        "the API keeps its own, stricter policy"
+    );
+}
+
+#[test]
+fn the_role_enumeration_is_the_domain_s() {
+    let document = document();
+    let roles = &document["components"]["schemas"]["User"]["properties"]["role"]["enum"];
+    assert_eq!(
+        roles,
+        &serde_json::json!([Role::Customer.as_str(), Role::Admin.as_str()])
+    );
+}

@@ -1,0 +1,155 @@
+//! Cache-aside reads shared by every cached resource: read the cache, on a miss load once per key
+//! (single-flight) and store the result with a TTL; writes invalidate.
+//!
+//! The cache is an accelerator, never a dependency: an unreachable cache or an unreadable entry
+//! is a miss, logged, and the database answers.
+//!
+//! Every read counts `cache_hits_total` or `cache_misses_total`, labelled with the cache's name.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use strata_ports::{Cache, PortError};
+
+use crate::failure::Failure;
+use crate::single_flight::SingleFlight;
+
+type Loaded<T> = Result<Option<T>, Arc<PortError>>;
+
+/// Reads answered from the cache.
+pub(crate) const HITS: &str = "cache_hits_total";
+/// Reads the cache could not answer (absent, unreadable, or the cache unreachable).
+pub(crate) const MISSES: &str = "cache_misses_total";
+
+/// Cache-aside access to one kind of value, keyed by string.
+pub(crate) struct CacheAside<T> {
+    /// The `cache` label of the hit and miss counters.
+    name: &'static str,
+    cache: Arc<dyn Cache>,
+    ttl: Duration,
+    loads: SingleFlight<Loaded<T>>,
+}
+
+impl<T> CacheAside<T>
+where
+    T: Serialize + DeserializeOwned + Clone,
+{
+    /// Values kept for `ttl` in `cache`, counted in the metrics as cache `name`.
+    pub(crate) fn new(name: &'static str, cache: Arc<dyn Cache>, ttl: Duration) -> Self {
+        Self {
+            name,
+            cache,
+            ttl,
+            loads: SingleFlight::default(),
+        }
+    }
+
+    /// The value under `key`: from the cache, or from `load` (run once however many callers miss
+    /// together), which is then cached. `Ok(None)` when `load` finds nothing (not cached).
+    pub(crate) async fn get_or_load<F, Fut>(&self, key: &str, load: F) -> Result<Option<T>, Failure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, PortError>>,
+    {
+        match self.cache.get(key).await {
+            Ok(Some(json)) => match serde_json::from_str::<T>(&json) {
+                Ok(value) => {
+                    metrics::counter!(HITS, "cache" => self.name).increment(1);
+                    return Ok(Some(value));
+                }
+                Err(error) => tracing::warn!(%key, %error, "unreadable cache entry; reloading"),
+            },
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%key, %error, "cache unavailable; reading from the database")
+            }
+        }
+        // Every caller not served by the cache counts, even when single-flight has it wait for
+        // another caller's load: the ratio then says how often readers missed the cache.
+        metrics::counter!(MISSES, "cache" => self.name).increment(1);
+        let loaded = self
+            .loads
+            .run(key, || async {
+                let value = load().await.map_err(Arc::new)?;
+                if let Some(value) = &value {
+                    self.store(key, value).await;
+                }
+                Ok(value)
+            })
+            .await;
+        loaded.map_err(|shared| shared_failure(&shared))
+    }
+
+    async fn store(&self, key: &str, value: &T) {
+        let Ok(json) = serde_json::to_string(value) else {
+            return;
+        };
+        if let Err(error) = self.cache.set(key, &json, self.ttl).await {
+            tracing::warn!(%key, %error, "could not cache the value");
+        }
+    }
+
+    /// Drops `keys` after a write. On failure the entries live until their TTL, which bounds how
+    /// long readers may see the old value.
+    pub(crate) async fn invalidate(&self, keys: &[String]) {
+        invalidate(self.cache.as_ref(), keys).await;
+    }
+}
+
+/// Drops `keys` after a write, for services that invalidate a cache they do not read. On failure
+/// the entries live until their TTL, which bounds how long readers may see the old value.
+pub(crate) async fn invalidate(cache: &dyn Cache, keys: &[String]) {
+    if let Err(error) = cache.delete_many(keys).await {
+        tracing::warn!(?keys, %error, "could not invalidate cached values");
+    }
+}
+
+/// A copy of a failure shared by several waiting callers.
+fn shared_failure(error: &PortError) -> Failure {
+    match error {
+        PortError::Unavailable(cause) => Failure::Unavailable(anyhow::anyhow!("{cause:#}")),
+        PortError::Unexpected(cause) => Failure::Unexpected(anyhow::anyhow!("{cause:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use strata_ports::MockCache;
+
+    use super::*;
+    use crate::test_support::unavailable;
+
+    #[tokio::test]
+    async fn reads_count_a_hit_only_when_the_cache_answers_with_a_readable_value() {
+        let mut cache = MockCache::new();
+        cache.expect_get().returning(|key| match key {
+            "hit" => Ok(Some("7".to_owned())),
+            "garbled" => Ok(Some("not json".to_owned())),
+            "down" => Err(unavailable()),
+            _ => Ok(None),
+        });
+        cache.expect_set().returning(|_, _, _| Ok(()));
+        let cached = CacheAside::<u32>::new("numbers", Arc::new(cache), Duration::from_secs(60));
+        // A recorder of this thread only: the process-wide one is not this test's to set.
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let _local = metrics::set_default_local_recorder(&recorder);
+
+        for key in ["hit", "hit", "absent", "garbled", "down"] {
+            let value = cached.get_or_load(key, || async { Ok(Some(1)) }).await;
+            assert!(value.unwrap().is_some());
+        }
+        let rendered = recorder.handle().render();
+        assert!(
+            rendered.contains("cache_hits_total{cache=\"numbers\"} 2\n"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("cache_misses_total{cache=\"numbers\"} 3\n"),
+            "{rendered}"
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! Fixtures shared by the services' unit tests.
+
+use chrono::{DateTime, TimeZone, Utc};
+use strata_domain::{Role, UserId, ValidationErrors};
+use strata_ports::PortError;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::{BillingError, CatalogError, OrderError, UserError};
+
+/// The instant every mocked clock returns.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+        .single()
+        .expect("valid instant")
+}
+
+/// A fresh caller with `role`.
+pub(crate) fn principal(role: Role) -> Principal {
+    Principal {
+        user_id: UserId(Uuid::now_v7()),
+        role,
+        jti: Uuid::now_v7(),
+        session_id: Uuid::now_v7(),
+        expires_at: now(),
+    }
+}
+
+/// A dependency that is down.
+pub(crate) fn unavailable() -> PortError {
+    PortError::unavailable(anyhow::anyhow!("down"))
+}
+
+/// An error enum with a validation variant.
+pub(crate) trait Validation: std::fmt::Debug {
+    /// The field errors, if this is a validation failure.
+    fn validation(self) -> Result<ValidationErrors, Self>
+    where
+        Self: Sized;
+}
+
+macro_rules! validation_variant {
+    ($($error:ty),*) => {$(
+        impl Validation for $error {
+            fn validation(self) -> Result<ValidationErrors, Self> {
+                match self {
+                    Self::Validation(errors) => Ok(errors),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+validation_variant!(BillingError, CatalogError, OrderError, UserError);
+
+/// The `(field, code)` pairs of a validation failure; panics on any other outcome.
+pub(crate) fn invalid_fields<T: std::fmt::Debug, E: Validation>(
+    result: Result<T, E>,
+) -> Vec<(String, &'static str)> {
+    match result.map_err(Validation::validation) {
+        Err(Ok(errors)) => errors
+            .0
+            .into_iter()
+            .map(|error| (error.field, error.code))
+            .collect(),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+/// `(field, code)` pairs as [`invalid_fields`] returns them.
+pub(crate) fn pairs(expected: &[(&str, &'static str)]) -> Vec<(String, &'static str)> {
+    expected
+        .iter()
+        .map(|(field, code)| ((*field).to_owned(), *code))
+        .collect()
+}

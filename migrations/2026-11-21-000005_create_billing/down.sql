@@ -1,0 +1,3 @@
+DROP TABLE invoices;
+DROP TABLE subscriptions;
+DROP TABLE plans;

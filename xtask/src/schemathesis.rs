@@ -1,0 +1,161 @@
+//! The contract test: schemathesis, a property-based API tester, generates requests from the
+//! served OpenAPI document and fails on any 5xx or any response that breaks the document (an
+//! undocumented status, content type or header, or a body that does not match its schema).
+//!
+//! It runs against a real `strata serve` on a fresh database, authenticated as an admin so that
+//! every operation is reachable. Schemathesis lives in a virtualenv under `target/xtask/`, created
+//! on first use with a pinned version.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use tokio::process::Command;
+
+use crate::client;
+use crate::database;
+use crate::process::{self, Shutdown, Signal, Supervised};
+use crate::stack::{PRIVATE_KNOB, Stack};
+use crate::system;
+
+/// The schemathesis release the contract test is pinned to.
+const VERSION: &str = "4.32.5";
+const DATABASE: &str = "strata_contract";
+const EMAIL: &str = "contract@strata.test";
+const PASSWORD: &str = "contract-test-password";
+const JWT_SECRET: &str = "contract-test-secret-contract-test-secret";
+/// Requests generated per operation and phase: enough to find shape bugs, short enough for CI.
+const MAX_EXAMPLES: &str = "30";
+
+/// Runs schemathesis against a live server; fails on any 5xx or schema violation.
+pub async fn run(stack: &Stack, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let st = install(shutdown).await?;
+    let database_url = database::recreate(stack, DATABASE).await?;
+    let port = system::free_port(18_500)?;
+    let strata = strata_binary()?;
+    let environment = |command: &mut Command| {
+        command
+            .env("DATABASE_URL", &database_url)
+            .env("REDIS_URL", stack.redis_url())
+            .env(
+                "STRATA_REDIS_PREFIX",
+                format!("contract:{}:", std::process::id()),
+            )
+            .env("STRATA_JWT_SECRET", JWT_SECRET)
+            .env("STRATA_ENV", "test")
+            .env("STRATA_LOG", "warn")
+            .env("STRATA_PORT", port.to_string())
+            .env("STRATA_HOST", "127.0.0.1")
+            .env("STRATA_SHUTDOWN_GRACE_SECS", "0")
+            // The generator sends thousands of requests from one address.
+            .env("STRATA_RATE_LIMIT_ENABLED", "false")
+            .env("STRATA_ARGON2_MEMORY_KIB", "1024")
+            .env("STRATA_ARGON2_ITERATIONS", "1")
+            .env_remove(PRIVATE_KNOB);
+    };
+    let mut serve = Command::new(&strata);
+    serve.arg("serve");
+    environment(&mut serve);
+    let mut server = Supervised::spawn(serve, "the API under contract test", shutdown)?;
+    let outcome = async {
+        client::wait_ready(port, "the API under contract test").await?;
+        let mut grant = Command::new(&strata);
+        grant.args(["admin", "grant", EMAIL]);
+        environment(&mut grant);
+        let admin = client::Admin {
+            email: EMAIL,
+            password: PASSWORD,
+            display_name: "Contract test",
+        };
+        let token = client::admin_token(port, &admin, grant, shutdown).await?;
+        let mut command = Command::new(&st);
+        // Its example database and cache go under target/, not into the source tree.
+        command.current_dir(system::state_dir());
+        command
+            .arg("run")
+            .arg(format!("http://127.0.0.1:{port}/openapi.json"))
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,\
+                 response_headers_conformance,response_schema_conformance",
+                "--max-examples",
+                MAX_EXAMPLES,
+                "--seed",
+                "42",
+                "--workers",
+                "2",
+                "--no-color",
+                "--request-timeout",
+                "15",
+                // Logging out would revoke the token the run authenticates with.
+                "--exclude-path",
+                "/v1/auth/logout",
+            ])
+            .arg("--header")
+            .arg(format!("Authorization: Bearer {token}"));
+        eprintln!("xtask: schemathesis {VERSION} against http://127.0.0.1:{port}");
+        let status = process::run(command, "schemathesis", shutdown).await?;
+        if !status.success() {
+            bail!("schemathesis found responses that break the OpenAPI document ({status})");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    server.stop(Signal::Terminate).await;
+    database::drop_named(stack, DATABASE).await?;
+    outcome
+}
+
+/// The `st` program of a virtualenv under `target/xtask`, created and pinned on first use.
+async fn install(shutdown: &Shutdown) -> anyhow::Result<PathBuf> {
+    let venv = system::state_dir().join("schemathesis-venv");
+    let st = venv.join("bin").join("st");
+    let stamp = venv.join(format!("installed-{VERSION}"));
+    if st.is_file() && stamp.is_file() {
+        return Ok(st);
+    }
+    let python = system::find_program("python3").context(
+        "python3 not found: the contract test needs Python 3.9+ with venv and pip \
+         (`sudo apt-get install python3-venv`)",
+    )?;
+    eprintln!(
+        "xtask: creating a virtualenv for schemathesis {VERSION} in {}",
+        venv.display()
+    );
+    let mut create = Command::new(&python);
+    create.args(["-m", "venv"]).arg(&venv);
+    check(
+        process::run(create, "python3 -m venv", shutdown).await?,
+        "python3 -m venv",
+    )?;
+    let mut pip = Command::new(venv.join("bin").join("pip"));
+    pip.args(["install", "--quiet", "--disable-pip-version-check"])
+        .arg(format!("schemathesis=={VERSION}"));
+    check(
+        process::run(pip, "pip install", shutdown).await?,
+        "pip install schemathesis",
+    )?;
+    std::fs::write(&stamp, VERSION).context("recording the schemathesis install")?;
+    Ok(st)
+}
+
+fn check(status: std::process::ExitStatus, what: &str) -> anyhow::Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        bail!("{what} failed ({status})")
+    }
+}
+
+/// The `strata` binary the test step built.
+fn strata_binary() -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| system::workspace_root().join("target"), PathBuf::from);
+    let binary = target.join("debug").join("strata");
+    if !binary.is_file() {
+        bail!(
+            "{} is missing: build it with `cargo build -p strata-server`",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
