@@ -11,7 +11,9 @@ mod database;
 #[cfg(test)]
 mod layering;
 mod openapi;
+mod pgbouncer;
 mod process;
+mod redis_cluster;
 mod schemathesis;
 mod seed;
 mod stack;

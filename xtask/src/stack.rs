@@ -7,7 +7,7 @@
 //! happens on every way out of the process except SIGKILL.
 
 mod postgres;
-mod redis;
+pub(crate) mod redis;
 
 use std::time::Duration;
 

@@ -59,6 +59,14 @@ pub async fn run(extra_args: &[String], shutdown: &Shutdown) -> anyhow::Result<(
             failed.push(label);
         }
     }
+    eprintln!("xtask: the PostgreSQL and API tests again, through PgBouncer (transaction pooling)");
+    if let Err(error) = crate::pgbouncer::run(&stack, extra_args, shutdown).await {
+        eprintln!("xtask: pgbouncer: {error:#}");
+        failed.push("the tests through PgBouncer".to_owned());
+    }
+    if let Some(step) = crate::redis_cluster::run(extra_args, shutdown).await? {
+        failed.push(step);
+    }
     // The contract test needs the `strata` binary the main step built.
     eprintln!("xtask: contract test (schemathesis against a live server)");
     if let Err(error) = crate::schemathesis::run(&stack, shutdown).await {

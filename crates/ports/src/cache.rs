@@ -20,3 +20,23 @@ pub trait Cache: Send + Sync + 'static {
     /// Removes every key in one round trip; missing keys are fine.
     async fn delete_many(&self, keys: &[String]) -> Result<(), PortError>;
 }
+
+/// Tells every instance (this one included) which cached keys a write made stale, so that
+/// in-process copies go with the shared ones.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait InvalidationPublisher: Send + Sync + 'static {
+    /// Announces that `keys` changed; delivery is best effort (a lost announcement is bounded by
+    /// the in-process copies' time to live).
+    async fn publish(&self, keys: &[String]) -> Result<(), PortError>;
+}
+
+/// Receives the invalidations announced by every instance: implemented by the in-process cache,
+/// driven by the adapter that listens for announcements.
+pub trait InvalidationListener: Send + Sync + 'static {
+    /// `keys` changed somewhere: drop any copy of them.
+    fn invalidated(&self, keys: &[String]);
+    /// The feed of announcements is up (`true`) or was interrupted (`false`). While it is down,
+    /// announcements may be missed, so nothing held in process can be trusted.
+    fn feed(&self, up: bool);
+}

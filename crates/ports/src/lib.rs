@@ -29,7 +29,7 @@ pub use billing::{
     InvoicePageKey, NewSubscription, PlanChange, PlanRepository, Recorded, RenewalPass,
     SubscriptionRepository, SubscriptionWriteError,
 };
-pub use cache::Cache;
+pub use cache::{Cache, InvalidationListener, InvalidationPublisher};
 pub use catalog::{
     ProductChanges, ProductFilter, ProductPageKey, ProductQuery, ProductRepository, ProductSort,
     ProductWriteError, SortDirection, StockAdjustError,
@@ -59,7 +59,7 @@ pub use analytics::MockAnalyticsRepository;
 #[cfg(feature = "mocks")]
 pub use billing::{MockPlanRepository, MockSubscriptionRepository};
 #[cfg(feature = "mocks")]
-pub use cache::MockCache;
+pub use cache::{MockCache, MockInvalidationPublisher};
 #[cfg(feature = "mocks")]
 pub use catalog::MockProductRepository;
 #[cfg(feature = "mocks")]

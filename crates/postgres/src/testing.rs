@@ -3,6 +3,11 @@
 //! The template is built once per migration set (its name carries a hash of `migrations/`), under a
 //! PostgreSQL advisory lock so that parallel test processes agree on who builds it. Cloning a
 //! template is a file copy, far cheaper than migrating every test database.
+//!
+//! With [`POOLER_VARIABLE`] set, each test's application connections go through a connection
+//! pooler (PgBouncer in transaction pooling mode) while the housekeeping above (the template, its
+//! lock, creating and dropping databases) keeps talking to PostgreSQL itself: the lock is a session
+//! lock, and database DDL must not wait behind connections the pooler keeps open.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
@@ -20,6 +25,32 @@ use crate::migrations::run_migrations;
 pub fn server_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `host:port` of a pooler in front of the [`server_url`] server: when set, [`TestDatabase::url`]
+/// and the pools it hands out connect through it.
+pub const POOLER_VARIABLE: &str = "TEST_DATABASE_POOLER";
+
+/// The URL the code under test uses for database `name`: through the pooler when one is set.
+fn application_url(name: &str) -> String {
+    let direct = with_database(&server_url(), name);
+    match std::env::var(POOLER_VARIABLE) {
+        Ok(pooler) if !pooler.trim().is_empty() => with_authority(&direct, pooler.trim()),
+        _ => direct,
+    }
+}
+
+/// `url` with its host and port replaced by `host_port`, the credentials, database and query kept.
+fn with_authority(url: &str, host_port: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let credentials = url[start..end]
+        .rsplit_once('@')
+        .map(|(credentials, _)| format!("{credentials}@"))
+        .unwrap_or_default();
+    format!("{}{credentials}{host_port}{}", &url[..start], &url[end..])
 }
 
 fn migrations_fingerprint() -> anyhow::Result<String> {
@@ -144,7 +175,7 @@ impl TestDatabase {
                 Err(error) => return Err(error).context("cloning the template database"),
             }
         }
-        let url = with_database(&server_url(), &name);
+        let url = application_url(&name);
         let settings = PoolSettings {
             max_size: 8,
             ..PoolSettings::default()
@@ -153,7 +184,7 @@ impl TestDatabase {
         Ok(Self { name, url, db })
     }
 
-    /// The database's URL.
+    /// The database's URL (through the pooler when [`POOLER_VARIABLE`] names one).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -228,5 +259,25 @@ impl Drop for TestDatabase {
             });
         });
         let _ = handle.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_authority;
+
+    #[test]
+    fn only_the_host_and_port_change() {
+        assert_eq!(
+            with_authority(
+                "postgres://u:p@ss@db:5432/app?sslmode=disable",
+                "127.0.0.1:6432"
+            ),
+            "postgres://u:p@ss@127.0.0.1:6432/app?sslmode=disable"
+        );
+        assert_eq!(
+            with_authority("postgres://db/app", "127.0.0.1:6432"),
+            "postgres://127.0.0.1:6432/app"
+        );
     }
 }

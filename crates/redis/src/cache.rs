@@ -54,6 +54,9 @@ impl Cache for RedisCache {
             return Ok(());
         }
         let keys: Vec<String> = keys.iter().map(|key| self.key(key)).collect();
+        // On a cluster the keys may sit in several slots: the cluster client splits the DEL into
+        // one per slot, so the keys are not all deleted at one instant, which invalidation does
+        // not need (each is deleted before this returns).
         self.redis
             .run(|mut conn| async move { conn.del::<_, ()>(keys).await })
             .await

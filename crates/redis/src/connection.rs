@@ -1,4 +1,10 @@
-//! The lazily established, self-healing connection shared by the Redis adapters.
+//! The lazily established, self-healing connection shared by the Redis adapters, to one server or
+//! to a Redis Cluster.
+//!
+//! On a cluster every command goes to the master of its key's slot (redis' cluster client follows
+//! MOVED and ASK and re-reads the slot map), a multi-key DEL or UNLINK is split by slot, and a
+//! script or a MULTI block must keep its keys in one slot: the adapters give such keys one hash
+//! tag. SCAN is per node, so [`RedisConnection::clear_namespace`] walks every master.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -6,8 +12,16 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError,
+    RedisFuture, RedisResult, ServerErrorKind, Value,
+};
 use strata_ports::{HealthCheck, PortError};
 use tokio::sync::OnceCell;
 use tracing::Instrument as _;
@@ -15,22 +29,153 @@ use tracing::Instrument as _;
 /// Where Redis is and how long to wait for it.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://host:port/db`.
+    /// `redis://host:port/db`; with `cluster`, the seed nodes' URLs, comma-separated.
     pub url: String,
+    /// Whether `url` names seed nodes of a Redis Cluster rather than one server.
+    pub cluster: bool,
     /// Prepended to every key (`strata:` in production, random in tests).
     pub key_prefix: String,
     /// Bound on connecting and on each command.
     pub command_timeout: Duration,
 }
 
+/// A connection commands run on: to one server, or to a whole cluster. Implements redis'
+/// [`ConnectionLike`], so every command of `redis::AsyncCommands` works on it alike.
+#[derive(Clone)]
+pub enum AnyConnection {
+    /// The self-healing connection to one server that the adapters share.
+    Managed(ConnectionManager),
+    /// A connection to one server of its own (for a blocking command, or a test).
+    Dedicated(MultiplexedConnection),
+    /// Connections to the nodes of a cluster, each command routed to its key's slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for AnyConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Managed(connection) => connection.req_packed_command(cmd),
+            Self::Dedicated(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Managed(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Dedicated(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Managed(connection) => connection.get_db(),
+            Self::Dedicated(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+/// A node a per-node command (SCAN) must visit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    /// The one server.
+    Only,
+    /// A cluster master.
+    Master { host: String, port: u16 },
+}
+
+impl AnyConnection {
+    /// The nodes that hold keys: the one server, or every master of the cluster as the client's
+    /// slot map has them.
+    async fn key_holders(&mut self) -> RedisResult<Vec<Node>> {
+        let Self::Cluster(connection) = self else {
+            return Ok(vec![Node::Only]);
+        };
+        // Without a response policy, a command sent to several nodes answers one entry per node,
+        // keyed by its address.
+        let replies = connection
+            .route_command(
+                redis::cmd("PING"),
+                RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None)),
+            )
+            .await?;
+        let Value::Map(replies) = replies else {
+            return Err(unexpected_reply("PING to every master", &replies));
+        };
+        replies
+            .into_iter()
+            .map(|(address, _)| {
+                let address = String::from_redis_value(address)?;
+                address
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| {
+                        Some(Node::Master {
+                            host: host.to_owned(),
+                            port: port.parse().ok()?,
+                        })
+                    })
+                    .ok_or_else(|| {
+                        RedisError::from((
+                            ErrorKind::Client,
+                            "a master's address is not host:port",
+                            address,
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// Runs `command` on `node`.
+    async fn query_on<T: FromRedisValue>(&mut self, node: &Node, command: &Cmd) -> RedisResult<T> {
+        match (self, node) {
+            (Self::Cluster(connection), Node::Master { host, port }) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                T::from_redis_value(connection.route_command(command.clone(), routing).await?)
+                    .map_err(RedisError::from)
+            }
+            (connection, _) => command.query_async(connection).await,
+        }
+    }
+}
+
+fn unexpected_reply(what: &str, reply: &Value) -> RedisError {
+    RedisError::from((
+        ErrorKind::UnexpectedReturnType,
+        "unexpected reply",
+        format!("{what}: {reply:?}"),
+    ))
+}
+
+/// How to reach Redis.
+#[derive(Clone)]
+enum Topology {
+    Single(Client),
+    Cluster {
+        /// For the shared connection: every node answer is bounded by the command timeout.
+        shared: ClusterClient,
+        /// For blocking commands, whose answer may legitimately come later than that.
+        blocking: ClusterClient,
+    },
+}
+
 /// A shared handle on Redis; clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisConnection {
-    client: Client,
-    manager: Arc<OnceCell<ConnectionManager>>,
+    topology: Topology,
+    shared: Arc<OnceCell<AnyConnection>>,
     /// Idle connections for blocking commands, reused so that a busy consumer does not connect
     /// once per message.
-    blocking: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    blocking: Arc<Mutex<Vec<AnyConnection>>>,
     prefix: Arc<str>,
     timeout: Duration,
 }
@@ -38,22 +183,69 @@ pub struct RedisConnection {
 /// How many idle blocking connections are kept; more are opened on demand and closed after use.
 const IDLE_BLOCKING_CONNECTIONS: usize = 16;
 
+/// How often a cluster command is retried after a redirection (MOVED, ASK), a reconnection or a
+/// cluster that is briefly down (a failover); the command timeout bounds all attempts together.
+const CLUSTER_RETRIES: u32 = 3;
+
+/// Shortest and longest waits, in ms, before a cluster command is retried: short enough that a
+/// retry fits in the command timeout.
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 200);
+
 impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConnection")
             .field("prefix", &self.prefix)
+            .field(
+                "cluster",
+                &matches!(self.topology, Topology::Cluster { .. }),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl RedisConnection {
-    /// Validates the URL; connects on first use.
+    /// Validates the URL (or, for a cluster, every seed URL); connects on first use.
     pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
-        let client =
-            Client::open(settings.url.as_str()).map_err(|e| anyhow!("invalid Redis URL: {e}"))?;
+        let topology = if settings.cluster {
+            // The first `{…}` of a key is its hash tag: braces in the prefix would take the place
+            // of the adapters' own tags, and keys that must share a slot might not.
+            if settings.key_prefix.contains(['{', '}']) {
+                anyhow::bail!(
+                    "the Redis key prefix {:?} must not contain braces on a Redis Cluster",
+                    settings.key_prefix
+                );
+            }
+            let seeds: Vec<&str> = settings
+                .url
+                .split(',')
+                .map(str::trim)
+                .filter(|seed| !seed.is_empty())
+                .collect();
+            let builder = || {
+                ClusterClientBuilder::new(seeds.iter().copied())
+                    .connection_timeout(settings.command_timeout)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
+                    .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1)
+            };
+            let invalid = |e: RedisError| anyhow!("invalid Redis Cluster seed URLs: {e}");
+            Topology::Cluster {
+                shared: builder()
+                    .response_timeout(settings.command_timeout)
+                    .build()
+                    .map_err(invalid)?,
+                // No response timeout: `run_blocking` bounds the wait itself.
+                blocking: builder().build().map_err(invalid)?,
+            }
+        } else {
+            Topology::Single(
+                Client::open(settings.url.as_str())
+                    .map_err(|e| anyhow!("invalid Redis URL: {e}"))?,
+            )
+        };
         Ok(Self {
-            client,
-            manager: Arc::new(OnceCell::new()),
+            topology,
+            shared: Arc::new(OnceCell::new()),
             blocking: Arc::new(Mutex::new(Vec::new())),
             prefix: settings.key_prefix.clone().into(),
             timeout: settings.command_timeout,
@@ -65,35 +257,76 @@ impl RedisConnection {
         format!("{}{key}", self.prefix)
     }
 
-    async fn manager(&self) -> Result<ConnectionManager, PortError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let manager = self
-            .manager
+    /// Whether this is a connection to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.topology, Topology::Cluster { .. })
+    }
+
+    pub(crate) async fn shared(&self) -> Result<AnyConnection, PortError> {
+        let connection = self
+            .shared
             .get_or_try_init(|| async {
-                tokio::time::timeout(
-                    self.timeout,
-                    self.client.get_connection_manager_with_config(config),
-                )
-                .await
-                .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?
-                .map_err(map_error)
+                let connect = async {
+                    match &self.topology {
+                        Topology::Single(client) => {
+                            let config = ConnectionManagerConfig::new()
+                                .set_connection_timeout(Some(self.timeout))
+                                .set_response_timeout(Some(self.timeout))
+                                .set_number_of_retries(1);
+                            client
+                                .get_connection_manager_with_config(config)
+                                .await
+                                .map(AnyConnection::Managed)
+                        }
+                        Topology::Cluster { shared, .. } => shared
+                            .get_async_connection()
+                            .await
+                            .map(AnyConnection::Cluster),
+                    }
+                };
+                tokio::time::timeout(self.timeout, connect)
+                    .await
+                    .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?
+                    .map_err(map_error)
             })
             .await?;
-        Ok(manager.clone())
+        Ok(connection.clone())
+    }
+
+    /// A new connection of its own, unbounded in how long it waits for an answer.
+    async fn dedicated(&self) -> Result<AnyConnection, PortError> {
+        let connect = async {
+            match &self.topology {
+                Topology::Single(client) => {
+                    let config = AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(self.timeout))
+                        .set_response_timeout(None);
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map(AnyConnection::Dedicated)
+                }
+                Topology::Cluster { blocking, .. } => blocking
+                    .get_async_connection()
+                    .await
+                    .map(AnyConnection::Cluster),
+            }
+        };
+        tokio::time::timeout(self.timeout, connect)
+            .await
+            .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?
+            .map_err(map_error)
     }
 
     /// Runs one command (or pipeline) on the shared connection under the timeout.
     pub async fn run<T, F, Fut>(&self, command: F) -> Result<T, PortError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(AnyConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let manager = self.manager().await?;
+        let connection = self.shared().await?;
         let span = tracing::info_span!("redis", otel.kind = "client", db.system = "redis");
-        tokio::time::timeout(self.timeout, command(manager))
+        tokio::time::timeout(self.timeout, command(connection))
             .instrument(span)
             .await
             .map_err(|_| {
@@ -105,10 +338,11 @@ impl RedisConnection {
     /// Runs one blocking command (`XREADGROUP … BLOCK`) that may legitimately wait `block`, under
     /// `block` plus the command timeout, on a connection of its own: Redis serves nothing else on
     /// a connection while a command on it is blocked, so on the shared one it would stall every
-    /// other adapter.
+    /// other adapter. On a cluster the connection of its own is a cluster connection, so the
+    /// command still follows its key's slot.
     pub async fn run_blocking<T, F, Fut>(&self, block: Duration, command: F) -> Result<T, PortError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(AnyConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let idle = self
@@ -118,20 +352,7 @@ impl RedisConnection {
             .pop();
         let connection = match idle {
             Some(connection) => connection,
-            None => {
-                // The timeout below bounds the response; a second one inside would only race it.
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(None);
-                tokio::time::timeout(
-                    self.timeout,
-                    self.client
-                        .get_multiplexed_async_connection_with_config(&config),
-                )
-                .await
-                .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?
-                .map_err(map_error)?
-            }
+            None => self.dedicated().await?,
         };
         let limit = block.saturating_add(self.timeout);
         let outcome = tokio::time::timeout(limit, command(connection.clone()))
@@ -155,41 +376,43 @@ impl RedisConnection {
 }
 
 impl RedisConnection {
-    /// Deletes every key under this connection's prefix (an operator's reset; tests' cleanup).
-    /// Returns how many keys were deleted. SCAN keeps Redis responsive on a large keyspace.
+    /// Deletes every key under this connection's prefix (an operator's reset; tests' cleanup),
+    /// on every master of a cluster. Returns how many keys were deleted. SCAN keeps Redis
+    /// responsive on a large keyspace.
     pub async fn clear_namespace(&self) -> Result<u64, PortError> {
         let pattern = format!("{}*", escape_glob(&self.prefix));
-        let mut cursor = 0u64;
+        let nodes = self
+            .run(|mut conn| async move { conn.key_holders().await })
+            .await?;
         let mut deleted = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(|mut conn| {
-                    let pattern = pattern.clone();
-                    async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async(&mut conn)
-                            .await
-                    }
-                })
-                .await?;
-            if !keys.is_empty() {
-                let removed: u64 = self
-                    .run(|mut conn| async move {
-                        redis::cmd("UNLINK").arg(keys).query_async(&mut conn).await
-                    })
+        for node in &nodes {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let (next, keys): (u64, Vec<String>) = self
+                    .run(|mut conn| async move { conn.query_on(node, &scan).await })
                     .await?;
-                deleted += removed;
+                if !keys.is_empty() {
+                    // Routed by key: on a cluster, split into one UNLINK per slot.
+                    let removed: u64 = self
+                        .run(|mut conn| async move {
+                            redis::cmd("UNLINK").arg(keys).query_async(&mut conn).await
+                        })
+                        .await?;
+                    deleted += removed;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
         }
+        Ok(deleted)
     }
 }
 
@@ -206,10 +429,19 @@ fn escape_glob(prefix: &str) -> String {
 }
 
 fn map_error(error: RedisError) -> PortError {
+    // A cluster without a master for a slot, or in the middle of a failover or a resharding, is
+    // unavailable for now, like a server that does not answer; a CROSSSLOT error is a bug.
+    let cluster_unavailable = error.is_cluster_error()
+        || matches!(
+            error.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading)
+        );
     if error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()
+        || cluster_unavailable
     {
         PortError::unavailable(error)
     } else {
@@ -223,6 +455,7 @@ impl HealthCheck for RedisConnection {
         "redis"
     }
 
+    /// On a cluster, every master must answer.
     async fn ping(&self) -> Result<(), PortError> {
         self.run(
             |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },

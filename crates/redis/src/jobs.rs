@@ -1,8 +1,9 @@
 //! [`JobQueue`] on a Redis stream read by one consumer group.
 //!
-//! Keys, all under the connection's prefix and one hash tag so that a script may touch them
-//! together on a Redis Cluster: the stream `{jobs}`, the delayed set `{jobs}:delayed` (score: when
-//! due, in ms) and the dead-letter stream `{jobs}:dead`.
+//! Keys, all under the connection's prefix and one hash tag so that a script or a MULTI block may
+//! touch them together on a Redis Cluster (one slot, hence one master): the stream `{jobs}`, the
+//! delayed set `{jobs}:delayed` (score: when due, in ms) and the dead-letter stream `{jobs}:dead`.
+//! (A cluster connection refuses a prefix with braces, which could take the hash tag's place.)
 //!
 //! The stream holds only the messages not yet acknowledged: an acknowledgement deletes its entry,
 //! so the stream stays as small as the backlog. The group is created from the start of the stream

@@ -1,5 +1,6 @@
-//! The Redis Streams job queue against a real server, each test under its own random key prefix
-//! (never a FLUSHALL: the server is shared; `clear_namespace` stands in for a flush).
+//! The Redis Streams job queue against a real server (or a Redis Cluster, see
+//! `strata_redis::testing`), each test under its own random key prefix (never a FLUSHALL: the
+//! server is shared; `clear_namespace` stands in for a flush).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
@@ -8,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamRangeReply;
 use strata_ports::{Delivery, JobQueue};
-use strata_redis::testing::{isolated, isolated_settings, server_url};
+use strata_redis::testing::{isolated, isolated_settings, raw};
 use strata_redis::{JobQueueSettings, RedisConnection, RedisJobQueue, RedisSettings};
 use uuid::Uuid;
 
@@ -23,13 +23,6 @@ fn queue() -> anyhow::Result<(RedisJobQueue, RedisConnection)> {
         RedisJobQueue::new(redis.clone(), JobQueueSettings::default()),
         redis,
     ))
-}
-
-/// A connection of the test's own, to look at and tamper with the keys behind the adapter's back.
-async fn raw() -> anyhow::Result<MultiplexedConnection> {
-    Ok(redis::Client::open(server_url())?
-        .get_multiplexed_async_connection()
-        .await?)
 }
 
 async fn dead_entries(queue: &RedisJobQueue) -> anyhow::Result<StreamRangeReply> {

@@ -1,13 +1,15 @@
-//! The Redis adapters against a real server, each test under its own random key prefix.
+//! The Redis adapters against a real server (or a Redis Cluster, see `strata_redis::testing`),
+//! each test under its own random key prefix.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use redis::AsyncCommands;
 use strata_ports::{Cache, HealthCheck, PortError, TokenBlacklist};
-use strata_redis::testing::{isolated, isolated_settings};
+use strata_redis::testing::{isolated, isolated_settings, raw};
 use strata_redis::{RedisCache, RedisConnection, RedisSettings, RedisTokenBlacklist};
 use uuid::Uuid;
 
@@ -64,10 +66,8 @@ async fn a_revoked_jti_is_reported_until_its_token_expires() -> anyhow::Result<(
     assert!(blacklist.is_revoked(revoked).await?);
     assert!(!blacklist.is_revoked(other).await?);
 
-    let mut raw = redis::Client::open(settings.url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let ttl_ms: i64 = raw
+    let ttl_ms: i64 = raw()
+        .await?
         .pttl(connection.key(&format!("revoked:{revoked}")))
         .await?;
     assert!(
@@ -95,10 +95,12 @@ async fn the_health_check_pings() -> anyhow::Result<()> {
 #[tokio::test]
 async fn an_unreachable_redis_is_unavailable_within_the_timeout_and_the_url_is_checked()
 -> anyhow::Result<()> {
+    // In the tests' mode: on a cluster, no seed node answers.
     let dead = RedisConnection::new(&RedisSettings {
         url: "redis://127.0.0.1:1".into(),
         key_prefix: "x:".into(),
         command_timeout: Duration::from_millis(300),
+        ..isolated_settings()
     })?;
     let started = Instant::now();
     let error = RedisCache::new(dead.clone())
@@ -117,6 +119,7 @@ async fn an_unreachable_redis_is_unavailable_within_the_timeout_and_the_url_is_c
         url: "not a url".into(),
         key_prefix: String::new(),
         command_timeout: Duration::from_secs(1),
+        ..isolated_settings()
     });
     assert!(invalid.is_err());
     Ok(())
@@ -139,5 +142,38 @@ async fn clearing_a_namespace_deletes_its_keys_and_no_others() -> anyhow::Result
     assert_eq!(my_cache.get("k3").await?, None);
     assert_eq!(their_cache.get("k0").await?.as_deref(), Some("v"));
     theirs.clear_namespace().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn many_keys_are_deleted_at_once_wherever_they_live() -> anyhow::Result<()> {
+    let redis = isolated()?;
+    let cache = RedisCache::new(redis.clone());
+    let names: Vec<String> = (0..40).map(|i| format!("many:{i}")).collect();
+    for name in &names {
+        cache.set(name, "v", Duration::from_secs(60)).await?;
+    }
+    cache.set("kept", "v", Duration::from_secs(60)).await?;
+    if redis.is_cluster() {
+        // A DEL of keys in several slots is refused by any one node (CROSSSLOT): the adapter must
+        // have split it.
+        let mut slots = HashSet::new();
+        let mut conn = raw().await?;
+        for name in &names {
+            let slot: u16 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(redis.key(&format!("cache:{name}")))
+                .query_async(&mut conn)
+                .await?;
+            slots.insert(slot);
+        }
+        assert!(slots.len() > 1, "the keys span slots: {slots:?}");
+    }
+    cache.delete_many(&names).await?;
+    for name in &names {
+        assert_eq!(cache.get(name).await?, None, "{name}");
+    }
+    assert_eq!(cache.get("kept").await?.as_deref(), Some("v"));
+    redis.clear_namespace().await?;
     Ok(())
 }

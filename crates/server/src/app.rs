@@ -24,8 +24,8 @@ use strata_postgres::{
 };
 use strata_postgres::{PgAnalyticsRepository, PgReportRepository};
 use strata_redis::{
-    JobQueueSettings, RedisCache, RedisConnection, RedisJobQueue, RedisRateLimiter, RedisSettings,
-    RedisTokenBlacklist,
+    JobQueueSettings, RedisCache, RedisConnection, RedisInvalidations, RedisJobQueue,
+    RedisRateLimiter, RedisSettings, RedisTokenBlacklist,
 };
 use strata_services::tokens::{Algorithm, JwtKey};
 use strata_services::{
@@ -35,7 +35,8 @@ use strata_services::{
     TraceLink, UserService, UuidV7Ids, Worker, WorkerSettings, derive_key,
 };
 use strata_services::{
-    DashboardService, DashboardSettings, GenerateSalesReport, ReportService, SALES_REPORT_JOB,
+    DashboardService, DashboardSettings, GenerateSalesReport, InvalidatingCache, LocalCache,
+    LocalCacheSettings, ReportService, SALES_REPORT_JOB,
 };
 
 /// How often the retention sweep runs.
@@ -91,6 +92,10 @@ pub struct Components {
     pub health: Arc<Health>,
     /// The `/metrics` body (the process-wide recorder, with this pool's gauges).
     pub metrics: MetricsExporter,
+    /// This process's copies of hot cached values, when kept (`STRATA_LOCAL_CACHE_ENABLED`).
+    pub local_cache: Option<Arc<LocalCache>>,
+    /// The cross-instance invalidation feed that keeps `local_cache` fresh.
+    pub invalidations: RedisInvalidations,
 }
 
 impl Components {
@@ -108,16 +113,30 @@ impl Components {
                 query_timeout: Settings::ms(settings.db_query_timeout_ms),
             },
         );
-        let redis = RedisConnection::new(&RedisSettings {
+        let redis_settings = RedisSettings {
             url: settings.redis_url.clone(),
+            cluster: settings.redis_cluster,
             key_prefix: settings.redis_prefix.clone(),
             command_timeout: Settings::ms(settings.redis_timeout_ms),
-        })?;
+        };
+        let redis = RedisConnection::new(&redis_settings)?;
+        let invalidations = RedisInvalidations::new(redis.clone(), &redis_settings);
+        let local_cache = settings.local_cache_enabled.then(|| {
+            Arc::new(LocalCache::new(LocalCacheSettings {
+                capacity: settings.local_cache_capacity,
+                ttl: Duration::from_secs(settings.local_cache_ttl_secs),
+            }))
+        });
 
         let users: Arc<dyn UserRepository> = Arc::new(PgUserRepository::new(database.clone()));
         let refresh_tokens: Arc<dyn RefreshTokenRepository> =
             Arc::new(PgRefreshTokenRepository::new(database.clone()));
-        let cache: Arc<dyn Cache> = Arc::new(RedisCache::new(redis.clone()));
+        // Every removal is also announced, so other instances drop their in-process copies.
+        let cache: Arc<dyn Cache> = Arc::new(InvalidatingCache::new(
+            Arc::new(RedisCache::new(redis.clone())),
+            Arc::new(invalidations.clone()),
+            local_cache.clone(),
+        ));
         let blacklist: Arc<dyn TokenBlacklist> = Arc::new(RedisTokenBlacklist::new(redis.clone()));
         let hasher: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(&Argon2Settings {
             memory_kib: settings.argon2_memory_kib,
@@ -164,14 +183,17 @@ impl Components {
         ));
         let products: Arc<dyn ProductRepository> =
             Arc::new(PgProductRepository::new(database.clone()));
-        let catalog = Arc::new(CatalogService::new(
-            products,
-            cache.clone(),
-            clock.clone(),
-            ids.clone(),
-            cursors.clone(),
-            cache_ttl,
-        ));
+        let catalog = Arc::new(
+            CatalogService::new(
+                products,
+                cache.clone(),
+                clock.clone(),
+                ids.clone(),
+                cursors.clone(),
+                cache_ttl,
+            )
+            .with_local_cache(local_cache.clone()),
+        );
         let order_repository: Arc<dyn OrderRepository> =
             Arc::new(PgOrderRepository::new(database.clone()));
         let orders = Arc::new(OrderService::new(
@@ -256,6 +278,8 @@ impl Components {
             edge,
             health,
             metrics,
+            local_cache,
+            invalidations,
         })
     }
 
@@ -419,6 +443,8 @@ fn jwt_settings(settings: &Settings) -> anyhow::Result<(JwtSettings, Vec<u8>)> {
 /// A running HTTP server and the handles to stop it.
 pub struct Application {
     server: Server,
+    /// Keeps the in-process cache fed with invalidations for as long as the server lives.
+    _invalidation_feed: Option<AbortOnDrop>,
     port: u16,
     health: Arc<Health>,
     components: Components,
@@ -450,8 +476,12 @@ impl Application {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
+        let invalidation_feed = components.local_cache.clone().map(|local| {
+            AbortOnDrop(components.invalidations.listen(local))
+        });
         Ok(Self {
             server,
+            _invalidation_feed: invalidation_feed,
             port,
             health: components.health.clone(),
             components,
@@ -491,6 +521,15 @@ impl Application {
         handle.shutdown().await;
         server.await??;
         Ok(())
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -60,9 +60,12 @@ pub struct Settings {
     /// `STRATA_DB_QUERY_TIMEOUT_MS`.
     #[serde(default = "default_query_ms")]
     pub db_query_timeout_ms: u64,
-    /// `REDIS_URL`.
+    /// `REDIS_URL`; with `STRATA_REDIS_CLUSTER=true`, the cluster's seed nodes, comma-separated.
     #[serde(default = "default_redis_url")]
     pub redis_url: String,
+    /// `STRATA_REDIS_CLUSTER`: Redis is a Redis Cluster (true) or a single server (false).
+    #[serde(default)]
+    pub redis_cluster: bool,
     /// `STRATA_REDIS_PREFIX`: namespace of every key.
     #[serde(default = "default_redis_prefix")]
     pub redis_prefix: String,
@@ -123,6 +126,17 @@ pub struct Settings {
     /// `STRATA_CACHE_TTL_SECS`.
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl_secs: u64,
+    /// `STRATA_LOCAL_CACHE_ENABLED`: keep hot cached values (products) in process too, dropped
+    /// across instances by Redis pub/sub on every write.
+    #[serde(default = "default_true")]
+    pub local_cache_enabled: bool,
+    /// `STRATA_LOCAL_CACHE_TTL_SECS`: the longest an in-process copy is served, a bound for an
+    /// invalidation that could not be announced.
+    #[serde(default = "default_local_cache_ttl")]
+    pub local_cache_ttl_secs: u64,
+    /// `STRATA_LOCAL_CACHE_CAPACITY`: most values kept in process.
+    #[serde(default = "default_local_cache_capacity")]
+    pub local_cache_capacity: u64,
     /// `STRATA_EXPORT_BATCH_SIZE`: rows per query of the admin exports (1–50000).
     #[serde(default = "default_export_batch_size")]
     pub export_batch_size: usize,
@@ -298,6 +312,12 @@ fn default_export_batch_size() -> usize {
 }
 fn default_cache_ttl() -> u64 {
     300
+}
+fn default_local_cache_ttl() -> u64 {
+    30
+}
+fn default_local_cache_capacity() -> u64 {
+    10_000
 }
 fn default_health_ms() -> u64 {
     1000
@@ -480,6 +500,8 @@ impl Settings {
                 u64::from(self.worker_max_attempts),
             ),
             ("STRATA_DASHBOARD_TTL_SECS", self.dashboard_ttl_secs),
+            ("STRATA_LOCAL_CACHE_TTL_SECS", self.local_cache_ttl_secs),
+            ("STRATA_LOCAL_CACHE_CAPACITY", self.local_cache_capacity),
             (
                 "STRATA_LOW_STOCK_THRESHOLD",
                 u64::from(self.low_stock_threshold),
@@ -495,12 +517,7 @@ impl Settings {
         {
             return Err(config_error("DATABASE_URL", "must be a postgres:// URL"));
         }
-        if !self.redis_url.starts_with("redis://") && !self.redis_url.starts_with("rediss://") {
-            return Err(config_error(
-                "REDIS_URL",
-                "must be a redis:// or rediss:// URL",
-            ));
-        }
+        self.validate_redis()?;
         if !matches!(self.revocation_check.as_str(), "deny" | "allow") {
             return Err(config_error(
                 "STRATA_REVOCATION_CHECK",
@@ -570,6 +587,47 @@ impl Settings {
         }
         if self.workers == Some(0) {
             return Err(config_error("STRATA_WORKERS", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn validate_redis(&self) -> Result<(), ConfigError> {
+        let is_url = |url: &str| url.starts_with("redis://") || url.starts_with("rediss://");
+        if !self.redis_cluster {
+            if self.redis_url.contains(',') {
+                return Err(config_error(
+                    "REDIS_URL",
+                    "several URLs name a Redis Cluster's nodes: set STRATA_REDIS_CLUSTER=true",
+                ));
+            }
+            if !is_url(&self.redis_url) {
+                return Err(config_error(
+                    "REDIS_URL",
+                    "must be a redis:// or rediss:// URL",
+                ));
+            }
+            return Ok(());
+        }
+        let seeds: Vec<&str> = self
+            .redis_url
+            .split(',')
+            .map(str::trim)
+            .filter(|seed| !seed.is_empty())
+            .collect();
+        if seeds.is_empty() || !seeds.iter().all(|seed| is_url(seed)) {
+            return Err(config_error(
+                "REDIS_URL",
+                "with STRATA_REDIS_CLUSTER=true, must be redis:// or rediss:// URLs of the \
+                 cluster's nodes, comma-separated",
+            ));
+        }
+        // A key's first `{…}` picks its slot: braces in the prefix would override the hash tags
+        // that keep a script's keys on one slot.
+        if self.redis_prefix.contains(['{', '}']) {
+            return Err(config_error(
+                "STRATA_REDIS_PREFIX",
+                "must not contain braces with STRATA_REDIS_CLUSTER=true",
+            ));
         }
         Ok(())
     }
@@ -753,6 +811,28 @@ mod tests {
                 jail.set_env(variable, "5");
             }
             assert_eq!(load().map_err(|e| e.to_string())?.low_stock_threshold, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_redis_cluster_takes_its_seed_nodes_comma_separated() {
+        Jail::expect_with(|jail| {
+            assert!(!load().map_err(|e| e.to_string())?.redis_cluster);
+            let seeds = "redis://10.0.0.1:6379, redis://10.0.0.2:6379,redis://10.0.0.3:6379";
+            jail.set_env("REDIS_URL", seeds);
+            assert_eq!(load().expect_err("no cluster").variable, "REDIS_URL");
+            jail.set_env("STRATA_REDIS_CLUSTER", "true");
+            let settings = load().map_err(|e| e.to_string())?;
+            assert!(settings.redis_cluster);
+            assert_eq!(settings.redis_url, seeds);
+            jail.set_env("STRATA_REDIS_PREFIX", "{strata}:");
+            assert_eq!(load().expect_err("braces").variable, "STRATA_REDIS_PREFIX");
+            jail.set_env("STRATA_REDIS_PREFIX", "strata:");
+            jail.set_env("REDIS_URL", "redis://10.0.0.1:6379,10.0.0.2:6379");
+            assert_eq!(load().expect_err("scheme").variable, "REDIS_URL");
+            jail.set_env("STRATA_REDIS_CLUSTER", "maybe");
+            assert_eq!(load().expect_err("bool").variable, "STRATA_REDIS_CLUSTER");
             Ok(())
         });
     }

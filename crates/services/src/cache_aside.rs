@@ -15,12 +15,15 @@ use serde::de::DeserializeOwned;
 use strata_ports::{Cache, PortError};
 
 use crate::failure::Failure;
+use crate::local_cache::LocalCache;
 use crate::single_flight::SingleFlight;
 
 type Loaded<T> = Result<Option<T>, Arc<PortError>>;
 
 /// Reads answered from the cache.
 pub(crate) const HITS: &str = "cache_hits_total";
+/// Reads answered from this process's own copies (also counted in [`HITS`]).
+pub(crate) const LOCAL_HITS: &str = "cache_local_hits_total";
 /// Reads the cache could not answer (absent, unreadable, or the cache unreachable).
 pub(crate) const MISSES: &str = "cache_misses_total";
 
@@ -31,11 +34,13 @@ pub(crate) struct CacheAside<T> {
     cache: Arc<dyn Cache>,
     ttl: Duration,
     loads: SingleFlight<Loaded<T>>,
+    /// The in-process tier, when this instance keeps one.
+    local: Option<Arc<LocalCache>>,
 }
 
 impl<T> CacheAside<T>
 where
-    T: Serialize + DeserializeOwned + Clone,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     /// Values kept for `ttl` in `cache`, counted in the metrics as cache `name`.
     pub(crate) fn new(name: &'static str, cache: Arc<dyn Cache>, ttl: Duration) -> Self {
@@ -44,7 +49,14 @@ where
             cache,
             ttl,
             loads: SingleFlight::default(),
+            local: None,
         }
+    }
+
+    /// The same, with `local` in front of the shared cache.
+    pub(crate) fn with_local(mut self, local: Option<Arc<LocalCache>>) -> Self {
+        self.local = local;
+        self
     }
 
     /// The value under `key`: from the cache, or from `load` (run once however many callers miss
@@ -54,10 +66,21 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, PortError>>,
     {
+        let local = self.local.as_deref();
+        if let Some(value) = local.and_then(|local| local.get::<T>(key)) {
+            metrics::counter!(HITS, "cache" => self.name).increment(1);
+            metrics::counter!(LOCAL_HITS, "cache" => self.name).increment(1);
+            return Ok(Some(T::clone(&value)));
+        }
+        // Read before the fetch: a write heard of meanwhile keeps the fetched value out.
+        let seen = local.map(|local| local.generation(key));
         match self.cache.get(key).await {
             Ok(Some(json)) => match serde_json::from_str::<T>(&json) {
                 Ok(value) => {
                     metrics::counter!(HITS, "cache" => self.name).increment(1);
+                    if let (Some(local), Some(seen)) = (local, seen) {
+                        local.insert(key, Arc::new(value.clone()), seen);
+                    }
                     return Ok(Some(value));
                 }
                 Err(error) => tracing::warn!(%key, %error, "unreadable cache entry; reloading"),
@@ -75,7 +98,18 @@ where
             .run(key, || async {
                 let value = load().await.map_err(Arc::new)?;
                 if let Some(value) = &value {
-                    self.store(key, value).await;
+                    // A write heard of during the load may have come after the read: storing
+                    // the value would put back what the writer removed.
+                    let unchanged = match (local, seen) {
+                        (Some(local), Some(seen)) => local.unchanged_since(key, seen),
+                        _ => true,
+                    };
+                    if unchanged {
+                        self.store(key, value).await;
+                        if let (Some(local), Some(seen)) = (local, seen) {
+                            local.insert(key, Arc::new(value.clone()), seen);
+                        }
+                    }
                 }
                 Ok(value)
             })

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::cache_aside::CacheAside;
+use crate::local_cache::LocalCache;
 use crate::cursor::CursorCodec;
 use crate::failure::Failure;
 use crate::users::Page;
@@ -199,6 +200,13 @@ impl CatalogService {
             cursors,
             cached: CacheAside::new("product", cache, ttl),
         }
+    }
+
+    /// The same, serving products from `local` (this process's copies) before the shared cache.
+    #[must_use]
+    pub fn with_local_cache(mut self, local: Option<Arc<LocalCache>>) -> Self {
+        self.cached = self.cached.with_local(local);
+        self
     }
 
     /// Adds a product (admin only).

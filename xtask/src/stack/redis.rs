@@ -26,15 +26,21 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Finds (or installs) `redis-server` and starts it on a free port.
     pub async fn start() -> anyhow::Result<Self> {
-        let program = find_or_install().await?;
         let dir = system::state_dir().join("redis");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Self::start_in(&dir, system::free_port(PREFERRED_PORT)?, &[]).await
+    }
+
+    /// Finds (or installs) `redis-server` and starts it on `port` with `extra` arguments (cluster
+    /// mode, say), its pid file, log and any other file in `dir`; first stops a server an earlier
+    /// run left there.
+    pub async fn start_in(dir: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Self> {
+        let program = find_or_install().await?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let pidfile = dir.join("redis.pid");
         let log = dir.join("redis.log");
         stop_leftover(&pidfile);
         let _ = std::fs::remove_file(&log);
 
-        let port = system::free_port(PREFERRED_PORT)?;
         let port_arg = port.to_string();
         let mut command = Command::new(&program);
         command
@@ -42,12 +48,13 @@ impl PrivateRedis {
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args([
                 "--dir",
-                &arg(&dir),
+                &arg(dir),
                 "--pidfile",
                 &arg(&pidfile),
                 "--logfile",
                 &arg(&log),
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -137,7 +144,7 @@ async fn pong(port: u16) -> bool {
 }
 
 /// A server left running by a run that was killed; recognised by its pid file and its name.
-fn stop_leftover(pidfile: &Path) {
+pub(crate) fn stop_leftover(pidfile: &Path) {
     let Some(pid) = std::fs::read_to_string(pidfile)
         .ok()
         .and_then(|text| text.trim().parse::<u32>().ok())

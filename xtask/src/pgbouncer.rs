@@ -1,0 +1,570 @@
+//! The suite's pass through PgBouncer in transaction pooling mode.
+//!
+//! Production puts PgBouncer (transaction pooling) between the API and PostgreSQL, where a server
+//! connection is lent to a client for one transaction only. `cargo xtask test` therefore runs the
+//! PostgreSQL adapter tests and the HTTP API tests a second time with every application connection
+//! going through a private PgBouncer whose pool is smaller than the pools the tests open, so that
+//! consecutive transactions of one client land on different server connections. The tests' own
+//! housekeeping (the template database, its advisory lock, CREATE and DROP DATABASE) still goes
+//! straight to PostgreSQL; `TEST_DATABASE_POOLER` tells them where the pooler is.
+//!
+//! Strata prepares its statements (diesel-async always does), which transaction pooling only
+//! carries with PgBouncer 1.21 or later and `max_prepared_statements` above zero. The system's
+//! `pgbouncer` is used when it is recent enough; otherwise Debian's 1.24.1 source is downloaded,
+//! checked against its SHA-256 and built once into `target/xtask/pgbouncer-1.24.1/`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::Command;
+
+use crate::process::{self, Shutdown};
+use crate::stack::{self, PRIVATE_KNOB, Stack};
+use crate::system;
+use crate::urls;
+
+/// Tells the tests where the pooler listens (`host:port`); read by `strata_postgres::testing`.
+const POOLER_VARIABLE: &str = "TEST_DATABASE_POOLER";
+/// The oldest PgBouncer that keeps protocol-level prepared statements in transaction pooling.
+const MINIMUM_VERSION: (u32, u32) = (1, 21);
+/// Debian's source of the release built when the system has no recent enough PgBouncer.
+const SOURCE_VERSION: &str = "1.24.1";
+const SOURCE_URL: &str =
+    "https://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_1.24.1.orig.tar.gz";
+const SOURCE_SHA256: &str = "da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0";
+const PREFERRED_PORT: u16 = 56432;
+/// Server connections per database: fewer than any pool the tests open (the API's is 4), so that
+/// client connections always outnumber server connections and have to take turns on them.
+const POOL_SIZE: u32 = 3;
+/// Per server connection; above the number of distinct statements Strata prepares.
+const MAX_PREPARED_STATEMENTS: u32 = 200;
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// PgBouncer refuses to run as root; as root it is told to switch to this user at start.
+const UNPRIVILEGED_USERS: [&str; 2] = ["nobody", "postgres"];
+/// The test binaries run through the pooler: every PostgreSQL adapter test and the API tests.
+const FILTER: &str = "(package(strata-postgres) & kind(test)) | binary_id(strata-server::api)";
+
+/// Runs the PostgreSQL adapter tests and the API tests through PgBouncer in transaction pooling
+/// mode, with the same test build as the main step. Skipped when the caller narrowed the run with
+/// test runner arguments.
+pub async fn run(stack: &Stack, extra_args: &[String], shutdown: &Shutdown) -> anyhow::Result<()> {
+    if !extra_args.is_empty() {
+        eprintln!("xtask: pgbouncer: skipped (test runner arguments given)");
+        return Ok(());
+    }
+    let program = find_or_build(shutdown).await?;
+    let pooler = PrivatePgBouncer::start(&program, &stack.maintenance_url()).await?;
+    eprintln!(
+        "xtask: pgbouncer: {} on {} (transaction pooling, {POOL_SIZE} server connections per \
+         database, max_prepared_statements {MAX_PREPARED_STATEMENTS})",
+        program.display(),
+        pooler.address()
+    );
+    let cargo = system::cargo();
+    let mut command = Command::new(&cargo);
+    if system::succeeds(&cargo, ["nextest", "--version"]) {
+        // The main step's arguments, so that nothing is rebuilt; the filter picks the binaries.
+        command.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-targets",
+            "--no-fail-fast",
+            "-E",
+            FILTER,
+        ]);
+    } else {
+        command.args(["test", "--workspace", "--no-fail-fast"]);
+        for target in test_targets()? {
+            command.args(["--test", &target]);
+        }
+    }
+    command
+        .env("DATABASE_URL", stack.maintenance_url())
+        .env("REDIS_URL", stack.redis_url())
+        .env(POOLER_VARIABLE, pooler.address())
+        .env_remove(PRIVATE_KNOB);
+    let started = Instant::now();
+    let status = process::run(command, "the tests through pgbouncer", shutdown).await?;
+    eprintln!(
+        "xtask: pgbouncer: pass took {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!(
+            "tests failed through PgBouncer ({status}); its log: {}",
+            pooler.log().display()
+        );
+    }
+    Ok(())
+}
+
+/// `api` and every test file of the PostgreSQL adapter, for `cargo test --test …`.
+fn test_targets() -> anyhow::Result<Vec<String>> {
+    let dir = system::workspace_root().join("crates/postgres/tests");
+    let mut targets = vec!["api".to_owned()];
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "rs")
+            && let Some(stem) = path.file_stem()
+        {
+            targets.push(stem.to_string_lossy().into_owned());
+        }
+    }
+    Ok(targets)
+}
+
+/// A PgBouncer child listening on 127.0.0.1, stopped when dropped.
+struct PrivatePgBouncer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl PrivatePgBouncer {
+    /// Writes a configuration routing every database name to the server of `server_url` and starts
+    /// `program` with it.
+    async fn start(program: &Path, server_url: &str) -> anyhow::Result<Self> {
+        let (host, server_port) = urls::host_port(server_url, 5432)
+            .with_context(|| format!("no host in {}", urls::redacted(server_url)))?;
+        let (user, password) = credentials(server_url);
+        let dir = system::state_dir().join("pgbouncer");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pidfile = dir.join("pgbouncer.pid");
+        stop_leftover(&pidfile);
+        let port = system::free_port(PREFERRED_PORT)?;
+        let auth_file = dir.join("userlist.txt");
+        std::fs::write(
+            &auth_file,
+            format!("{} {}\n", quoted(&user), quoted(&password)),
+        )
+        .with_context(|| format!("writing {}", auth_file.display()))?;
+        let config = dir.join("pgbouncer.ini");
+        std::fs::write(&config, configuration(&host, server_port, port, &auth_file))
+            .with_context(|| format!("writing {}", config.display()))?;
+        let log = dir.join("pgbouncer.log");
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+
+        let mut command = std::process::Command::new(program);
+        // Both files are read before PgBouncer switches users; it logs to the stderr we opened.
+        if system::is_root() {
+            let user = UNPRIVILEGED_USERS
+                .into_iter()
+                .find(|user| system::user_uid(user).is_some())
+                .context("PgBouncer refuses to run as root and there is no `nobody` user")?;
+            command.args(["-u", user]);
+        }
+        command
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        // Its own process group: a Ctrl-C at the terminal is ours to handle, not PgBouncer's.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        std::fs::write(&pidfile, child.id().to_string())
+            .with_context(|| format!("writing {}", pidfile.display()))?;
+        let mut pooler = Self { child, port, log };
+        pooler.wait_until_ready().await?;
+        Ok(pooler)
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> &Path {
+        &self.log
+    }
+
+    async fn wait_until_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "pgbouncer exited at start ({status}):\n{}",
+                    system::tail(&self.log, 20)
+                );
+            }
+            if stack::answers("127.0.0.1", self.port).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "pgbouncer did not listen within {}s:\n{}",
+                    START_TIMEOUT.as_secs(),
+                    system::tail(&self.log, 20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for PrivatePgBouncer {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SIGTERM is PgBouncer's immediate shutdown; the tests are over, nothing waits on it.
+        system::signal_process(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The configuration: every database name goes to the one server, so the per-test databases need
+/// no entry of their own.
+fn configuration(host: &str, server_port: u16, port: u16, auth_file: &Path) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "[databases]");
+    let _ = writeln!(text, "* = host={host} port={server_port}");
+    let _ = writeln!(text);
+    let _ = writeln!(text, "[pgbouncer]");
+    let _ = writeln!(text, "listen_addr = 127.0.0.1");
+    let _ = writeln!(text, "listen_port = {port}");
+    let _ = writeln!(text, "unix_socket_dir =");
+    let _ = writeln!(text, "auth_type = trust");
+    let _ = writeln!(text, "auth_file = {}", auth_file.display());
+    let _ = writeln!(text, "pool_mode = transaction");
+    let _ = writeln!(text, "max_prepared_statements = {MAX_PREPARED_STATEMENTS}");
+    let _ = writeln!(text, "default_pool_size = {POOL_SIZE}");
+    let _ = writeln!(text, "max_client_conn = 2000");
+    let _ = writeln!(
+        text,
+        "ignore_startup_parameters = extra_float_digits,options"
+    );
+    let _ = writeln!(text, "log_connections = 0");
+    let _ = writeln!(text, "log_disconnections = 0");
+    let _ = writeln!(text, "log_stats = 0");
+    text
+}
+
+/// The user and password of a `postgres://` URL, percent-decoded; `postgres` when it names none.
+fn credentials(url: &str) -> (String, String) {
+    let after_scheme = url.find("://").map_or(url, |i| &url[i + 3..]);
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let Some((credentials, _)) = authority.rsplit_once('@') else {
+        return ("postgres".to_owned(), String::new());
+    };
+    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+    (percent_decoded(user), percent_decoded(password))
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// A double-quoted auth file field (a double quote inside is doubled).
+fn quoted(field: &str) -> String {
+    format!("\"{}\"", field.replace('"', "\"\""))
+}
+
+/// A PgBouncer left running by a run that was killed; recognised by its pid file and its name.
+fn stop_leftover(pidfile: &Path) {
+    let Some(pid) = std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let name = std::process::Command::new("ps")
+        .args(["-p", &pid.to_string(), "-o", "comm="])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    if name.contains("pgbouncer") {
+        eprintln!("xtask: pgbouncer: stopping one left running by an earlier run (pid {pid})");
+        system::signal_process(pid, "TERM");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let _ = std::fs::remove_file(pidfile);
+}
+
+/// A PgBouncer that carries prepared statements in transaction pooling: the system's if recent
+/// enough, else the one built here earlier, else one built now from Debian's source.
+async fn find_or_build(shutdown: &Shutdown) -> anyhow::Result<PathBuf> {
+    let system_program = system::find_program("pgbouncer").or_else(|| {
+        let debian = PathBuf::from("/usr/sbin/pgbouncer");
+        system::is_executable(&debian).then_some(debian)
+    });
+    if let Some(program) = system_program {
+        match version(&program) {
+            Some(found) if found >= MINIMUM_VERSION => return Ok(program),
+            found => eprintln!(
+                "xtask: pgbouncer: {} is {}; transaction pooling with prepared statements needs \
+                 {}.{}+, using a build of {SOURCE_VERSION}",
+                program.display(),
+                found.map_or_else(
+                    || "of an unknown version".to_owned(),
+                    |(major, minor)| format!("{major}.{minor}")
+                ),
+                MINIMUM_VERSION.0,
+                MINIMUM_VERSION.1
+            ),
+        }
+    }
+    let home = system::state_dir().join(format!("pgbouncer-{SOURCE_VERSION}"));
+    let built = home.join("bin").join("pgbouncer");
+    if system::is_executable(&built) {
+        return Ok(built);
+    }
+    build(&home, &built, shutdown).await?;
+    Ok(built)
+}
+
+/// `(major, minor)` of `pgbouncer --version` ("PgBouncer 1.24.1" on its first line).
+fn version(program: &Path) -> Option<(u32, u32)> {
+    let output = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    parse_version(&String::from_utf8_lossy(&output.stdout))
+}
+
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let number = text.lines().next()?.split_whitespace().nth(1)?;
+    let mut parts = number.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Downloads, verifies and compiles the source; installs only the binary, at `binary`.
+async fn build(home: &Path, binary: &Path, shutdown: &Shutdown) -> anyhow::Result<()> {
+    ensure_build_tools().await?;
+    std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
+    let tarball = home.join(format!("pgbouncer_{SOURCE_VERSION}.orig.tar.gz"));
+    if !tarball.is_file() || sha256(&tarball).await? != SOURCE_SHA256 {
+        download(&tarball, shutdown).await?;
+    }
+    let source = home.join("src");
+    if source.exists() {
+        std::fs::remove_dir_all(&source)
+            .with_context(|| format!("removing {}", source.display()))?;
+    }
+    std::fs::create_dir_all(&source)?;
+    eprintln!(
+        "xtask: pgbouncer: building {SOURCE_VERSION} in {} (once; the binary is kept)",
+        source.display()
+    );
+    let mut unpack = Command::new("tar");
+    unpack
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&source)
+        .arg("--strip-components=1");
+    step(unpack, "tar", shutdown).await?;
+    // Only what the tests need: no TLS on loopback, no DNS library, PAM or systemd.
+    let mut configure = Command::new(source.join("configure"));
+    configure.current_dir(&source).args([
+        "--without-openssl",
+        "--without-cares",
+        "--without-pam",
+        "--without-systemd",
+    ]);
+    step(configure, "configure", shutdown).await?;
+    let jobs = std::thread::available_parallelism().map_or(2, usize::from);
+    let mut make = Command::new("make");
+    make.current_dir(&source).arg(format!("-j{jobs}"));
+    step(make, "make", shutdown).await?;
+
+    let bin = binary.parent().context("the binary's directory")?;
+    std::fs::create_dir_all(bin).with_context(|| format!("creating {}", bin.display()))?;
+    // Copied then renamed, so a build cut short never leaves a binary that looks finished.
+    let partial = bin.join("pgbouncer.partial");
+    std::fs::copy(source.join("pgbouncer"), &partial)
+        .with_context(|| format!("copying the built pgbouncer to {}", partial.display()))?;
+    std::fs::rename(&partial, binary)
+        .with_context(|| format!("installing {}", binary.display()))?;
+    let _ = std::fs::remove_dir_all(&source);
+    match version(binary) {
+        Some(found) if found >= MINIMUM_VERSION => Ok(()),
+        _ => bail!("{} does not report its version", binary.display()),
+    }
+}
+
+/// The compiler, make, pkg-config and libevent's headers, installed with apt-get where we can.
+async fn ensure_build_tools() -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = Vec::new();
+    if system::find_program("cc").is_none() && system::find_program("gcc").is_none() {
+        missing.push("gcc");
+    }
+    if system::find_program("make").is_none() {
+        missing.push("make");
+    }
+    if system::find_program("pkg-config").is_none() {
+        missing.push("pkg-config");
+    }
+    if !system::succeeds("pkg-config", ["--exists", "libevent"]) {
+        missing.push("libevent-dev");
+    }
+    if system::find_program("curl").is_none() {
+        missing.push("curl");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !system::can_apt_install() {
+        bail!(
+            "the tests run through PgBouncer {}.{}+ (transaction pooling with prepared \
+             statements); install it (`sudo apt-get install pgbouncer` where the distribution \
+             ships 1.21 or later), or install what building {SOURCE_VERSION} here needs: {} \
+             (`sudo apt-get install {}`)",
+            MINIMUM_VERSION.0,
+            MINIMUM_VERSION.1,
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    for package in missing {
+        system::apt_install(package).await?;
+    }
+    Ok(())
+}
+
+async fn download(tarball: &Path, shutdown: &Shutdown) -> anyhow::Result<()> {
+    eprintln!("xtask: pgbouncer: downloading {SOURCE_URL}");
+    let partial = tarball.with_extension("partial");
+    let mut curl = Command::new("curl");
+    curl.args(["--fail", "--silent", "--show-error", "--location"])
+        .args(["--retry", "3", "--connect-timeout", "20"])
+        .arg("--output")
+        .arg(&partial)
+        .arg(SOURCE_URL);
+    step(curl, "curl", shutdown).await?;
+    let found = sha256(&partial).await?;
+    if found != SOURCE_SHA256 {
+        let _ = std::fs::remove_file(&partial);
+        bail!("{SOURCE_URL} has SHA-256 {found}, expected {SOURCE_SHA256}; not building it");
+    }
+    std::fs::rename(&partial, tarball).with_context(|| format!("saving {}", tarball.display()))
+}
+
+/// The SHA-256 of a file, in hex, by `sha256sum` (or `shasum -a 256` where there is none).
+async fn sha256(path: &Path) -> anyhow::Result<String> {
+    let output = if system::find_program("sha256sum").is_some() {
+        Command::new("sha256sum").arg(path).output().await
+    } else {
+        Command::new("shasum")
+            .args(["-a", "256"])
+            .arg(path)
+            .output()
+            .await
+    }
+    .context("cannot run sha256sum (or shasum)")?;
+    if !output.status.success() {
+        bail!(
+            "hashing {} failed: {}",
+            path.display(),
+            system::output_text(&output)
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .next()
+        .map(str::to_ascii_lowercase)
+        .with_context(|| format!("no hash of {} in {text:?}", path.display()))
+}
+
+/// Runs one build step, its output shown only when it fails.
+async fn step(mut command: Command, what: &str, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let log = system::state_dir().join("pgbouncer-build.log");
+    let file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    let status = process::run(command, what, shutdown).await?;
+    if !status.success() {
+        bail!(
+            "{what} failed ({status}) building PgBouncer {SOURCE_VERSION}:\n{}",
+            system::tail(&log, 30)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_read_from_the_first_line() {
+        let text = "PgBouncer 1.18.0\nlibevent 2.1.12-stable\nadns: evdns2\ntls: OpenSSL 3.0.17\n";
+        assert_eq!(parse_version(text), Some((1, 18)));
+        assert_eq!(parse_version("PgBouncer 1.24.1\n"), Some((1, 24)));
+        assert!(parse_version("PgBouncer 1.18.0\n").unwrap() < MINIMUM_VERSION);
+        assert!(parse_version("PgBouncer 1.21.0\n").unwrap() >= MINIMUM_VERSION);
+        assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn credentials_come_from_the_url_decoded() {
+        assert_eq!(
+            credentials("postgres://postgres@127.0.0.1:5432/postgres"),
+            ("postgres".to_owned(), String::new())
+        );
+        assert_eq!(
+            credentials("postgres://app:p%40ss:w@db:5432/x?sslmode=disable"),
+            ("app".to_owned(), "p@ss:w".to_owned())
+        );
+        assert_eq!(
+            credentials("postgres://127.0.0.1/x"),
+            ("postgres".to_owned(), String::new())
+        );
+    }
+
+    #[test]
+    fn the_configuration_pools_transactions_and_keeps_prepared_statements() {
+        let text = configuration("127.0.0.1", 5432, 56432, Path::new("/x/userlist.txt"));
+        for line in [
+            "* = host=127.0.0.1 port=5432",
+            "listen_port = 56432",
+            "pool_mode = transaction",
+            "max_prepared_statements = 200",
+            "default_pool_size = 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert_eq!(quoted("a\"b"), "\"a\"\"b\"");
+    }
+}
