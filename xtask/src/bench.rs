@@ -45,14 +45,19 @@ use crate::stack::{PRIVATE_KNOB, Stack};
 use crate::{bulk, client, database, system, urls};
 
 /// Every scenario, in the order they run.
-pub const SCENARIOS: [&str; 6] = [
+pub const SCENARIOS: [&str; 7] = [
     "get_product",
     "list_products",
     "create_order",
     "login",
     "health_under_login",
     "c10k",
+    NO_LOCAL_CACHE,
 ];
+
+/// `get_product` again, on a server restarted with its in-process cache off: every hit is a
+/// Redis GET, to compare with the ceiling's one-Redis-GET server.
+const NO_LOCAL_CACHE: &str = "get_product_no_local_cache";
 
 /// The benchmark database, on the stack's PostgreSQL server.
 pub const DATABASE: &str = "strata_bench";
@@ -166,6 +171,15 @@ pub async fn run(options: Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     };
     server.stop(Signal::Terminate).await;
     let mut strata_report = outcome?;
+    if options.selected().contains(&NO_LOCAL_CACHE) {
+        let row = tokio::select! {
+            row = without_local_cache(&strata, &stack, &url, &out, &shared, &options, shutdown) => row?,
+            signal = shutdown.requested() => return Err(Interrupted(signal).into()),
+        };
+        if let Some(rows) = strata_report["scenarios"].as_array_mut() {
+            rows.push(row);
+        }
+    }
 
     let peers = if options.peers {
         let driver = Driver {
@@ -998,7 +1012,11 @@ async fn measure_strata(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = rss_kib(pid).map(mib);
     eprintln!("bench: strata idle RSS: {idle:?} MiB");
-    let selected = options.selected();
+    let selected: Vec<&str> = options
+        .selected()
+        .into_iter()
+        .filter(|s| *s != NO_LOCAL_CACHE)
+        .collect();
     let rows = driver
         .api_scenarios("strata", port, Some(pid), &selected, options, Some(url))
         .await?;
@@ -1010,6 +1028,46 @@ async fn measure_strata(
         "rss_after_mib": after,
         "scenarios": rows,
     }))
+}
+
+/// `get_product` on a fresh server with `STRATA_LOCAL_CACHE_ENABLED=false`.
+async fn without_local_cache(
+    strata: &Path,
+    stack: &Stack,
+    url: &str,
+    out: &Path,
+    shared: &Path,
+    options: &Options,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Value> {
+    let port = system::free_port(18_750)?;
+    let mut serve = Command::new(strata);
+    serve.arg("serve");
+    environment(&mut serve, stack, url, port);
+    serve.env("STRATA_LOCAL_CACHE_ENABLED", "false");
+    let mut server = Supervised::spawn(serve, "the API without its in-process cache", shutdown)?;
+    let pid = server.pid();
+    let mut driver = Driver {
+        wrk: system::find_program("wrk").context("wrk")?,
+        scripts: shared.join("wrk"),
+        logs: out.join("wrk"),
+        ids_file: out.join("product-ids.txt"),
+        token: String::new(),
+        shutdown: shutdown.clone(),
+    };
+    let outcome = async {
+        client::wait_ready(port, "the API without its in-process cache").await?;
+        driver
+            .api_scenarios("strata", port, Some(pid), &["get_product"], options, None)
+            .await
+    }
+    .await;
+    server.stop(Signal::Terminate).await;
+    let mut row = outcome?
+        .pop()
+        .ok_or_else(|| anyhow!("no get_product result"))?;
+    row["scenario"] = json!(NO_LOCAL_CACHE);
+    Ok(row)
 }
 
 /// The Fastify peer and the actix-web ceiling of `../shared/bench`, on the same machine, in the
@@ -1027,7 +1085,7 @@ async fn measure_peers(
     let api: Vec<&str> = options
         .selected()
         .into_iter()
-        .filter(|s| *s != "c10k")
+        .filter(|s| *s != "c10k" && *s != NO_LOCAL_CACHE)
         .collect();
     if system::find_program("node").is_none() || system::find_program("npm").is_none() {
         notes.push("node/npm not found: the Fastify peer was not measured".to_owned());
@@ -1195,11 +1253,13 @@ fn ratios(strata: &Value, peers: &Value) -> BTreeMap<String, f64> {
             ratios.insert(format!("{scenario} vs node-fastify"), ours / theirs);
         }
     }
-    if let Some(ours) = rps(strata, "get_product") {
-        for ceiling in ["ceiling_fixed", "ceiling_redis"] {
-            if let Some(theirs) = rps(peer_rows, ceiling) {
-                ratios.insert(format!("get_product vs {ceiling}"), ours / theirs);
-            }
+    for (ours, ceiling) in [
+        ("get_product", "ceiling_fixed"),
+        ("get_product", "ceiling_redis"),
+        (NO_LOCAL_CACHE, "ceiling_redis"),
+    ] {
+        if let (Some(ours_rps), Some(theirs)) = (rps(strata, ours), rps(peer_rows, ceiling)) {
+            ratios.insert(format!("{ours} vs {ceiling}"), ours_rps / theirs);
         }
     }
     ratios

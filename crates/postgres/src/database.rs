@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, PoolError, PoolableConnection as _,
+};
 use strata_ports::{HealthCheck, PortError};
 use tracing::Instrument as _;
 
@@ -90,6 +92,9 @@ impl Database {
             .min_idle(Some(0))
             .connection_timeout(settings.acquire_timeout)
             .retry_connection(false)
+            // A check per checkout is a round trip per query; `connection` skips connections
+            // whose socket closed while idle (a server restart) without one.
+            .test_on_check_out(false)
             .build_unchecked(manager);
         Self {
             pool,
@@ -111,7 +116,21 @@ impl Database {
     /// A pooled connection; [`PortError::Unavailable`] when none can be had in time.
     pub async fn connection(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, PortError> {
         let waiting = Waiting::start(&self.waiting);
-        let connection = self.pool.get().await;
+        // A connection closed while idle is dropped (bb8 discards it as broken) and the next one
+        // tried; each attempt is bounded by the acquire timeout, and there are only so many.
+        let mut attempts = self.pool.state().connections + 1;
+        let connection = loop {
+            match self.pool.get().await {
+                Ok(mut connection) => {
+                    if attempts > 1 && connection.is_broken() {
+                        attempts -= 1;
+                        continue;
+                    }
+                    break Ok(connection);
+                }
+                Err(error) => break Err(error),
+            }
+        };
         drop(waiting);
         connection.map_err(|error| match error {
             bb8::RunError::TimedOut => {

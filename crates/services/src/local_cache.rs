@@ -15,7 +15,7 @@
 //! A time to live bounds whatever slips past (an announcement that could not be sent).
 
 use std::any::Any;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -74,11 +74,9 @@ impl LocalCache {
     }
 
     fn generation_of(&self, key: &str) -> &AtomicU64 {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
         // The modulo keeps the index below GENERATIONS, so the truncation loses nothing.
         #[allow(clippy::cast_possible_truncation)]
-        let slot = (hasher.finish() % GENERATIONS as u64) as usize;
+        let slot = (self.hasher.hash_one(key) % GENERATIONS as u64) as usize;
         &self.generations[slot]
     }
 

@@ -2,8 +2,16 @@
 //!
 //! Hashing takes tens of milliseconds of CPU and ~19 MiB of memory, so it never runs on an async
 //! worker: each call takes a permit from a semaphore (at most `max_concurrent` hashes at once) and
-//! runs on tokio's blocking pool. A caller that cannot get a permit within `queue_timeout` gets
-//! [`HashError::Overloaded`] (503) instead of piling up behind the others.
+//! runs on a pool of its own with exactly that many threads. A caller that cannot get a permit
+//! within `queue_timeout` gets [`HashError::Overloaded`] (503) instead of piling up behind the
+//! others.
+//!
+//! Each pool thread keeps its ~19 MiB of working memory from one hash to the next: memory stays at
+//! `max_concurrent` blocks however many logins come, and no hash pays for faulting in fresh pages.
+//!
+//! The pool's threads run at the lowest scheduling priority (nice 19): during a login storm the
+//! hashes still take whatever CPU is spare, but an async worker that wakes up (a health check, a
+//! cached read) gets a core at once instead of waiting for a hash's time slice to end.
 //!
 //! Hashes are PHC strings, which carry the algorithm, version and parameters; a hash made with other
 //! parameters than the current ones is reported as `needs_rehash`, so raising the cost later
@@ -13,9 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use strata_domain::Password;
 use strata_ports::{HashError, PasswordHasher, PasswordVerdict};
@@ -55,6 +62,7 @@ pub struct Argon2Hasher {
     permits: Arc<Semaphore>,
     queue_timeout: Duration,
     dummy_hash: Arc<str>,
+    pool: Arc<rayon::ThreadPool>,
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -75,36 +83,59 @@ impl Argon2Hasher {
             None,
         )
         .map_err(|e| anyhow!("invalid argon2 parameters: {e}"))?;
+        let threads = settings.max_concurrent.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|index| format!("strata-hash-{index}"))
+            .start_handler(|_| lower_priority())
+            .build()
+            .context("cannot start the password hashing threads")?;
         let mut salt_source = [0u8; 32];
         getrandom::fill(&mut salt_source).map_err(|e| anyhow!("no system randomness: {e}"))?;
-        let dummy_hash = argon2(&params)
-            .hash_password(&salt_source)
-            .map_err(|e| anyhow!("argon2 failed: {e}"))?
-            .to_string();
+        // On a hashing thread, which then gives its working memory back: an idle server holds
+        // none, and the caller's thread never keeps a block of its own.
+        let dummy_hash = pool
+            .install(|| {
+                let hash = hash_phc(&params, &salt_source);
+                release_memory();
+                hash
+            })
+            .map_err(|e| anyhow!("cannot compute the dummy password hash: {e}"))?;
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            permits: Arc::new(Semaphore::new(threads)),
             queue_timeout: settings.queue_timeout,
             dummy_hash: dummy_hash.into(),
+            pool: Arc::new(pool),
         })
     }
 
     async fn on_blocking_pool<T, F>(&self, work: F) -> Result<T, HashError>
     where
         T: Send + 'static,
-        F: FnOnce(Argon2<'static>) -> Result<T, HashError> + Send + 'static,
+        F: FnOnce() -> Result<T, HashError> + Send + 'static,
     {
         let permit = tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| HashError::Overloaded)?
             .map_err(|_| HashError::Overloaded)?;
-        let hasher = argon2(&self.params);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work(hasher)
-        })
-        .await
-        .context("password hashing task panicked")?
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.pool.spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            // The permit is released only once the thread is free again.
+            drop(permit);
+            // A caller that gave up (its request timed out) no longer listens; the hash is lost.
+            let _ = done.send(result);
+        });
+        match outcome.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_panic)) => Err(HashError::Unexpected(anyhow!(
+                "password hashing task panicked"
+            ))),
+            Err(_) => Err(HashError::Unexpected(anyhow!(
+                "password hashing thread went away"
+            ))),
+        }
     }
 
     fn needs_rehash(&self, stored: &PasswordHash) -> bool {
@@ -119,21 +150,97 @@ impl Argon2Hasher {
     }
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+/// Drops the calling thread to the lowest priority of the normal scheduler. Lowering one's own
+/// priority needs no privilege; should the system refuse anyway, hashing goes on at the normal one.
+fn lower_priority() {
+    if let Err(error) =
+        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+    {
+        tracing::warn!(
+            ?error,
+            "could not lower the password hashing thread's priority"
+        );
+    }
+}
+
+thread_local! {
+    /// This thread's argon2 working memory, reused by every hash it computes.
+    static BLOCKS: std::cell::RefCell<Vec<Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Computes `password`'s argon2 output into `out` with `hasher`, in this thread's working memory.
+fn compute(
+    hasher: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), HashError> {
+    BLOCKS.with_borrow_mut(|blocks| {
+        let needed = params.block_count();
+        if blocks.len() != needed {
+            // Only when the parameters change (a stored hash made with other ones).
+            *blocks = vec![Block::default(); needed];
+        }
+        hasher
+            .hash_password_into_with_memory(password, salt, out, blocks.as_mut_slice())
+            .map_err(|e| HashError::Unexpected(anyhow!("argon2 failed: {e}")))
+    })
+}
+
+/// Frees this thread's working memory.
+fn release_memory() {
+    BLOCKS.with_borrow_mut(|blocks| *blocks = Vec::new());
+}
+
+fn unexpected(e: impl std::fmt::Display) -> HashError {
+    HashError::Unexpected(anyhow!("argon2 failed: {e}"))
+}
+
+/// The argon2id PHC string of `password` under `params`, with a fresh random salt.
+fn hash_phc(params: &Params, password: &[u8]) -> Result<String, HashError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| HashError::Unexpected(anyhow!("no randomness: {e}")))?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    compute(&hasher, params, password, &salt, &mut out)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(unexpected)?,
+        salt: Some(Salt::new(&salt).map_err(unexpected)?),
+        hash: Some(Output::new(&out).map_err(unexpected)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` hashes to `stored` under `stored`'s own algorithm, version and parameters
+/// (compared in constant time).
+fn verify_phc(stored: &PasswordHash, password: &[u8]) -> Result<bool, HashError> {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return Ok(false);
+    };
+    let algorithm = Algorithm::try_from(stored.algorithm.as_str()).map_err(unexpected)?;
+    let version = stored
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(unexpected)?
+        .unwrap_or_default();
+    let params = Params::try_from(stored).map_err(unexpected)?;
+    let hasher = Argon2::new(algorithm, version, params.clone());
+    let mut out = vec![0u8; expected.len()];
+    compute(&hasher, &params, password, salt, &mut out)?;
+    Ok(Output::new(&out).map_err(unexpected)? == *expected)
 }
 
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let plaintext = password.expose().as_bytes().to_vec();
-        self.on_blocking_pool(move |hasher| {
-            hasher
-                .hash_password(&plaintext)
-                .map(|hash| hash.to_string())
-                .map_err(|e| HashError::Unexpected(anyhow!("argon2 failed: {e}")))
-        })
-        .await
+        let params = self.params.clone();
+        self.on_blocking_pool(move || hash_phc(&params, &plaintext))
+            .await
     }
 
     async fn verify(
@@ -145,11 +252,8 @@ impl PasswordHasher for Argon2Hasher {
             .map_err(|e| HashError::Unexpected(anyhow!("unreadable password hash: {e}")))?;
         let needs_rehash = self.needs_rehash(&parsed);
         let plaintext = password.expose().as_bytes().to_vec();
-        let stored = stored.to_owned();
         let matches = self
-            .on_blocking_pool(move |hasher| {
-                Ok(hasher.verify_password(&plaintext, stored.as_str()).is_ok())
-            })
+            .on_blocking_pool(move || verify_phc(&parsed, &plaintext))
             .await?;
         Ok(PasswordVerdict {
             matches,
@@ -204,6 +308,55 @@ mod tests {
                 .await?
                 .needs_rehash
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn hashes_are_interchangeable_with_the_argon2_crates_own_phc_code() -> anyhow::Result<()>
+    {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let ours = Argon2Hasher::new(&cheap())?;
+        let params = Params::new(1024, 1, 1, None).map_err(|e| anyhow!("{e}"))?;
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+
+        let made_by_us = ours.hash(&password("correct horse")).await?;
+        assert!(
+            theirs
+                .verify_password(b"correct horse", made_by_us.as_str())
+                .is_ok()
+        );
+        assert!(
+            theirs
+                .verify_password(b"wrong horse", made_by_us.as_str())
+                .is_err()
+        );
+
+        let made_by_them = theirs
+            .hash_password(b"correct horse")
+            .map_err(|e| anyhow!("{e}"))?
+            .to_string();
+        assert!(
+            ours.verify(&password("correct horse"), &made_by_them)
+                .await?
+                .matches
+        );
+        assert!(
+            !ours
+                .verify(&password("wrong horse"), &made_by_them)
+                .await?
+                .matches
+        );
+        // An argon2i hash with other costs still verifies, in memory sized for it.
+        let other = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(2048, 2, 1, Some(24)).map_err(|e| anyhow!("{e}"))?,
+        )
+        .hash_password(b"correct horse")
+        .map_err(|e| anyhow!("{e}"))?
+        .to_string();
+        let verdict = ours.verify(&password("correct horse"), &other).await?;
+        assert!(verdict.matches && verdict.needs_rehash);
         Ok(())
     }
 
