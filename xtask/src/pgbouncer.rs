@@ -8,6 +8,10 @@
 //! housekeeping (the template database, its advisory lock, CREATE and DROP DATABASE) still goes
 //! straight to PostgreSQL; `TEST_DATABASE_POOLER` tells them where the pooler is.
 //!
+//! The API tests of the HTTP edge, the rate limiter and the metrics are left out of this pass: they
+//! send no statement that the others do not (measured with `pg_stat_statements`, see
+//! `docs/scaling.md`), and they are a sixth of the pass's time.
+//!
 //! Strata prepares its statements (diesel-async always does), which transaction pooling only
 //! carries with PgBouncer 1.21 or later and `max_prepared_statements` above zero. The system's
 //! `pgbouncer` is used when it is recent enough; otherwise Debian's 1.24.1 source is downloaded,
@@ -39,17 +43,22 @@ const PREFERRED_PORT: u16 = 56432;
 /// Server connections per database: fewer than any pool the tests open (the API's is 4), so that
 /// client connections always outnumber server connections and have to take turns on them.
 const POOL_SIZE: u32 = 3;
-/// Per server connection; above the number of distinct statements Strata prepares.
+/// Per server connection, as in `deploy/compose.yaml`; beyond it PgBouncer evicts the least
+/// recently used statement and prepares it again when needed.
 const MAX_PREPARED_STATEMENTS: u32 = 200;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
-/// PgBouncer refuses to run as root; as root it is told to switch to this user at start.
+/// PgBouncer refuses to run as root; as root it switches at start to the first of these that exists.
 const UNPRIVILEGED_USERS: [&str; 2] = ["nobody", "postgres"];
-/// The test binaries run through the pooler: every PostgreSQL adapter test and the API tests.
-const FILTER: &str = "(package(strata-postgres) & kind(test)) | binary_id(strata-server::api)";
+/// What runs through the pooler: every PostgreSQL adapter test, and the API tests but for the
+/// modules in [`SKIPPED_API_MODULES`].
+const FILTER: &str = "(package(strata-postgres) & kind(test)) \
+     | (binary_id(strata-server::api) - test(/^(edge|limits|metrics)::/))";
+/// API test modules about the HTTP edge, the Redis rate limiter and the metrics.
+const SKIPPED_API_MODULES: [&str; 3] = ["edge::", "limits::", "metrics::"];
 
 /// Runs the PostgreSQL adapter tests and the API tests through PgBouncer in transaction pooling
 /// mode, with the same test build as the main step. Skipped when the caller narrowed the run with
-/// test runner arguments.
+/// test runner arguments (a filter of theirs would widen ours, not narrow it).
 pub async fn run(stack: &Stack, extra_args: &[String], shutdown: &Shutdown) -> anyhow::Result<()> {
     if !extra_args.is_empty() {
         eprintln!("xtask: pgbouncer: skipped (test runner arguments given)");
@@ -77,9 +86,14 @@ pub async fn run(stack: &Stack, extra_args: &[String], shutdown: &Shutdown) -> a
             FILTER,
         ]);
     } else {
+        // `--test jobs` also picks the Redis adapter's `jobs` tests: harmless, and they are quick.
         command.args(["test", "--workspace", "--no-fail-fast"]);
         for target in test_targets()? {
             command.args(["--test", &target]);
+        }
+        command.arg("--");
+        for module in SKIPPED_API_MODULES {
+            command.args(["--skip", module]);
         }
     }
     command
@@ -131,10 +145,12 @@ impl PrivatePgBouncer {
         let (host, server_port) = urls::host_port(server_url, 5432)
             .with_context(|| format!("no host in {}", urls::redacted(server_url)))?;
         let (user, password) = credentials(server_url);
-        let dir = system::state_dir().join("pgbouncer");
+        // A directory per xtask process: several `cargo xtask test` may share a workspace.
+        let runs = system::state_dir().join("pgbouncer");
+        stop_leftovers(&runs);
+        let dir = runs.join(std::process::id().to_string());
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let pidfile = dir.join("pgbouncer.pid");
-        stop_leftover(&pidfile);
         let port = system::free_port(PREFERRED_PORT)?;
         let auth_file = dir.join("userlist.txt");
         std::fs::write(
@@ -243,10 +259,6 @@ fn configuration(host: &str, server_port: u16, port: u16, auth_file: &Path) -> S
     let _ = writeln!(text, "max_prepared_statements = {MAX_PREPARED_STATEMENTS}");
     let _ = writeln!(text, "default_pool_size = {POOL_SIZE}");
     let _ = writeln!(text, "max_client_conn = 2000");
-    let _ = writeln!(
-        text,
-        "ignore_startup_parameters = extra_float_digits,options"
-    );
     let _ = writeln!(text, "log_connections = 0");
     let _ = writeln!(text, "log_disconnections = 0");
     let _ = writeln!(text, "log_stats = 0");
@@ -295,25 +307,42 @@ fn quoted(field: &str) -> String {
     format!("\"{}\"", field.replace('"', "\"\""))
 }
 
-/// A PgBouncer left running by a run that was killed; recognised by its pid file and its name.
-fn stop_leftover(pidfile: &Path) {
-    let Some(pid) = std::fs::read_to_string(pidfile)
-        .ok()
-        .and_then(|text| text.trim().parse::<u32>().ok())
-    else {
+/// Clears the directories of earlier runs whose xtask process is gone, stopping a PgBouncer left
+/// running by one that was killed (recognised by its pid file and its name). Runs still going on
+/// are left alone.
+fn stop_leftovers(runs: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
         return;
     };
-    let name = std::process::Command::new("ps")
-        .args(["-p", &pid.to_string(), "-o", "comm="])
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-        .unwrap_or_default();
-    if name.contains("pgbouncer") {
-        eprintln!("xtask: pgbouncer: stopping one left running by an earlier run (pid {pid})");
-        system::signal_process(pid, "TERM");
-        std::thread::sleep(Duration::from_millis(300));
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let owner = entry.file_name().to_string_lossy().parse::<u32>().ok();
+        if owner.is_none_or(|pid| process_name(pid).is_some()) {
+            continue;
+        }
+        let pooler = std::fs::read_to_string(dir.join("pgbouncer.pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok());
+        if let Some(pid) = pooler
+            && process_name(pid).is_some_and(|name| name.contains("pgbouncer"))
+        {
+            eprintln!("xtask: pgbouncer: stopping one left running by an earlier run (pid {pid})");
+            system::signal_process(pid, "TERM");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let _ = std::fs::remove_file(pidfile);
+}
+
+/// The command name of a running process, if it is running.
+fn process_name(pid: u32) -> Option<String> {
+    let output = std::process::Command::new("ps")
+        .args(["-p", &pid.to_string(), "-o", "comm="])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let name = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    (output.status.success() && !name.is_empty()).then_some(name)
 }
 
 /// A PgBouncer that carries prepared statements in transaction pooling: the system's if recent

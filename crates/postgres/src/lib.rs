@@ -36,3 +36,34 @@ pub use refresh_tokens::PgRefreshTokenRepository;
 pub use reports::PgReportRepository;
 pub use retention::PgRetentionRepository;
 pub use users::PgUserRepository;
+
+#[cfg(test)]
+mod tests {
+    /// Behind PgBouncer a prepared statement stays on shared server connections across deploys; a
+    /// `*` result list changes type when a migration adds a column, and PostgreSQL then refuses to
+    /// execute it. Statements name their columns.
+    #[test]
+    fn no_statement_selects_or_returns_star() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let needles = ["SELECT *", "RETURNING *", ".*"];
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|name| name == "lib.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (index, line) in text.lines().enumerate() {
+                let upper = line.to_ascii_uppercase();
+                if needles.iter().any(|needle| upper.contains(needle)) {
+                    found.push(format!("{}:{}: {}", path.display(), index + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "name the columns instead:\n{}",
+            found.join("\n")
+        );
+    }
+}

@@ -143,6 +143,9 @@ impl ReportRepository for PgReportRepository {
     async fn start(&self, id: ReportId, now: DateTime<Utc>) -> Result<Option<Report>, PortError> {
         let mut conn = self.db.connection().await?;
         // `running` too: a retried or taken-over attempt starts again, keeping the first start.
+        // The columns are named, not `*`: behind PgBouncer this statement stays prepared on server
+        // connections across deploys, and a column added by a migration would change the result
+        // type of a `*` (which PostgreSQL then refuses to execute).
         let row = self
             .db
             .timed(async {
@@ -151,7 +154,8 @@ impl ReportRepository for PgReportRepository {
                      SET status = 'running', started_at = coalesce(started_at, $2), \
                          updated_at = $2 \
                      WHERE id = $1 AND status IN ('queued', 'running') \
-                     RETURNING *",
+                     RETURNING id, kind, status, range_from, range_to, requested_by, job_id, \
+                               result, error, created_at, started_at, finished_at, updated_at",
                 )
                 .bind::<SqlUuid, _>(id.0)
                 .bind::<Timestamptz, _>(now)

@@ -16,7 +16,9 @@ use strata_domain::{
 };
 use strata_ports::{AnalyticsRepository, Job, JobRepository, JobStatus, ReportRepository};
 use strata_postgres::testing::{TestDatabase, insert_user, now};
-use strata_postgres::{Database, PgAnalyticsRepository, PgJobRepository, PgReportRepository};
+use strata_postgres::{
+    Database, PgAnalyticsRepository, PgJobRepository, PgReportRepository, PoolSettings,
+};
 use uuid::Uuid;
 
 fn at(rfc3339: &str) -> DateTime<Utc> {
@@ -516,6 +518,41 @@ async fn a_report_goes_queued_running_done_and_a_finished_one_never_changes() ->
             .await?
             .is_none()
     );
+    Ok(())
+}
+
+/// Prepared statements outlive a migration: on the application's pooled connections, and behind
+/// PgBouncer on server connections that every client shares and that outlive the application's
+/// restarts. A statement whose result columns are `*` changes its result type when a column is
+/// added, and PostgreSQL then refuses to run it ("cached plan must not change result type").
+#[tokio::test]
+async fn a_column_added_after_a_report_started_does_not_break_the_next_start() -> anyhow::Result<()>
+{
+    let test_db = TestDatabase::create().await?;
+    // One connection, so that the second start runs the statement the first one prepared.
+    let db = Database::connect_lazy(
+        test_db.url(),
+        &PoolSettings {
+            max_size: 1,
+            ..PoolSettings::default()
+        },
+    );
+    let admin = insert_user(&db, "admin@example.com").await?;
+    let reports = PgReportRepository::new(db.clone());
+    let first = queued_report(admin);
+    reports.create_with_job(&first, &job_for(&first)).await?;
+    reports.start(first.id, now()).await?.expect("queued");
+
+    let mut conn = db.connection().await?;
+    diesel::sql_query("ALTER TABLE reports ADD COLUMN added_later integer")
+        .execute(&mut conn)
+        .await?;
+    drop(conn);
+
+    let second = queued_report(admin);
+    reports.create_with_job(&second, &job_for(&second)).await?;
+    let started = reports.start(second.id, now()).await?.expect("queued");
+    assert_eq!(started.status, ReportStatus::Running);
     Ok(())
 }
 

@@ -157,21 +157,21 @@ fn unexpected_reply(what: &str, reply: &Value) -> RedisError {
 }
 
 /// How to reach Redis.
-#[derive(Clone)]
 enum Topology {
     Single(Client),
+    /// Boxed: a cluster client is several times the size of a single server's.
     Cluster {
         /// For the shared connection: every node answer is bounded by the command timeout.
-        shared: ClusterClient,
+        shared: Box<ClusterClient>,
         /// For blocking commands, whose answer may legitimately come later than that.
-        blocking: ClusterClient,
+        blocking: Box<ClusterClient>,
     },
 }
 
 /// A shared handle on Redis; clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct RedisConnection {
-    topology: Topology,
+    topology: Arc<Topology>,
     shared: Arc<OnceCell<AnyConnection>>,
     /// Idle connections for blocking commands, reused so that a busy consumer does not connect
     /// once per message.
@@ -195,10 +195,7 @@ impl std::fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConnection")
             .field("prefix", &self.prefix)
-            .field(
-                "cluster",
-                &matches!(self.topology, Topology::Cluster { .. }),
-            )
+            .field("cluster", &self.is_cluster())
             .finish_non_exhaustive()
     }
 }
@@ -230,12 +227,14 @@ impl RedisConnection {
             };
             let invalid = |e: RedisError| anyhow!("invalid Redis Cluster seed URLs: {e}");
             Topology::Cluster {
-                shared: builder()
-                    .response_timeout(settings.command_timeout)
-                    .build()
-                    .map_err(invalid)?,
+                shared: Box::new(
+                    builder()
+                        .response_timeout(settings.command_timeout)
+                        .build()
+                        .map_err(invalid)?,
+                ),
                 // No response timeout: `run_blocking` bounds the wait itself.
-                blocking: builder().build().map_err(invalid)?,
+                blocking: Box::new(builder().build().map_err(invalid)?),
             }
         } else {
             Topology::Single(
@@ -244,7 +243,7 @@ impl RedisConnection {
             )
         };
         Ok(Self {
-            topology,
+            topology: Arc::new(topology),
             shared: Arc::new(OnceCell::new()),
             blocking: Arc::new(Mutex::new(Vec::new())),
             prefix: settings.key_prefix.clone().into(),
@@ -259,15 +258,16 @@ impl RedisConnection {
 
     /// Whether this is a connection to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.topology, Topology::Cluster { .. })
+        matches!(*self.topology, Topology::Cluster { .. })
     }
 
+    /// The connection every adapter shares, made on first use (again after a failed attempt).
     pub(crate) async fn shared(&self) -> Result<AnyConnection, PortError> {
         let connection = self
             .shared
             .get_or_try_init(|| async {
                 let connect = async {
-                    match &self.topology {
+                    match &*self.topology {
                         Topology::Single(client) => {
                             let config = ConnectionManagerConfig::new()
                                 .set_connection_timeout(Some(self.timeout))
@@ -296,7 +296,7 @@ impl RedisConnection {
     /// A new connection of its own, unbounded in how long it waits for an answer.
     async fn dedicated(&self) -> Result<AnyConnection, PortError> {
         let connect = async {
-            match &self.topology {
+            match &*self.topology {
                 Topology::Single(client) => {
                     let config = AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(self.timeout))

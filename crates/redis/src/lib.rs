@@ -19,7 +19,7 @@ pub mod testing;
 
 pub use blacklist::RedisTokenBlacklist;
 pub use cache::RedisCache;
-pub use invalidation::RedisInvalidations;
 pub use connection::{AnyConnection, RedisConnection, RedisSettings};
+pub use invalidation::RedisInvalidations;
 pub use jobs::{JobQueueSettings, RedisJobQueue};
 pub use rate_limit::RedisRateLimiter;

@@ -476,9 +476,10 @@ impl Application {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
-        let invalidation_feed = components.local_cache.clone().map(|local| {
-            AbortOnDrop(components.invalidations.listen(local))
-        });
+        let invalidation_feed = components
+            .local_cache
+            .clone()
+            .map(|local| AbortOnDrop(components.invalidations.listen(local)));
         Ok(Self {
             server,
             _invalidation_feed: invalidation_feed,

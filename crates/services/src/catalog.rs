@@ -21,9 +21,9 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::cache_aside::CacheAside;
-use crate::local_cache::LocalCache;
 use crate::cursor::CursorCodec;
 use crate::failure::Failure;
+use crate::local_cache::LocalCache;
 use crate::users::Page;
 
 /// What a caller of [`CatalogService`] must handle.
