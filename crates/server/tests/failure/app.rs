@@ -35,6 +35,7 @@ pub fn settings(database_url: &str, redis_url: &str, overrides: &[(&str, Value)]
         .merge(("argon2_iterations", 1))
         .merge(("db_pool_size", 4))
         .merge(("db_acquire_timeout_ms", 1000))
+        .merge(("db_query_timeout_ms", 1000))
         .merge(("health_timeout_ms", 500))
         .merge(("shutdown_grace_secs", 0))
         .merge(("shutdown_timeout_secs", 5))

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use crate::app::{App, Call, Logs, Timed, Traffic, settings, summarise};
 use crate::servers::PrivatePostgres;
 
-/// `db_acquire_timeout_ms` in these tests is 1000; a request that needs PostgreSQL must be
-/// answered within this.
+/// `db_acquire_timeout_ms` and `db_query_timeout_ms` in these tests are 1000 (a connection that
+/// stopped answering is noticed by the query's timeout: no round trip checks it at checkout); a
+/// request that needs PostgreSQL must be answered within this.
 const WITHIN_ACQUIRE: Duration = Duration::from_millis(2500);
 /// Recovery after PostgreSQL returns (its crash recovery included).
 const RECOVERY: Duration = Duration::from_secs(15);

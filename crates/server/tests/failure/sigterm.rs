@@ -101,11 +101,21 @@ async fn sigterm_drains_in_flight_logins_refuses_new_connections_and_exits_zero(
     )
     .await;
     assert_eq!(registered.status(), StatusCode::CREATED, "{registered:?}");
-    // One hash's cost: the logins below are serial, so enough of them must queue to outlast the
+    // One hash's cost, timed on a login (the hashing thread's working memory is warm by now, as
+    // it is for the logins below): they are serial, so enough of them must queue to outlast the
     // grace by a margin, whatever this machine's speed (at least 4).
-    let hash = registered.elapsed;
-    let logins = (GRACE.as_secs_f64() * 2.5 / hash.as_secs_f64()).ceil() as usize;
-    let logins = logins.clamp(4, 16);
+    let timed = send(
+        &probe,
+        Method::POST,
+        &format!("{base}/v1/auth/login"),
+        None,
+        Some(json!({"email": "slow@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(timed.status, Some(StatusCode::OK), "{timed:?}");
+    let hash = timed.elapsed;
+    let logins = (GRACE.as_secs_f64() * 3.0 / hash.as_secs_f64()).ceil() as usize;
+    let logins = logins.clamp(4, 32);
     eprintln!("one hash ≈ {hash:?}; sending {logins} concurrent logins");
 
     let started = Instant::now();
