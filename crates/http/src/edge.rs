@@ -347,16 +347,21 @@ fn count_rejection(group: &'static str) {
 /// half-way (a client gone, the request timeout) stops counting too.
 struct InFlight;
 
+thread_local! {
+    /// The gauge's handle, looked up once per worker thread rather than twice per request.
+    static IN_FLIGHT: metrics::Gauge = metrics::gauge!(REQUESTS_IN_FLIGHT);
+}
+
 impl InFlight {
     fn enter() -> Self {
-        metrics::gauge!(REQUESTS_IN_FLIGHT).increment(1.0);
+        IN_FLIGHT.with(|gauge| gauge.increment(1.0));
         Self
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!(REQUESTS_IN_FLIGHT).decrement(1.0);
+        IN_FLIGHT.with(|gauge| gauge.decrement(1.0));
     }
 }
 

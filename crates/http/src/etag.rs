@@ -33,20 +33,46 @@ pub fn respond<T: Serialize>(
     value: &T,
     cache_control: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.into()))?;
-    let etag = of(&body);
-    let fresh = matches(req, &etag);
-    let mut response = if fresh {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
-    response
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, cache_control));
-    Ok(if fresh {
-        response.finish()
-    } else {
-        response.content_type("application/json").body(body)
-    })
+    Prepared::json(value).map(|prepared| prepared.respond(req, cache_control))
+}
+
+/// A JSON representation serialised once, with its ETag: what a cached resource keeps so that a
+/// hit costs neither serialisation nor hashing.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    body: actix_web::web::Bytes,
+    etag: header::HeaderValue,
+}
+
+impl Prepared {
+    /// `value` serialised, and its ETag.
+    pub fn json<T: Serialize>(value: &T) -> Result<Self, ApiError> {
+        let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.into()))?;
+        let etag =
+            header::HeaderValue::from_str(&of(&body)).map_err(|e| ApiError::internal(e.into()))?;
+        Ok(Self {
+            body: body.into(),
+            etag,
+        })
+    }
+
+    /// 200 with the body, or 304 when `If-None-Match` names the ETag; `Cache-Control` either way.
+    pub fn respond(&self, req: &HttpRequest, cache_control: &'static str) -> HttpResponse {
+        let fresh = self.etag.to_str().is_ok_and(|etag| matches(req, etag));
+        let mut response = if fresh {
+            HttpResponse::NotModified()
+        } else {
+            HttpResponse::Ok()
+        };
+        response
+            .insert_header((header::ETAG, self.etag.clone()))
+            .insert_header((header::CACHE_CONTROL, cache_control));
+        if fresh {
+            response.finish()
+        } else {
+            response
+                .content_type("application/json")
+                .body(self.body.clone())
+        }
+    }
 }

@@ -41,12 +41,11 @@ pub async fn observe(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let id = request_id::from_headers(req.headers());
-    let method = req.method().to_string();
     let method_label = method_label(req.method());
     let route = req
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    let span = tracing::info_span!("request", request_id = %id, %method, %route, user_id = tracing::field::Empty);
+    let span = tracing::info_span!("request", request_id = %id, method = req.method().as_str(), %route, user_id = tracing::field::Empty);
 
     let incoming = TraceParent::from_headers(req.headers());
     let request_trace = RequestTrace {
@@ -155,20 +154,57 @@ pub fn method_label(method: &Method) -> &'static str {
 }
 
 /// Counts one answered request and records its latency.
+/// The request metrics of one method and status on one route.
+struct RouteMetrics {
+    method: &'static str,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+thread_local! {
+    /// Handles registered once per worker thread and series: a request then records without the
+    /// registry's lookup (label allocation and hashing). Bounded like the labels themselves.
+    static ROUTE_METRICS: std::cell::RefCell<std::collections::HashMap<Box<str>, Vec<RouteMetrics>>> =
+        std::cell::RefCell::default();
+}
+
 fn record_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
-    metrics::counter!(
-        REQUESTS_TOTAL,
-        "method" => method,
-        "route" => route.to_owned(),
-        "status" => status.to_string(),
-    )
-    .increment(1);
-    metrics::histogram!(
-        REQUEST_DURATION_SECONDS,
-        "method" => method,
-        "route" => route.to_owned(),
-    )
-    .record(elapsed.as_secs_f64());
+    ROUTE_METRICS.with_borrow_mut(|routes| {
+        if !routes.contains_key(route) {
+            routes.insert(route.into(), Vec::new());
+        }
+        let Some(series) = routes.get_mut(route) else {
+            return;
+        };
+        let index = match series
+            .iter()
+            .position(|m| m.method == method && m.status == status)
+        {
+            Some(index) => index,
+            None => {
+                series.push(RouteMetrics {
+                    method,
+                    status,
+                    requests: metrics::counter!(
+                        REQUESTS_TOTAL,
+                        "method" => method,
+                        "route" => route.to_owned(),
+                        "status" => status.to_string(),
+                    ),
+                    duration: metrics::histogram!(
+                        REQUEST_DURATION_SECONDS,
+                        "method" => method,
+                        "route" => route.to_owned(),
+                    ),
+                });
+                series.len() - 1
+            }
+        };
+        let metrics = &series[index];
+        metrics.requests.increment(1);
+        metrics.duration.record(elapsed.as_secs_f64());
+    });
 }
 
 fn log_failure(span: &tracing::Span, started: Instant, cause: &str) {

@@ -15,10 +15,10 @@ use serde::de::DeserializeOwned;
 use strata_ports::{Cache, PortError};
 
 use crate::failure::Failure;
-use crate::local_cache::LocalCache;
+use crate::local_cache::{LocalCache, Shared};
 use crate::single_flight::SingleFlight;
 
-type Loaded<T> = Result<Option<T>, Arc<PortError>>;
+type Loaded<T> = Result<Option<Arc<Shared<T>>>, Arc<PortError>>;
 
 /// Reads answered from the cache.
 pub(crate) const HITS: &str = "cache_hits_total";
@@ -36,6 +36,15 @@ pub(crate) struct CacheAside<T> {
     loads: SingleFlight<Loaded<T>>,
     /// The in-process tier, when this instance keeps one.
     local: Option<Arc<LocalCache>>,
+    /// Registered on first use (by then the process's recorder is installed).
+    counters: std::sync::OnceLock<Counters>,
+}
+
+/// The handles of one cache's hit and miss counters.
+struct Counters {
+    hits: metrics::Counter,
+    local_hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl<T> CacheAside<T>
@@ -50,7 +59,16 @@ where
             ttl,
             loads: SingleFlight::default(),
             local: None,
+            counters: std::sync::OnceLock::new(),
         }
+    }
+
+    fn counters(&self) -> &Counters {
+        self.counters.get_or_init(|| Counters {
+            hits: metrics::counter!(HITS, "cache" => self.name),
+            local_hits: metrics::counter!(LOCAL_HITS, "cache" => self.name),
+            misses: metrics::counter!(MISSES, "cache" => self.name),
+        })
     }
 
     /// The same, with `local` in front of the shared cache.
@@ -66,20 +84,37 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, PortError>>,
     {
+        let shared = self.get_or_load_shared(key, load).await?;
+        Ok(shared.map(Shared::into_value))
+    }
+
+    /// [`CacheAside::get_or_load`], handing out the value as this process shares it: a value held
+    /// in process is not copied, and what callers derive from it is kept with it.
+    pub(crate) async fn get_or_load_shared<F, Fut>(
+        &self,
+        key: &str,
+        load: F,
+    ) -> Result<Option<Arc<Shared<T>>>, Failure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<T>, PortError>>,
+    {
         let local = self.local.as_deref();
-        if let Some(value) = local.and_then(|local| local.get::<T>(key)) {
-            metrics::counter!(HITS, "cache" => self.name).increment(1);
-            metrics::counter!(LOCAL_HITS, "cache" => self.name).increment(1);
-            return Ok(Some(T::clone(&value)));
+        if let Some(value) = local.and_then(|local| local.get::<Shared<T>>(key)) {
+            let counters = self.counters();
+            counters.hits.increment(1);
+            counters.local_hits.increment(1);
+            return Ok(Some(value));
         }
         // Read before the fetch: a write heard of meanwhile keeps the fetched value out.
         let seen = local.map(|local| local.generation(key));
         match self.cache.get(key).await {
             Ok(Some(json)) => match serde_json::from_str::<T>(&json) {
                 Ok(value) => {
-                    metrics::counter!(HITS, "cache" => self.name).increment(1);
+                    self.counters().hits.increment(1);
+                    let value = Arc::new(Shared::new(value));
                     if let (Some(local), Some(seen)) = (local, seen) {
-                        local.insert(key, Arc::new(value.clone()), seen);
+                        local.insert(key, value.clone(), seen);
                     }
                     return Ok(Some(value));
                 }
@@ -92,11 +127,15 @@ where
         }
         // Every caller not served by the cache counts, even when single-flight has it wait for
         // another caller's load: the ratio then says how often readers missed the cache.
-        metrics::counter!(MISSES, "cache" => self.name).increment(1);
+        self.counters().misses.increment(1);
         let loaded = self
             .loads
             .run(key, || async {
-                let value = load().await.map_err(Arc::new)?;
+                let value = load()
+                    .await
+                    .map_err(Arc::new)?
+                    .map(Shared::new)
+                    .map(Arc::new);
                 if let Some(value) = &value {
                     // A write heard of during the load may have come after the read: storing
                     // the value would put back what the writer removed.
@@ -105,9 +144,9 @@ where
                         _ => true,
                     };
                     if unchanged {
-                        self.store(key, value).await;
+                        self.store(key, value.value()).await;
                         if let (Some(local), Some(seen)) = (local, seen) {
-                            local.insert(key, Arc::new(value.clone()), seen);
+                            local.insert(key, value.clone(), seen);
                         }
                     }
                 }

@@ -23,7 +23,7 @@ use crate::auth::Principal;
 use crate::cache_aside::CacheAside;
 use crate::cursor::CursorCodec;
 use crate::failure::Failure;
-use crate::local_cache::LocalCache;
+use crate::local_cache::{LocalCache, Shared};
 use crate::users::Page;
 
 /// What a caller of [`CatalogService`] must handle.
@@ -257,12 +257,18 @@ impl CatalogService {
         Ok(self.products.create(&product).await?)
     }
 
-    /// One product by id, active or not, cache-aside.
-    pub async fn get(&self, id: ProductId) -> Result<Product, CatalogError> {
+    /// [`CatalogService::get`], as this process shares it: not copied when held in process, and
+    /// with a representation derived from it kept alongside (the HTTP layer's body and ETag).
+    pub async fn get_shared(&self, id: ProductId) -> Result<Arc<Shared<Product>>, CatalogError> {
         self.cached
-            .get_or_load(&product_cache_key(id), || self.products.find_by_id(id))
+            .get_or_load_shared(&product_cache_key(id), || self.products.find_by_id(id))
             .await?
             .ok_or(CatalogError::NotFound)
+    }
+
+    /// One product by id, active or not, cache-aside.
+    pub async fn get(&self, id: ProductId) -> Result<Product, CatalogError> {
+        self.get_shared(id).await.map(Shared::into_value)
     }
 
     /// Changes a product (admin only). Stock has its own operation.

@@ -113,8 +113,15 @@ async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let product = state.catalog.get(product_id(&id, None)?).await?;
-    etag::respond(&req, &ProductView::from(product), PUBLIC_REVALIDATE)
+    let product = state.catalog.get_shared(product_id(&id, None)?).await?;
+    // Serialised and hashed once per cached copy, not once per request.
+    let prepared = product.derived(|product| {
+        etag::Prepared::json(&ProductView::from(product.clone())).map_err(|e| e.to_string())
+    });
+    match prepared.as_ref() {
+        Ok(prepared) => Ok(prepared.respond(&req, PUBLIC_REVALIDATE)),
+        Err(error) => Err(ApiError::internal(anyhow::anyhow!("{error}"))),
+    }
 }
 
 /// Create a product (admin).
