@@ -15,6 +15,24 @@ MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF 
 SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED \
 VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG";
 
+/// Whether `code` is in [`ISO_4217`]. Every row read from the database is checked, so this is a
+/// binary search over the table (three letters and a space per entry, in order), not a scan.
+fn is_iso_4217(code: [u8; 3]) -> bool {
+    let table = ISO_4217.as_bytes();
+    let entries = table.len().div_ceil(4);
+    let (mut low, mut high) = (0, entries);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let entry = &table[middle * 4..middle * 4 + 3];
+        match entry.cmp(&code[..]) {
+            std::cmp::Ordering::Equal => return true,
+            std::cmp::Ordering::Less => low = middle + 1,
+            std::cmp::Ordering::Greater => high = middle,
+        }
+    }
+    false
+}
+
 /// An ISO 4217 currency code such as `USD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -34,7 +52,7 @@ impl Currency {
         let bytes = raw.as_bytes();
         let known = bytes.len() == 3
             && bytes.iter().all(u8::is_ascii_uppercase)
-            && ISO_4217.split(' ').any(|code| code == raw);
+            && is_iso_4217([bytes[0], bytes[1], bytes[2]]);
         if !known {
             return Err(FieldError::new(
                 "currency",
@@ -173,6 +191,24 @@ impl From<Price> for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_currency_table_is_ordered_three_letter_codes_so_it_can_be_searched() {
+        let codes: Vec<&str> = ISO_4217.split(' ').collect();
+        assert!(codes.len() > 150);
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+        );
+        assert!(codes.windows(2).all(|pair| pair[0] < pair[1]), "sorted");
+        for code in &codes {
+            assert!(Currency::parse(code).is_ok(), "{code}");
+        }
+        for unknown in ["AAA", "ZZZ", "USE", "XXX", "usd", "US", "USDD"] {
+            assert!(Currency::parse(unknown).is_err(), "{unknown}");
+        }
+    }
 
     #[test]
     fn money_refuses_to_mix_currencies_or_overflow() {

@@ -4,8 +4,8 @@
 //!
 //! Pub/sub delivers only to connected subscribers, so the listener tells its listener when the
 //! feed is up and when it may have missed something: the connection dropped, a command on it
-//! failed, or a PING went unanswered within the command timeout (a frozen server keeps the
-//! socket open). On a Redis Cluster a message published on any node reaches subscribers on every
+//! failed, or a PING (one a second) went unanswered within three command timeouts (a frozen
+//! server keeps the socket open). On a Redis Cluster a message published on any node reaches subscribers on every
 //! node, so the listener subscribes on one seed node, moving to the next when it fails.
 
 use std::sync::Arc;
@@ -21,6 +21,10 @@ use crate::connection::{RedisConnection, RedisSettings};
 
 /// How often the listener checks that its subscription is alive.
 const PING_EVERY: Duration = Duration::from_secs(1);
+/// How many command timeouts a PING may take before the feed is declared down: an overloaded
+/// process answers late without Redis being gone, and declaring the feed down empties the
+/// in-process cache, which would only add load.
+const PING_PATIENCE: u32 = 3;
 /// The pause before subscribing again after the feed failed.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
@@ -105,9 +109,10 @@ impl RedisInvalidations {
                     }
                 }
                 _ = ping.tick() => {
-                    tokio::time::timeout(self.timeout, sink.ping::<redis::Value>())
+                    let patience = self.timeout * PING_PATIENCE;
+                    tokio::time::timeout(patience, sink.ping::<redis::Value>())
                         .await
-                        .map_err(|_| anyhow!("no answer to PING within {:?}", self.timeout))??;
+                        .map_err(|_| anyhow!("no answer to PING within {patience:?}"))??;
                 }
             }
         }

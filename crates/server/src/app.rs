@@ -146,6 +146,7 @@ impl Components {
                 .hash_concurrency
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             queue_timeout: Settings::ms(settings.hash_queue_timeout_ms),
+            niceness: settings.hash_niceness,
         })?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Ids);

@@ -123,6 +123,10 @@ pub struct Settings {
     /// `STRATA_HASH_QUEUE_TIMEOUT_MS`: wait for a hashing slot before answering 503.
     #[serde(default = "default_hash_queue_ms")]
     pub hash_queue_timeout_ms: u64,
+    /// `STRATA_HASH_NICENESS`: the hashing threads' niceness, 0–19 (higher leaves more of a
+    /// contended CPU to the async workers, at the hashes' expense).
+    #[serde(default = "default_hash_niceness")]
+    pub hash_niceness: u8,
     /// `STRATA_CACHE_TTL_SECS`.
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl_secs: u64,
@@ -315,6 +319,9 @@ fn default_export_batch_size() -> usize {
 fn default_cache_ttl() -> u64 {
     300
 }
+fn default_hash_niceness() -> u8 {
+    strata_services::password::DEFAULT_NICENESS
+}
 fn default_local_cache_ttl() -> u64 {
     30
 }
@@ -474,6 +481,12 @@ impl Settings {
             return Err(config_error(
                 "STRATA_EXPORT_BATCH_SIZE",
                 "must be between 1 and 50000",
+            ));
+        }
+        if self.hash_niceness > 19 {
+            return Err(config_error(
+                "STRATA_HASH_NICENESS",
+                "must be between 0 and 19",
             ));
         }
         if self.db_pool_size == 0 {

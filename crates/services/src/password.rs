@@ -9,9 +9,9 @@
 //! Each pool thread keeps its ~19 MiB of working memory from one hash to the next: memory stays at
 //! `max_concurrent` blocks however many logins come, and no hash pays for faulting in fresh pages.
 //!
-//! The pool's threads run at the lowest scheduling priority (nice 19): during a login storm the
-//! hashes still take whatever CPU is spare, but an async worker that wakes up (a health check, a
-//! cached read) gets a core at once instead of waiting for a hash's time slice to end.
+//! The pool's threads can run at a lower scheduling priority (`niceness`), so that an async
+//! worker that wakes up during a login storm gets a contended core sooner; by default they do not,
+//! as it costs logins more than it gains latency (see [`DEFAULT_NICENESS`]).
 //!
 //! Hashes are PHC strings, which carry the algorithm, version and parameters; a hash made with other
 //! parameters than the current ones is reported as `needs_rehash`, so raising the cost later
@@ -41,6 +41,8 @@ pub struct Argon2Settings {
     pub max_concurrent: usize,
     /// How long a caller may wait for a free slot before being shed.
     pub queue_timeout: Duration,
+    /// The hashing threads' niceness (0 = as the async workers, 19 = only what they leave).
+    pub niceness: u8,
 }
 
 impl Default for Argon2Settings {
@@ -51,9 +53,15 @@ impl Default for Argon2Settings {
             parallelism: Params::DEFAULT_P_COST,
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue_timeout: Duration::from_secs(5),
+            niceness: DEFAULT_NICENESS,
         }
     }
 }
+
+/// The hashing threads' default niceness: none. Measured on two cores (docs/performance.md),
+/// raising it hardly shortened health checks' p99 during a login storm (7.3 → 6.2 ms at 19) but
+/// cost logins (123 → 103 per second, and 503s in the storm at 19).
+pub const DEFAULT_NICENESS: u8 = 0;
 
 /// The argon2id [`PasswordHasher`].
 #[derive(Clone)]
@@ -84,10 +92,11 @@ impl Argon2Hasher {
         )
         .map_err(|e| anyhow!("invalid argon2 parameters: {e}"))?;
         let threads = settings.max_concurrent.max(1);
+        let niceness = settings.niceness.min(19);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|index| format!("strata-hash-{index}"))
-            .start_handler(|_| lower_priority())
+            .start_handler(move |_| lower_priority(niceness))
             .build()
             .context("cannot start the password hashing threads")?;
         let mut salt_source = [0u8; 32];
@@ -150,16 +159,36 @@ impl Argon2Hasher {
     }
 }
 
-/// Drops the calling thread to the lowest priority of the normal scheduler. Lowering one's own
-/// priority needs no privilege; should the system refuse anyway, hashing goes on at the normal one.
-fn lower_priority() {
-    if let Err(error) =
-        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
-    {
-        tracing::warn!(
-            ?error,
-            "could not lower the password hashing thread's priority"
-        );
+/// Sets the calling thread's niceness. Raising one's own niceness needs no privilege; should the
+/// system refuse anyway, hashing goes on at the normal priority.
+fn lower_priority(niceness: u8) {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
+    if niceness == 0 {
+        return;
+    }
+    // The crate spreads its 0–99 scale over niceness 19…-20 (a test reads the result back).
+    let value = (0_u8..=99)
+        .find(|&p| {
+            let ratio = 1.0 - f32::from(p) / 99.0;
+            // Truncation is the crate's own rounding.
+            #[allow(clippy::cast_possible_truncation)]
+            let nice = (39.0 * ratio) as i8 - 20;
+            nice <= i8::try_from(niceness).unwrap_or(19)
+        })
+        .unwrap_or(0);
+    let priority = ThreadPriorityValue::try_from(value).map(ThreadPriority::Crossplatform);
+    let result = priority.map_err(|e| format!("{e:?}")).and_then(|priority| {
+        thread_priority::set_thread_priority_and_policy(
+            thread_priority::thread_native_id(),
+            priority,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+        )
+        .map_err(|e| format!("{e:?}"))
+    });
+    if let Err(error) = result {
+        tracing::warn!(%error, "could not lower the password hashing threads' priority");
     }
 }
 
@@ -278,6 +307,7 @@ mod tests {
             parallelism: 1,
             max_concurrent: 1,
             queue_timeout: Duration::from_millis(10),
+            niceness: 0,
         }
     }
 
@@ -371,6 +401,25 @@ mod tests {
         let verdict = stronger.verify(&password("correct horse"), &hash).await?;
         assert!(verdict.matches && verdict.needs_rehash);
         Ok(())
+    }
+
+    #[test]
+    fn hashing_threads_run_at_the_configured_niceness() {
+        // Field 19 of /proc/thread-self/stat (after the parenthesised name) is the niceness.
+        fn own_niceness() -> i64 {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            after_name.split(' ').nth(16).unwrap().parse().unwrap()
+        }
+        for niceness in [0_u8, 5, 10, 19] {
+            let seen = std::thread::spawn(move || {
+                lower_priority(niceness);
+                own_niceness()
+            })
+            .join()
+            .unwrap();
+            assert_eq!(seen, i64::from(niceness));
+        }
     }
 
     #[tokio::test]
