@@ -470,6 +470,8 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let state = components.app_state();
+        let redis = components.redis.clone();
+        tokio::spawn(async move { redis.warm_up().await });
         let mut server = HttpServer::new(move || build_app(state.clone()))
             .disable_signals()
             .shutdown_timeout(settings.shutdown_timeout_secs);

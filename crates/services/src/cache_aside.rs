@@ -18,7 +18,8 @@ use crate::failure::Failure;
 use crate::local_cache::{LocalCache, Shared};
 use crate::single_flight::SingleFlight;
 
-type Loaded<T> = Result<Option<Arc<Shared<T>>>, Arc<PortError>>;
+/// What one fetch found, and whether the shared cache had it.
+type Loaded<T> = Result<(Option<Arc<Shared<T>>>, bool), Arc<PortError>>;
 
 /// Reads answered from the cache.
 pub(crate) const HITS: &str = "cache_hits_total";
@@ -108,29 +109,20 @@ where
         }
         // Read before the fetch: a write heard of meanwhile keeps the fetched value out.
         let seen = local.map(|local| local.generation(key));
-        match self.cache.get(key).await {
-            Ok(Some(json)) => match serde_json::from_str::<T>(&json) {
-                Ok(value) => {
-                    self.counters().hits.increment(1);
+        // One fetch per key at a time, the shared cache's read included: a burst of readers of a
+        // key missing from this process (its copy expired, say) costs one Redis round trip, not
+        // one each, and cannot pile up on Redis until it times out and sends them all to the
+        // database.
+        let fetched = self
+            .loads
+            .run(key, || async {
+                if let Some(value) = self.from_shared_cache(key).await {
                     let value = Arc::new(Shared::new(value));
                     if let (Some(local), Some(seen)) = (local, seen) {
                         local.insert(key, value.clone(), seen);
                     }
-                    return Ok(Some(value));
+                    return Ok((Some(value), true));
                 }
-                Err(error) => tracing::warn!(%key, %error, "unreadable cache entry; reloading"),
-            },
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(%key, %error, "cache unavailable; reading from the database")
-            }
-        }
-        // Every caller not served by the cache counts, even when single-flight has it wait for
-        // another caller's load: the ratio then says how often readers missed the cache.
-        self.counters().misses.increment(1);
-        let loaded = self
-            .loads
-            .run(key, || async {
                 let value = load()
                     .await
                     .map_err(Arc::new)?
@@ -150,10 +142,44 @@ where
                         }
                     }
                 }
-                Ok(value)
+                Ok((value, false))
             })
             .await;
-        loaded.map_err(|shared| shared_failure(&shared))
+        // Every caller counts, waiters included, as what served it: the ratio then says how
+        // often readers missed the cache.
+        match fetched {
+            Ok((value, from_cache)) => {
+                let counters = self.counters();
+                if from_cache {
+                    counters.hits.increment(1);
+                } else {
+                    counters.misses.increment(1);
+                }
+                Ok(value)
+            }
+            Err(shared) => {
+                self.counters().misses.increment(1);
+                Err(shared_failure(&shared))
+            }
+        }
+    }
+
+    /// The value in the shared cache, if it holds a readable one; an unreachable cache is a miss.
+    async fn from_shared_cache(&self, key: &str) -> Option<T> {
+        match self.cache.get(key).await {
+            Ok(Some(json)) => match serde_json::from_str::<T>(&json) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    tracing::warn!(%key, %error, "unreadable cache entry; reloading");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%key, %error, "cache unavailable; reading from the database");
+                None
+            }
+        }
     }
 
     async fn store(&self, key: &str, value: &T) {
