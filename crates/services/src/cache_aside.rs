@@ -116,7 +116,7 @@ where
         let fetched = self
             .loads
             .run(key, || async {
-                if let Some(value) = self.from_shared_cache(key).await {
+                if let Some(value) = self.read_shared_cache(key).await {
                     let value = Arc::new(Shared::new(value));
                     if let (Some(local), Some(seen)) = (local, seen) {
                         local.insert(key, value.clone(), seen);
@@ -165,7 +165,7 @@ where
     }
 
     /// The value in the shared cache, if it holds a readable one; an unreachable cache is a miss.
-    async fn from_shared_cache(&self, key: &str) -> Option<T> {
+    async fn read_shared_cache(&self, key: &str) -> Option<T> {
         match self.cache.get(key).await {
             Ok(Some(json)) => match serde_json::from_str::<T>(&json) {
                 Ok(value) => Some(value),
