@@ -8,14 +8,17 @@
 //!    the security headers and is logged once.
 //! 2. CORS: answers preflight requests before any budget, slot or credential is spent, and adds
 //!    its headers to every response, errors included, so that browsers can read problems.
-//! 3. Compression (gzip/br by `Accept-Encoding`), with [`mark_small_bodies`] just inside it:
+//! 3. Compression (gzip/br by `Accept-Encoding`), with the small-body marker just inside it:
 //!    compresses whatever the inner layers produce, except bodies under the threshold, where the
 //!    framing would cost more than it saves.
-//! 4. [`admit`] (a bound on in-flight requests): the cheapest refusal under overload, before any
+//! 4. Admission (a bound on in-flight requests): the cheapest refusal under overload, before any
 //!    Redis or database call is made for a request that would only queue.
-//! 5. [`rate_limit`]: one Redis round trip; a refused caller costs nothing more.
-//! 6. [`deadline`] (the request timeout): innermost, so it bounds exactly the work of extractors
+//! 5. Rate limiting: one Redis round trip; a refused caller costs nothing more.
+//! 6. The request timeout: innermost, so it bounds exactly the work of extractors
 //!    and handlers, and cancels it by dropping it.
+//!
+//! Layers 3 (the marker, not the compressor itself) to 6 run as one middleware, [`guard`]: one
+//! boxed future per request rather than one per layer.
 //!
 //! Metrics: [`REQUESTS_IN_FLIGHT`] counts admitted requests; [`RATE_LIMIT_REJECTIONS_TOTAL`]
 //! counts every 429, by route group.
@@ -400,31 +403,10 @@ fn edge_of(req: &ServiceRequest) -> Option<(Arc<Edge>, web::Data<AppState>)> {
     Some((state.edge.clone(), state))
 }
 
-/// Refuses a request with 503 when `max_in_flight` requests are being handled already, rather
-/// than queueing it until everything is slow.
-pub async fn admit(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some((edge, _)) = edge_of(&req) else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    };
-    let Ok(_slot) = edge.slots.clone().try_acquire_owned() else {
-        let error = ApiError::overloaded();
-        return Ok(req.into_response(error.error_response()));
-    };
-    let _in_flight = InFlight::enter();
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_boxed_body)
-}
-
-/// Spends the request's budget (per user with a valid token, else per client IP) and adds the
-/// `RateLimit-*` headers to the response; 429 with `Retry-After` once the budget is spent.
-pub async fn rate_limit(
+/// The layers between the compressor and the routes, in the order of the module docs — the
+/// small-body marker, admission, rate limiting, the request timeout — as one middleware: one boxed
+/// future per request instead of four.
+pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -434,12 +416,38 @@ pub async fn rate_limit(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
+    let mut response = admit(req, next, &edge, &state).await?;
+    mark_small_bodies(&mut response, edge.settings.compress_min_bytes);
+    Ok(response)
+}
+
+/// Refuses a request with 503 when `max_in_flight` requests are being handled already, rather
+/// than queueing it until everything is slow.
+async fn admit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    edge: &Edge,
+    state: &AppState,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Ok(_slot) = edge.slots.clone().try_acquire_owned() else {
+        let error = ApiError::overloaded();
+        return Ok(req.into_response(error.error_response()));
+    };
+    let _in_flight = InFlight::enter();
+    rate_limit(req, next, edge, state).await
+}
+
+/// Spends the request's budget (per user with a valid token, else per client IP) and adds the
+/// `RateLimit-*` headers to the response; 429 with `Retry-After` once the budget is spent.
+async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    edge: &Edge,
+    state: &AppState,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let group = route_group(req.method(), req.path());
     let (Some(group), true) = (group, edge.settings.rate_limiting) else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
+        return deadline(req, next, edge).await;
     };
     let budgets = edge.settings.budgets;
     let user = bearer(req.headers()).and_then(|token| state.auth.token_subject(token));
@@ -463,7 +471,7 @@ pub async fn rate_limit(
             Ok(req.into_response(rate_limited(&decision).error_response()))
         }
         Some(decision) => {
-            let mut response = next.call(req).await?.map_into_boxed_body();
+            let mut response = deadline(req, next, edge).await?;
             for (name, value) in rate_limit_headers(&decision) {
                 // A handler's own, stricter budget (per email) wins.
                 if !response.headers().contains_key(&name) {
@@ -472,25 +480,17 @@ pub async fn rate_limit(
             }
             Ok(response)
         }
-        None => next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body),
+        None => deadline(req, next, edge).await,
     }
 }
 
 /// Abandons a request that runs longer than the request timeout: the handler's future is dropped
 /// (its work stops at the next await) and the client gets 503 with Retry-After.
-pub async fn deadline(
+async fn deadline(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
+    edge: &Edge,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some((edge, _)) = edge_of(&req) else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    };
     let timeout = edge.settings.request_timeout;
     match tokio::time::timeout(timeout, next.call(req)).await {
         Ok(response) => response.map(ServiceResponse::map_into_boxed_body),
@@ -515,12 +515,7 @@ pub async fn deadline(
 
 /// Keeps small bodies out of the compressor: a body under the threshold is marked
 /// `Content-Encoding: identity` (which the compressor leaves alone); `observe` removes the marker.
-pub async fn mark_small_bodies(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let threshold = edge_of(&req).map_or(0, |(edge, _)| edge.settings.compress_min_bytes);
-    let mut response = next.call(req).await?.map_into_boxed_body();
+fn mark_small_bodies(response: &mut ServiceResponse<BoxBody>, threshold: u64) {
     let small = match response.response().body().size() {
         BodySize::Sized(size) => size < threshold,
         BodySize::None => true,
@@ -532,10 +527,9 @@ pub async fn mark_small_bodies(
             HeaderValue::from_static("identity"),
         );
     }
-    Ok(response)
 }
 
-/// Removes the `identity` marker of [`mark_small_bodies`] before the response leaves.
+/// Removes the `identity` marker of the small-body marker before the response leaves.
 pub fn unmark_identity(headers: &mut HeaderMap) {
     if headers
         .get(header::CONTENT_ENCODING)

@@ -77,10 +77,7 @@ pub fn build_app(
         .configure(openapi::configure)
         .default_service(web::to(unmatched))
         // Innermost first; edge.rs explains the order.
-        .wrap(from_fn(edge::deadline))
-        .wrap(from_fn(edge::rate_limit))
-        .wrap(from_fn(edge::admit))
-        .wrap(from_fn(edge::mark_small_bodies))
+        .wrap(from_fn(edge::guard))
         .wrap(Compress::default())
         .wrap(edge::cors(&edge.cors_origins))
         .wrap(Condition::new(

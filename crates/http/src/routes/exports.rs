@@ -8,7 +8,7 @@
 //! the server's memory, and a client that goes away drops the stream, which stops the export (no
 //! further query; no connection is held between batches).
 //!
-//! The request timeout (`edge::deadline`) bounds the handler — opening the export — and not the
+//! The request timeout (the deadline in `edge::guard`) bounds the handler — opening the export — and not the
 //! body: an export may stream for as long as the client keeps reading. Compression (gzip or br
 //! by `Accept-Encoding`) applies to the stream as to any body.
 
