@@ -155,14 +155,7 @@ pub async fn run(options: Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     environment(&mut serve, &stack, &url, port);
     let mut server = Supervised::spawn(serve, "the API under benchmark", shutdown)?;
     let pid = server.pid();
-    let driver = Driver {
-        wrk,
-        scripts: shared.join("wrk"),
-        logs: out.join("wrk"),
-        ids_file: out.join("product-ids.txt"),
-        token: String::new(),
-        shutdown: shutdown.clone(),
-    };
+    let driver = Driver::new(wrk, &shared, &out, "product-ids.txt", shutdown);
     let outcome = async {
         client::wait_ready(port, "the API under benchmark").await?;
         measure_strata(driver, &options, port, pid, &url).await
@@ -184,14 +177,8 @@ pub async fn run(options: Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     }
 
     let peers = if options.peers {
-        let driver = Driver {
-            wrk: system::find_program("wrk").context("wrk")?,
-            scripts: shared.join("wrk"),
-            logs: out.join("wrk"),
-            ids_file: out.join("peer-product-ids.txt"),
-            token: String::new(),
-            shutdown: shutdown.clone(),
-        };
+        let wrk = system::find_program("wrk").context("wrk")?;
+        let driver = Driver::new(wrk, &shared, &out, "peer-product-ids.txt", shutdown);
         let peers = tokio::select! {
             peers = measure_peers(driver, &options, &stack, &shared, shutdown) => peers,
             signal = shutdown.requested() => Err(Interrupted(signal).into()),
@@ -580,6 +567,20 @@ struct Driver {
     ids_file: PathBuf,
     token: String,
     shutdown: Shutdown,
+}
+
+impl Driver {
+    /// wrk with the shared scripts, logging under `out/wrk`, its product ids in `out/<ids>`.
+    fn new(wrk: PathBuf, shared: &Path, out: &Path, ids: &str, shutdown: &Shutdown) -> Self {
+        Self {
+            wrk,
+            scripts: shared.join("wrk"),
+            logs: out.join("wrk"),
+            ids_file: out.join(ids),
+            token: String::new(),
+            shutdown: shutdown.clone(),
+        }
+    }
 }
 
 /// One wrk invocation.
@@ -1049,14 +1050,8 @@ async fn without_local_cache(
     serve.env("STRATA_LOCAL_CACHE_ENABLED", "false");
     let mut server = Supervised::spawn(serve, "the API without its in-process cache", shutdown)?;
     let pid = server.pid();
-    let mut driver = Driver {
-        wrk: system::find_program("wrk").context("wrk")?,
-        scripts: shared.join("wrk"),
-        logs: out.join("wrk"),
-        ids_file: out.join("product-ids.txt"),
-        token: String::new(),
-        shutdown: shutdown.clone(),
-    };
+    let wrk = system::find_program("wrk").context("wrk")?;
+    let mut driver = Driver::new(wrk, shared, out, "product-ids.txt", shutdown);
     let outcome = async {
         client::wait_ready(port, "the API without its in-process cache").await?;
         driver

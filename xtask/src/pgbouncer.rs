@@ -72,30 +72,21 @@ pub async fn run(stack: &Stack, extra_args: &[String], shutdown: &Shutdown) -> a
         program.display(),
         pooler.address()
     );
-    let cargo = system::cargo();
-    let mut command = Command::new(&cargo);
-    if system::succeeds(&cargo, ["nextest", "--version"]) {
-        // The main step's arguments, so that nothing is rebuilt; the filter picks the binaries.
-        command.args([
-            "nextest",
-            "run",
-            "--workspace",
-            "--all-targets",
-            "--no-fail-fast",
-            "-E",
-            FILTER,
-        ]);
-    } else {
-        // `--test jobs` also picks the Redis adapter's `jobs` tests: harmless, and they are quick.
-        command.args(["test", "--workspace", "--no-fail-fast"]);
-        for target in test_targets()? {
-            command.args(["--test", &target]);
-        }
-        command.arg("--");
-        for module in SKIPPED_API_MODULES {
-            command.args(["--skip", module]);
-        }
-    }
+    let mut command = system::test_pass(
+        |command| {
+            // `--test jobs` also picks the Redis adapter's `jobs` tests: harmless, and quick.
+            command.args(["test", "--workspace", "--no-fail-fast"]);
+            for target in test_targets()? {
+                command.args(["--test", &target]);
+            }
+            command.arg("--");
+            for module in SKIPPED_API_MODULES {
+                command.args(["--skip", module]);
+            }
+            Ok(())
+        },
+        FILTER,
+    )?;
     command
         .env("DATABASE_URL", stack.maintenance_url())
         .env("REDIS_URL", stack.redis_url())
@@ -225,20 +216,8 @@ impl PrivatePgBouncer {
 
 impl Drop for PrivatePgBouncer {
     fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
         // SIGTERM is PgBouncer's immediate shutdown; the tests are over, nothing waits on it.
-        system::signal_process(self.child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        system::terminate(&mut self.child);
     }
 }
 

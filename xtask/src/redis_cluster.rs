@@ -67,28 +67,19 @@ async fn pass(shutdown: &Shutdown) -> anyhow::Result<()> {
             .join(", "),
         cluster.dir.display()
     );
-    let cargo = system::cargo();
-    let mut command = Command::new(&cargo);
-    if system::succeeds(&cargo, ["nextest", "--version"]) {
-        // The main step's arguments, so that nothing is rebuilt; the filter picks the binaries.
-        command.args([
-            "nextest",
-            "run",
-            "--workspace",
-            "--all-targets",
-            "--no-fail-fast",
-            "-E",
-            FILTER,
-        ]);
-    } else {
-        command.args([
-            "test",
-            "-p",
-            "strata-redis",
-            "--all-targets",
-            "--no-fail-fast",
-        ]);
-    }
+    let mut command = system::test_pass(
+        |command| {
+            command.args([
+                "test",
+                "-p",
+                "strata-redis",
+                "--all-targets",
+                "--no-fail-fast",
+            ]);
+            Ok(())
+        },
+        FILTER,
+    )?;
     command
         .env(CLUSTER_URLS_VARIABLE, cluster.seed_urls())
         .env_remove(PRIVATE_KNOB);

@@ -170,6 +170,61 @@ pub fn signal_process(pid: u32, signal: &str) {
     send_signal(&pid.to_string(), signal);
 }
 
+/// How [`terminate`] ended a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It had exited before.
+    Already,
+    /// It exited on SIGTERM.
+    OnTerm,
+    /// It had to be killed.
+    Killed,
+}
+
+/// Stops a child server: SIGTERM, then SIGKILL if it has not exited within five seconds. For
+/// `Drop` impls, so it blocks.
+pub fn terminate(child: &mut std::process::Child) -> Ended {
+    if let Ok(Some(_)) = child.try_wait() {
+        return Ended::Already;
+    }
+    signal_process(child.id(), "TERM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Ended::OnTerm;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ended::Killed
+}
+
+/// `cargo nextest run` of the binaries `filter` picks, with the suite's main-step arguments (so
+/// nothing is rebuilt); without nextest, `cargo test` with the arguments `fallback` adds. For the
+/// suite's extra passes against other servers.
+pub fn test_pass(
+    fallback: impl FnOnce(&mut tokio::process::Command) -> anyhow::Result<()>,
+    filter: &str,
+) -> anyhow::Result<tokio::process::Command> {
+    let cargo = cargo();
+    let mut command = tokio::process::Command::new(&cargo);
+    if succeeds(&cargo, ["nextest", "--version"]) {
+        command.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-targets",
+            "--no-fail-fast",
+            "-E",
+            filter,
+        ]);
+    } else {
+        fallback(&mut command)?;
+    }
+    Ok(command)
+}
+
 /// Sends `signal` to every process of a process group.
 pub fn signal_group(pgid: u32, signal: &str) {
     send_signal(&format!("-{pgid}"), signal);

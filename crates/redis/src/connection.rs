@@ -292,10 +292,7 @@ impl RedisConnection {
                             .map(AnyConnection::Cluster),
                     }
                 };
-                tokio::time::timeout(self.timeout, connect)
-                    .await
-                    .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?
-                    .map_err(map_error)
+                self.connect_in_time(connect).await
             })
             .await?;
         Ok(connection.clone())
@@ -320,6 +317,14 @@ impl RedisConnection {
                     .map(AnyConnection::Cluster),
             }
         };
+        self.connect_in_time(connect).await
+    }
+
+    /// `connect`, bounded by the timeout.
+    async fn connect_in_time(
+        &self,
+        connect: impl Future<Output = RedisResult<AnyConnection>>,
+    ) -> Result<AnyConnection, PortError> {
         tokio::time::timeout(self.timeout, connect)
             .await
             .map_err(|_| PortError::unavailable(anyhow!("timed out connecting to Redis")))?

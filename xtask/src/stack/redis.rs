@@ -104,28 +104,18 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
         // SIGTERM lets it remove its pid file; nothing is persisted either way.
-        system::signal_process(self.child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                eprintln!(
-                    "xtask: redis: stopped the private server (port {})",
-                    self.port
-                );
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match system::terminate(&mut self.child) {
+            system::Ended::Already => {}
+            system::Ended::OnTerm => eprintln!(
+                "xtask: redis: stopped the private server (port {})",
+                self.port
+            ),
+            system::Ended::Killed => eprintln!(
+                "xtask: redis: killed the private server (port {})",
+                self.port
+            ),
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!(
-            "xtask: redis: killed the private server (port {})",
-            self.port
-        );
     }
 }
 
