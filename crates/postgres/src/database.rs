@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::anyhow;
 use async_trait::async_trait;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::AsyncConnection as _;
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, PoolError, PoolableConnection as _,
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection as _,
 };
 use strata_ports::{HealthCheck, PortError};
 use tracing::Instrument as _;
@@ -86,7 +87,26 @@ impl Database {
     /// Builds the pool without connecting: the server starts (and reports not ready) even while
     /// PostgreSQL is down, and connects as soon as it answers.
     pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Self {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        // Each connection's I/O task runs where the connection is made. Made on the runtime that
+        // builds the pool (the process's main one), it is not queued behind thousands of HTTP
+        // requests on a saturated worker's event loop, where every query of that worker's
+        // requests would wait for it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            config.custom_setup = Box::new(move |url| {
+                let url = url.to_owned();
+                let made = runtime.spawn(async move { AsyncPgConnection::establish(&url).await });
+                Box::pin(async move {
+                    made.await.map_err(|error| {
+                        diesel::ConnectionError::BadConnection(format!(
+                            "connecting was abandoned: {error}"
+                        ))
+                    })?
+                })
+            });
+        }
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
         let pool = Pool::builder()
             .max_size(settings.max_size)
             .min_idle(Some(0))
