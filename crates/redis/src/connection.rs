@@ -261,14 +261,6 @@ impl RedisConnection {
         matches!(*self.topology, Topology::Cluster { .. })
     }
 
-    /// Makes the shared connection now, from the calling task: its I/O task then runs on the
-    /// caller's runtime (the process's main one, when called at start-up) rather than on whichever
-    /// HTTP worker happens to need Redis first, where a busy event loop would delay every other
-    /// worker's answers. A failure is left for the first real use to report.
-    pub async fn warm_up(&self) {
-        let _ = self.shared().await;
-    }
-
     /// The connection every adapter shares, made on first use (again after a failed attempt).
     pub(crate) async fn shared(&self) -> Result<AnyConnection, PortError> {
         let connection = self

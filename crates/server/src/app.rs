@@ -470,9 +470,11 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let state = components.app_state();
-        let redis = components.redis.clone();
-        tokio::spawn(async move { redis.warm_up().await });
         let mut server = HttpServer::new(move || build_app(state.clone()))
+            // actix answers 408 to a connection whose request head has not been read within this
+            // (default 5 s), counted from the accept: under a surge of connections the server,
+            // not the client, is what is slow, so it gets as long as a request may take.
+            .client_request_timeout(Settings::ms(settings.request_timeout_ms))
             .disable_signals()
             .shutdown_timeout(settings.shutdown_timeout_secs);
         if let Some(workers) = settings.workers {
