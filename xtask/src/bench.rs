@@ -153,6 +153,7 @@ pub async fn run(options: Options, shutdown: &Shutdown) -> anyhow::Result<()> {
     let mut serve = Command::new(&strata);
     serve.arg("serve");
     environment(&mut serve, &stack, &url, port);
+    serve.stdout(server_log(&out, "strata")?);
     let mut server = Supervised::spawn(serve, "the API under benchmark", shutdown)?;
     let pid = server.pid();
     let driver = Driver::new(wrk, &shared, &out, "product-ids.txt", shutdown);
@@ -466,8 +467,7 @@ fn environment(command: &mut Command, stack: &Stack, url: &str, port: u16) {
         .env("STRATA_HOST", "127.0.0.1")
         .env("STRATA_SHUTDOWN_GRACE_SECS", "0")
         .env("STRATA_RATE_LIMIT_ENABLED", "false")
-        .env_remove(PRIVATE_KNOB)
-        .stdout(Stdio::null());
+        .env_remove(PRIVATE_KNOB);
     for (name, value) in tuning() {
         if std::env::var_os(name).is_none() {
             command.env(name, value);
@@ -484,6 +484,13 @@ fn tuning() -> [(&'static str, String); 5] {
         ("STRATA_ARGON2_ITERATIONS", "2".to_owned()),
         ("STRATA_ARGON2_PARALLELISM", "1".to_owned()),
     ]
+}
+
+/// The server's log (warnings and errors: `STRATA_LOG=warn`), kept as `out/<name>.log` so that a
+/// non-2xx in the table can be traced to its cause.
+fn server_log(out: &Path, name: &str) -> anyhow::Result<std::fs::File> {
+    let path = out.join(format!("{name}.log"));
+    std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))
 }
 
 /// The effective `STRATA_*` tuning, for the report.
@@ -896,6 +903,18 @@ impl Driver {
             url: base.to_owned(),
             seconds: options.duration.max(5),
         };
+        // Like every scenario, a warm-up first (at the ordinary connection count): it brings the
+        // cache to what get_product measures, hits. Earlier scenarios (create_order) invalidate
+        // products, and 10,000 readers arriving on a cold cache measure a stampede instead
+        // (docs/performance.md).
+        let warmup = Load {
+            conns: options.connections,
+            seconds: options.warmup(),
+            ..load.clone()
+        };
+        if let Err(error) = self.wrk(&warmup, "c10k-warmup").await {
+            eprintln!("bench: {label} c10k warm-up: {error:#}");
+        }
         eprintln!(
             "bench: {label} c10k: {} s at {C10K} connections",
             load.seconds
@@ -1047,6 +1066,7 @@ async fn without_local_cache(
     let mut serve = Command::new(strata);
     serve.arg("serve");
     environment(&mut serve, stack, url, port);
+    serve.stdout(server_log(out, NO_LOCAL_CACHE)?);
     serve.env("STRATA_LOCAL_CACHE_ENABLED", "false");
     let mut server = Supervised::spawn(serve, "the API without its in-process cache", shutdown)?;
     let pid = server.pid();
