@@ -206,6 +206,27 @@ impl TestDatabase {
             },
         )
     }
+
+    /// A separate pool of exactly one connection: every statement of a test runs on it (to
+    /// observe one connection's statements, or reuse its prepared ones).
+    pub fn single_connection(&self) -> Database {
+        Database::connect_lazy(
+            &self.url,
+            &PoolSettings {
+                max_size: 1,
+                ..PoolSettings::default()
+            },
+        )
+    }
+}
+
+/// The single `bigint` that `sql` selects as `n` (a test's count of rows).
+pub async fn count(db: &Database, sql: &str) -> anyhow::Result<i64> {
+    let mut conn = db.connection().await?;
+    Ok(diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await?
+        .n)
 }
 
 /// Now, at PostgreSQL's precision (microseconds), so stored and returned times compare equal.

@@ -16,9 +16,7 @@ use strata_domain::{
 };
 use strata_ports::{AnalyticsRepository, Job, JobRepository, JobStatus, ReportRepository};
 use strata_postgres::testing::{TestDatabase, insert_user, now};
-use strata_postgres::{
-    Database, PgAnalyticsRepository, PgJobRepository, PgReportRepository, PoolSettings,
-};
+use strata_postgres::{Database, PgAnalyticsRepository, PgJobRepository, PgReportRepository};
 use uuid::Uuid;
 
 fn at(rfc3339: &str) -> DateTime<Utc> {
@@ -530,13 +528,7 @@ async fn a_column_added_after_a_report_started_does_not_break_the_next_start() -
 {
     let test_db = TestDatabase::create().await?;
     // One connection, so that the second start runs the statement the first one prepared.
-    let db = Database::connect_lazy(
-        test_db.url(),
-        &PoolSettings {
-            max_size: 1,
-            ..PoolSettings::default()
-        },
-    );
+    let db = test_db.single_connection();
     let admin = insert_user(&db, "admin@example.com").await?;
     let reports = PgReportRepository::new(db.clone());
     let first = queued_report(admin);

@@ -18,7 +18,7 @@ use strata_ports::{
     IdempotencyClaim, InvoicePageKey, NewSubscription, PlanChange, PlanRepository, Recorded,
     RenewalPass, SubscriptionRepository, SubscriptionWriteError,
 };
-use strata_postgres::testing::{TestDatabase, insert_user, now};
+use strata_postgres::testing::{TestDatabase, count, insert_user, now};
 use strata_postgres::{Database, PgPlanRepository, PgSubscriptionRepository};
 use uuid::Uuid;
 
@@ -139,21 +139,6 @@ fn created(
     }
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(db: &Database, sql: &str) -> i64 {
-    let mut conn = db.connection().await.unwrap();
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
-
 /// Every invoice of `user_id`, newest first, in one page.
 async fn all_invoices(subscriptions: &PgSubscriptionRepository, user_id: UserId) -> Vec<Invoice> {
     subscriptions.invoices(user_id, None, 10_000).await.unwrap()
@@ -234,10 +219,17 @@ async fn a_subscription_is_stored_with_its_invoice_and_a_second_live_one_is_refu
         "{second:?}"
     );
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM subscriptions").await,
+        count(&db, "SELECT count(*) AS n FROM subscriptions")
+            .await
+            .unwrap(),
         1
     );
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM invoices").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM invoices")
+            .await
+            .unwrap(),
+        1
+    );
 
     // Cancelled now, it is still the current one (the most recent) until another starts.
     let later = now() + chrono::Duration::seconds(5);
@@ -295,10 +287,17 @@ async fn a_keyed_create_replays_its_first_result_and_a_different_request_is_key_
         Some(first.subscription.clone())
     );
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM subscriptions").await,
+        count(&db, "SELECT count(*) AS n FROM subscriptions")
+            .await
+            .unwrap(),
         1
     );
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM invoices").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM invoices")
+            .await
+            .unwrap(),
+        1
+    );
 
     // A refused create leaves no key behind: the same key works once the refusal's cause is gone.
     let refused = NewSubscription {
@@ -346,10 +345,17 @@ async fn concurrent_keyed_creates_make_one_subscription_and_replay_it() -> anyho
     assert_eq!((first.len(), replays.len()), (1, 9));
     assert!(replays.iter().all(|replay| replay == &first[0]));
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM subscriptions").await,
+        count(&db, "SELECT count(*) AS n FROM subscriptions")
+            .await
+            .unwrap(),
         1
     );
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM invoices").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM invoices")
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(
         subscriptions.current(ada).await?,
         Some(first[0].subscription.clone())
@@ -381,10 +387,17 @@ async fn concurrent_creates_without_a_key_make_exactly_one_live_subscription() -
     }
     assert_eq!((won, refused), (1, 9));
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM subscriptions").await,
+        count(&db, "SELECT count(*) AS n FROM subscriptions")
+            .await
+            .unwrap(),
         1
     );
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM invoices").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM invoices")
+            .await
+            .unwrap(),
+        1
+    );
     Ok(())
 }
 
@@ -437,7 +450,8 @@ async fn a_plan_change_applies_with_its_proration_invoice_unless_the_subscriptio
             &db,
             "SELECT count(*) AS n FROM invoices WHERE kind = 'proration'"
         )
-        .await,
+        .await
+        .unwrap(),
         1
     );
 
@@ -472,7 +486,8 @@ async fn a_plan_change_applies_with_its_proration_invoice_unless_the_subscriptio
             &db,
             "SELECT count(*) AS n FROM invoices WHERE kind = 'proration'"
         )
-        .await,
+        .await
+        .unwrap(),
         2
     );
 
@@ -511,7 +526,9 @@ async fn find_replay_reads_a_keys_earlier_result_without_claiming_it() -> anyhow
     let up = claim("subscriptions.change_plan", "up", "to-pro");
     assert_eq!(subscriptions.find_replay(ada, &up).await?, None);
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM idempotency_keys").await,
+        count(&db, "SELECT count(*) AS n FROM idempotency_keys")
+            .await
+            .unwrap(),
         0,
         "a look does not claim"
     );
@@ -824,7 +841,8 @@ async fn concurrent_renewal_passes_bill_every_elapsed_period_exactly_once() -> a
             &db,
             "SELECT count(*) AS n FROM invoices WHERE kind = 'renewal'"
         )
-        .await,
+        .await
+        .unwrap(),
         i64::try_from(renewals.len())?
     );
     Ok(())
@@ -870,7 +888,8 @@ async fn a_period_already_invoiced_is_not_billed_twice_even_past_the_row_locks()
             &db,
             "SELECT count(*) AS n FROM invoices WHERE kind = 'renewal'"
         )
-        .await,
+        .await
+        .unwrap(),
         1
     );
     let current = subscriptions.current(ada).await?.expect("stored");

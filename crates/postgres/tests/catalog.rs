@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::QueryableByName;
 use diesel::connection::InstrumentationEvent;
-use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use strata_domain::{
     Currency, Description, IdempotencyKey, InvalidTransition, Order, OrderId, OrderRejection,
@@ -22,8 +20,8 @@ use strata_ports::{
     ProductRepository, ProductSort, ProductWriteError, SortDirection, StockAdjustError,
     TransitionError,
 };
-use strata_postgres::testing::{TestDatabase, insert_user, now};
-use strata_postgres::{Database, PgOrderRepository, PgProductRepository, PoolSettings};
+use strata_postgres::testing::{TestDatabase, count, insert_user, now};
+use strata_postgres::{Database, PgOrderRepository, PgProductRepository};
 use uuid::Uuid;
 
 fn usd() -> Currency {
@@ -118,21 +116,6 @@ fn placed(placement: Result<Placement, PlaceOrderError>) -> Order {
         Ok(Placement::Placed(order)) => order,
         other => panic!("expected a placed order, got {other:?}"),
     }
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(db: &Database, sql: &str) -> i64 {
-    let mut conn = db.connection().await.unwrap();
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
 }
 
 #[tokio::test]
@@ -372,7 +355,12 @@ async fn an_order_captures_prices_and_keeps_its_lines_in_request_order() -> anyh
         ]
     );
     assert_eq!(stock_of(&db, desk.id).await, 1);
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM orders").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM orders")
+            .await
+            .unwrap(),
+        1
+    );
     Ok(())
 }
 
@@ -413,9 +401,16 @@ async fn fifty_concurrent_orders_for_ten_units_place_exactly_ten() -> anyhow::Re
     }
     assert_eq!((placed, short), (10, 40));
     assert_eq!(stock_of(&db, lamp.id).await, 0);
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM orders").await, 10);
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM order_items").await,
+        count(&db, "SELECT count(*) AS n FROM orders")
+            .await
+            .unwrap(),
+        10
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM order_items")
+            .await
+            .unwrap(),
         10
     );
     Ok(())
@@ -456,7 +451,12 @@ async fn concurrent_duplicates_of_one_idempotency_key_place_once_and_replay_that
     assert_eq!((first.len(), replays.len()), (1, 9));
     assert!(replays.iter().all(|replay| replay == &first[0]));
     assert_eq!(stock_of(&db, lamp.id).await, 7, "stock is taken once");
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM orders").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM orders")
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(orders.find(first[0].id).await?, Some(first[0].clone()));
     Ok(())
 }
@@ -636,10 +636,17 @@ async fn a_refused_order_leaves_no_key_behind_so_a_retry_after_restocking_succee
         }]
     );
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM idempotency_keys").await,
+        count(&db, "SELECT count(*) AS n FROM idempotency_keys")
+            .await
+            .unwrap(),
         0
     );
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM orders").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM orders")
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(stock_of(&db, lamp.id).await, 1);
 
     products.adjust_stock(lamp.id, 1, now()).await?;
@@ -833,13 +840,7 @@ async fn listing_orders_runs_the_same_two_statements_whatever_the_page_size() ->
 {
     let test_db = TestDatabase::create().await?;
     // One connection, so the repositories use the one that carries the instrumentation.
-    let db = Database::connect_lazy(
-        test_db.url(),
-        &PoolSettings {
-            max_size: 1,
-            ..PoolSettings::default()
-        },
-    );
+    let db = test_db.single_connection();
     let statements: Statements = Arc::default();
     {
         let log = Arc::clone(&statements);

@@ -8,6 +8,13 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::{BillingError, CatalogError, OrderError, UserError};
 
+/// A mocked clock that always says [`now`].
+pub(crate) fn fixed_clock() -> strata_ports::MockClock {
+    let mut clock = strata_ports::MockClock::new();
+    clock.expect_now().returning(now);
+    clock
+}
+
 /// The instant every mocked clock returns.
 pub(crate) fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)

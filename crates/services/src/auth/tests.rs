@@ -7,13 +7,14 @@ use chrono::{DateTime, TimeZone, Utc};
 use mockall::predicate::eq;
 use strata_domain::{DisplayName, Email, RefreshTokenRecord, Role, User, UserId};
 use strata_ports::{
-    CreateUserError, HashError, MockClock, MockIdGenerator, MockPasswordHasher,
-    MockRefreshTokenRepository, MockTokenBlacklist, MockUserRepository, PasswordVerdict, PortError,
-    RotateOutcome, UserCredentials,
+    CreateUserError, HashError, MockIdGenerator, MockPasswordHasher, MockRefreshTokenRepository,
+    MockTokenBlacklist, MockUserRepository, PasswordVerdict, PortError, RotateOutcome,
+    UserCredentials,
 };
 use uuid::Uuid;
 
 use super::*;
+use crate::test_support::fixed_clock;
 use crate::tokens::{JwtKey, JwtSettings};
 
 fn now() -> DateTime<Utc> {
@@ -69,8 +70,7 @@ impl Ports {
     }
 
     fn service(self) -> AuthService {
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(now);
+        let clock = fixed_clock();
         let mut ids = MockIdGenerator::new();
         ids.expect_new_id().returning(Uuid::now_v7);
         AuthService::new(

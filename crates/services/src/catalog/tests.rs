@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use mockall::predicate::eq;
 use strata_domain::{MAX_STOCK_DELTA, Role};
-use strata_ports::{MockCache, MockClock, MockIdGenerator, MockProductRepository, PortError};
+use strata_ports::{MockCache, MockIdGenerator, MockProductRepository, PortError};
 use uuid::Uuid;
 
 use super::*;
-use crate::test_support::{invalid_fields, now, pairs, principal, unavailable};
+use crate::test_support::{fixed_clock, invalid_fields, now, pairs, principal, unavailable};
 
 const TTL: Duration = Duration::from_secs(300);
 
@@ -61,8 +61,7 @@ impl Ports {
     }
 
     fn service(self) -> CatalogService {
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(now);
+        let clock = fixed_clock();
         CatalogService::new(
             Arc::new(self.products),
             Arc::new(self.cache),

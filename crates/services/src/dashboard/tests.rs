@@ -13,7 +13,7 @@ use tokio::sync::Barrier;
 use uuid::Uuid;
 
 use super::*;
-use crate::test_support::{now, principal, unavailable};
+use crate::test_support::{fixed_clock, now, principal, unavailable};
 
 const TTL: Duration = Duration::from_secs(30);
 const THRESHOLD: u32 = 10;
@@ -69,8 +69,7 @@ fn low(n: u128, stock: i64) -> StockLevel {
 }
 
 fn clock() -> Arc<MockClock> {
-    let mut clock = MockClock::new();
-    clock.expect_now().returning(now);
+    let clock = fixed_clock();
     Arc::new(clock)
 }
 

@@ -8,10 +8,10 @@ use strata_domain::IdempotencyKey;
 use strata_domain::{
     Currency, Money, OrderLine, Price, ProductId, ProductName, Quantity, Role, Sku,
 };
-use strata_ports::{IdempotencyClaim, MockCache, MockClock, MockIdGenerator, MockOrderRepository};
+use strata_ports::{IdempotencyClaim, MockCache, MockIdGenerator, MockOrderRepository};
 
 use super::*;
-use crate::test_support::{invalid_fields, now, pairs, principal, unavailable};
+use crate::test_support::{fixed_clock, invalid_fields, now, pairs, principal, unavailable};
 
 const WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -78,8 +78,7 @@ impl Ports {
     }
 
     fn service(self) -> OrderService {
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(now);
+        let clock = fixed_clock();
         OrderService::new(
             Arc::new(self.orders),
             Arc::new(self.cache),

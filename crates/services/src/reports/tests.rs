@@ -12,13 +12,12 @@ use strata_ports::{
 };
 
 use super::*;
-use crate::test_support::{now, principal, unavailable};
+use crate::test_support::{fixed_clock, now, principal, unavailable};
 
 const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn clock() -> Arc<MockClock> {
-    let mut clock = MockClock::new();
-    clock.expect_now().returning(now);
+    let clock = fixed_clock();
     Arc::new(clock)
 }
 

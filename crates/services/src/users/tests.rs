@@ -7,12 +7,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use mockall::predicate::eq;
 use strata_domain::{DisplayName, Email, Role, User, UserId};
 use strata_ports::{
-    MockCache, MockClock, MockPasswordHasher, MockRefreshTokenRepository, MockUserRepository,
-    PasswordVerdict, PortError, UserCredentials,
+    MockCache, MockPasswordHasher, MockRefreshTokenRepository, MockUserRepository, PasswordVerdict,
+    PortError, UserCredentials,
 };
 use uuid::Uuid;
 
 use super::*;
+use crate::test_support::fixed_clock;
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
@@ -59,8 +60,7 @@ impl Ports {
     }
 
     fn service(self) -> UserService {
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(now);
+        let clock = fixed_clock();
         UserService::new(
             Arc::new(self.users),
             Arc::new(self.refresh),
