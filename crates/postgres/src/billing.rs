@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::database::{Database, keyset, violates};
 use crate::idempotency::{Abort, KeyClaim, claim_key, peek_key, split, store_response};
+use crate::prepared::{LimitLiteral as _, PrepareOnce as _};
 use crate::schema::{invoices, plans, subscriptions};
 
 const ONE_LIVE_PER_USER: &str = "subscriptions_one_live_per_user";
@@ -237,6 +238,7 @@ async fn insert_invoice<E: From<PortError>>(
     let stored = diesel::insert_into(invoices::table)
         .values(&row)
         .returning(InvoiceRow::as_returning())
+        .prepared()
         .get_result(conn)
         .await?;
     stored.into_invoice().map_err(Abort::port)
@@ -289,6 +291,7 @@ async fn create_in(
     let inserted = diesel::insert_into(subscriptions::table)
         .values(SubscriptionRow::new(subscription))
         .returning(SubscriptionRow::as_returning())
+        .prepared()
         .get_result(conn)
         .await;
     let stored = match inserted {
@@ -330,6 +333,7 @@ async fn change_plan_in(
             subscriptions::updated_at.eq(subscription.updated_at),
         ))
         .returning(SubscriptionRow::as_returning())
+        .prepared()
         .get_result(conn)
         .await
         .optional()?;
@@ -401,6 +405,7 @@ async fn renew_due_in(
     let due = diesel::sql_query(DUE_SQL)
         .bind::<Timestamptz, _>(now)
         .bind::<BigInt, _>(limit)
+        .prepared()
         .load::<DueRow>(conn)
         .await?;
     let mut pass = RenewalPass {
@@ -472,6 +477,7 @@ async fn renew_due_in(
         .bind::<Array<Timestamptz>, _>(&invoices.period_starts)
         .bind::<Array<Timestamptz>, _>(&invoices.period_ends)
         .bind::<Timestamptz, _>(now)
+        .prepared()
         .execute(conn)
         .await?;
         if inserted != invoices.ids.len() {
@@ -494,6 +500,7 @@ async fn renew_due_in(
         .bind::<Array<Timestamptz>, _>(&period_starts)
         .bind::<Array<Timestamptz>, _>(&period_ends)
         .bind::<Timestamptz, _>(now)
+        .prepared()
         .execute(conn)
         .await?;
     }
@@ -508,6 +515,7 @@ async fn renew_due_in(
         .bind::<Array<SqlUuid>, _>(&ended_ids)
         .bind::<Array<Timestamptz>, _>(&ended_at)
         .bind::<Timestamptz, _>(now)
+        .prepared()
         .execute(conn)
         .await?;
     }
@@ -613,6 +621,7 @@ impl SubscriptionRepository for PgSubscriptionRepository {
                             subscriptions::updated_at.eq(now),
                         ))
                         .returning(SubscriptionRow::as_returning())
+                        .prepared()
                         .get_result(&mut conn)
                         .await
                         .optional()
@@ -628,6 +637,7 @@ impl SubscriptionRepository for PgSubscriptionRepository {
                             subscriptions::updated_at.eq(now),
                         ))
                         .returning(SubscriptionRow::as_returning())
+                        .prepared()
                         .get_result(&mut conn)
                         .await
                         .optional()
@@ -658,12 +668,12 @@ impl SubscriptionRepository for PgSubscriptionRepository {
         after: Option<InvoicePageKey>,
         limit: usize,
     ) -> Result<Vec<Invoice>, PortError> {
+        let page = limit;
         let limit = i64::try_from(limit).map_err(PortError::unexpected)?;
         let mut query = invoices::table
             .filter(invoices::user_id.eq(user_id.0))
             .select(InvoiceRow::as_select())
             .order((invoices::created_at.desc(), invoices::id.desc()))
-            .limit(limit)
             .into_boxed();
         if let Some(key) = after {
             query = query.filter(keyset!(
@@ -674,8 +684,12 @@ impl SubscriptionRepository for PgSubscriptionRepository {
                 key.id.0
             ));
         }
+        let query = query.limit_literal(limit).prepared();
         let mut conn = self.db.connection().await?;
-        let rows = self.db.timed(query.load(&mut conn)).await?;
-        rows.into_iter().map(InvoiceRow::into_invoice).collect()
+        let rows: Vec<InvoiceRow> = self.db.timed(query.load(&mut conn)).await?;
+        rows.into_iter()
+            .take(page)
+            .map(InvoiceRow::into_invoice)
+            .collect()
     }
 }

@@ -260,9 +260,10 @@ impl HealthCheck for Database {
     }
 
     async fn ping(&self) -> Result<(), PortError> {
+        use crate::prepared::PrepareOnce as _;
         use diesel_async::RunQueryDsl;
         let mut conn = self.connection().await?;
-        self.timed(diesel::sql_query("SELECT 1").execute(&mut conn))
+        self.timed(diesel::sql_query("SELECT 1").prepared().execute(&mut conn))
             .await
             .map(|_| ())
     }

@@ -14,6 +14,7 @@ use strata_domain::UserId;
 use strata_ports::{IdempotencyClaim, PortError};
 use uuid::Uuid;
 
+use crate::prepared::PrepareOnce as _;
 use crate::schema::idempotency_keys;
 
 /// Why a transaction closure gave up: a driver error (mapped by
@@ -116,6 +117,7 @@ pub(crate) async fn claim_key<T, E: From<PortError>>(
         })
         .on_conflict((idempotency_keys::user_id, idempotency_keys::key))
         .do_nothing()
+        .prepared()
         .execute(conn)
         .await?;
     if claimed == 1 {
@@ -191,6 +193,7 @@ pub(crate) async fn store_response<E: From<PortError>>(
         idempotency_keys::resource_id.eq(resource_id),
         idempotency_keys::response.eq(response),
     ))
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())

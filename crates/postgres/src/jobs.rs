@@ -14,6 +14,7 @@ use strata_ports::{Job, JobRepository, JobStatus, PortError};
 use uuid::Uuid;
 
 use crate::database::Database;
+use crate::prepared::PrepareOnce as _;
 use crate::schema::{job_ticks, jobs};
 
 /// The statuses a job can still leave.
@@ -96,6 +97,7 @@ impl JobRepository for PgJobRepository {
             .timed(
                 diesel::insert_into(jobs::table)
                     .values(&row)
+                    .prepared()
                     .execute(&mut conn),
             )
             .await?;
@@ -132,6 +134,7 @@ impl JobRepository for PgJobRepository {
                         jobs::updated_at.eq(now),
                     ))
                     .returning(JobRow::as_returning())
+                    .prepared()
                     .get_result(&mut conn)
                     .await
                     .optional()
@@ -150,6 +153,7 @@ impl JobRepository for PgJobRepository {
                         jobs::status.eq(JobStatus::Done.as_str()),
                         jobs::updated_at.eq(now),
                     ))
+                    .prepared()
                     .execute(&mut conn),
             )
             .await?;
@@ -176,6 +180,7 @@ impl JobRepository for PgJobRepository {
                                 jobs::last_error.eq(error),
                                 jobs::updated_at.eq(now),
                             ))
+                            .prepared()
                             .execute(&mut conn),
                     )
                     .await?
@@ -189,6 +194,7 @@ impl JobRepository for PgJobRepository {
                                 jobs::last_error.eq(error),
                                 jobs::updated_at.eq(now),
                             ))
+                            .prepared()
                             .execute(&mut conn),
                     )
                     .await?
@@ -207,6 +213,7 @@ impl JobRepository for PgJobRepository {
                         jobs::status.eq(JobStatus::Queued.as_str()),
                         jobs::updated_at.eq(now),
                     ))
+                    .prepared()
                     .execute(&mut conn),
             )
             .await?;
@@ -239,6 +246,7 @@ impl JobRepository for PgJobRepository {
                 .bind::<Timestamptz, _>(before)
                 .bind::<Timestamptz, _>(now)
                 .bind::<BigInt, _>(limit)
+                .prepared()
                 .load::<JobRow>(&mut conn),
             )
             .await?;
@@ -261,6 +269,7 @@ impl JobRepository for PgJobRepository {
                 diesel::insert_into(job_ticks::table)
                     .values((job_ticks::name.eq(name), job_ticks::tick.eq(tick)))
                     .on_conflict_do_nothing()
+                    .prepared()
                     .execute(&mut conn),
             )
             .await?;

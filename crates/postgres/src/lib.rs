@@ -14,6 +14,7 @@ mod idempotency;
 mod jobs;
 mod migrations;
 mod orders;
+mod prepared;
 mod products;
 mod refresh_tokens;
 mod reports;

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::database::{Database, keyset};
 use crate::idempotency::{Abort, KeyClaim, claim_key, split, store_response};
+use crate::prepared::{LimitLiteral as _, PrepareOnce as _};
 use crate::schema::{order_items, orders, products};
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -194,6 +195,7 @@ async fn place_in(
     .bind::<Array<SqlUuid>, _>(&stock_ids)
     .bind::<Array<Int4>, _>(&stock_levels)
     .bind::<Timestamptz, _>(now)
+    .prepared()
     .execute(conn)
     .await?;
 
@@ -211,6 +213,7 @@ async fn place_in(
     let stored = diesel::insert_into(orders::table)
         .values(&row)
         .returning(OrderRow::as_returning())
+        .prepared()
         .get_result(conn)
         .await?;
     let items = priced
@@ -222,6 +225,7 @@ async fn place_in(
         .map_err(Abort::port)?;
     diesel::insert_into(order_items::table)
         .values(&items)
+        .prepared()
         .execute(conn)
         .await?;
     let placed = stored.into_order(items).map_err(Abort::port)?;
@@ -264,6 +268,7 @@ async fn transition_in(
     let updated = diesel::update(orders::table.find(id.0))
         .set((orders::status.eq(next.as_str()), orders::updated_at.eq(now)))
         .returning(OrderRow::as_returning())
+        .prepared()
         .get_result(conn)
         .await?;
 
@@ -274,6 +279,7 @@ async fn transition_in(
              ORDER BY id FOR UPDATE",
         )
         .bind::<SqlUuid, _>(id.0)
+        .prepared()
         .execute(conn)
         .await?;
         // The bound keeps a restock from pushing a product past the stock maximum, which would
@@ -287,6 +293,7 @@ async fn transition_in(
         .bind::<SqlUuid, _>(id.0)
         .bind::<Timestamptz, _>(now)
         .bind::<Int8, _>(i64::from(Stock::MAX))
+        .prepared()
         .execute(conn)
         .await?;
         if restocked != locked {
@@ -356,11 +363,11 @@ impl OrderRepository for PgOrderRepository {
         after: Option<OrderPageKey>,
         limit: usize,
     ) -> Result<Vec<Order>, PortError> {
+        let page = limit;
         let limit = i64::try_from(limit).map_err(PortError::unexpected)?;
         let mut query = orders::table
             .select(OrderRow::as_select())
             .order((orders::created_at.desc(), orders::id.desc()))
-            .limit(limit)
             .into_boxed();
         if let Some(user_id) = filter.user_id {
             query = query.filter(orders::user_id.eq(user_id.0));
@@ -378,11 +385,14 @@ impl OrderRepository for PgOrderRepository {
                 key.id.0
             ));
         }
+        // Filters present × first page or not × the rounded limit: a few texts, each prepared once.
+        let query = query.limit_literal(limit).prepared();
         let mut conn = self.db.connection().await?;
         let (rows, items) = self
             .db
             .timed(async {
-                let rows = query.load(&mut conn).await?;
+                let mut rows: Vec<OrderRow> = query.load(&mut conn).await?;
+                rows.truncate(page);
                 if rows.is_empty() {
                     return Ok((rows, Vec::new()));
                 }

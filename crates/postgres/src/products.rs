@@ -14,6 +14,7 @@ use strata_ports::{
 use uuid::Uuid;
 
 use crate::database::{Database, keyset, violates};
+use crate::prepared::{LimitLiteral as _, PrepareOnce as _};
 use crate::schema::products;
 
 const SKU_UNIQUE: &str = "products_sku_key";
@@ -144,6 +145,7 @@ impl ProductRepository for PgProductRepository {
                 match diesel::insert_into(products::table)
                     .values(&row)
                     .returning(ProductRow::as_returning())
+                    .prepared()
                     .get_result(&mut conn)
                     .await
                 {
@@ -194,6 +196,7 @@ impl ProductRepository for PgProductRepository {
                 match diesel::update(products::table.find(id.0))
                     .set(&changeset)
                     .returning(ProductRow::as_returning())
+                    .prepared()
                     .get_result(&mut conn)
                     .await
                     .optional()
@@ -238,6 +241,7 @@ impl ProductRepository for PgProductRepository {
                     .bind::<Timestamptz, _>(now)
                     .bind::<SqlUuid, _>(id.0)
                     .bind::<BigInt, _>(i64::from(Stock::MAX))
+                    .prepared()
                     .get_result::<ProductRow>(&mut conn)
                     .await
                     .optional()
@@ -265,10 +269,7 @@ impl ProductRepository for PgProductRepository {
     async fn list(&self, query: &ProductQuery) -> Result<Vec<Product>, PortError> {
         let limit = i64::try_from(query.limit).map_err(PortError::unexpected)?;
         let filter = &query.filter;
-        let mut select = products::table
-            .select(ProductRow::as_select())
-            .limit(limit)
-            .into_boxed();
+        let mut select = products::table.select(ProductRow::as_select()).into_boxed();
         if let Some(active) = filter.active {
             select = select.filter(products::active.eq(active));
         }
@@ -332,9 +333,15 @@ impl ProductRepository for PgProductRepository {
                 select.order((products::price_minor.desc(), products::id.desc()))
             }
         };
+        // Every shape of this select is one of a few hundred texts (filters present × sort ×
+        // direction × first page or not × the rounded limit), so each is prepared once.
+        let select = select.limit_literal(limit).prepared();
         let mut conn = self.db.connection().await?;
-        let rows = self.db.timed(select.load(&mut conn)).await?;
-        rows.into_iter().map(ProductRow::into_product).collect()
+        let rows: Vec<ProductRow> = self.db.timed(select.load(&mut conn)).await?;
+        rows.into_iter()
+            .take(query.limit)
+            .map(ProductRow::into_product)
+            .collect()
     }
 }
 

@@ -9,6 +9,7 @@ use strata_ports::{PortError, RefreshTokenRepository, RotateOutcome};
 use uuid::Uuid;
 
 use crate::database::Database;
+use crate::prepared::PrepareOnce as _;
 use crate::schema::refresh_tokens;
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -76,6 +77,7 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
             .timed(
                 diesel::insert_into(refresh_tokens::table)
                     .values(&row)
+                    .prepared()
                     .execute(&mut conn),
             )
             .await
@@ -121,6 +123,7 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
                             .filter(refresh_tokens::revoked_at.is_null()),
                     )
                     .set(refresh_tokens::rotated_at.eq(now))
+                    .prepared()
                     .execute(conn)
                     .await?;
                     if marked == 0 {
@@ -128,6 +131,7 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
                     }
                     diesel::insert_into(refresh_tokens::table)
                         .values(&row)
+                        .prepared()
                         .execute(conn)
                         .await?;
                     Ok(RotateOutcome::Rotated)
@@ -146,6 +150,7 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
                         .filter(refresh_tokens::revoked_at.is_null()),
                 )
                 .set(refresh_tokens::revoked_at.eq(now))
+                .prepared()
                 .execute(&mut conn),
             )
             .await

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::database::Database;
 use crate::jobs::JobRow;
+use crate::prepared::PrepareOnce as _;
 use crate::schema::{jobs, reports};
 
 /// The statuses a report can still leave.
@@ -112,10 +113,12 @@ impl ReportRepository for PgReportRepository {
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
                     diesel::insert_into(jobs::table)
                         .values(&job_row)
+                        .prepared()
                         .execute(conn)
                         .await?;
                     diesel::insert_into(reports::table)
                         .values(&report_row)
+                        .prepared()
                         .execute(conn)
                         .await?;
                     Ok(())
@@ -159,6 +162,7 @@ impl ReportRepository for PgReportRepository {
                 )
                 .bind::<SqlUuid, _>(id.0)
                 .bind::<Timestamptz, _>(now)
+                .prepared()
                 .get_result::<ReportRow>(&mut conn)
                 .await
                 .optional()
@@ -185,6 +189,7 @@ impl ReportRepository for PgReportRepository {
                         reports::finished_at.eq(Some(now)),
                         reports::updated_at.eq(now),
                     ))
+                    .prepared()
                     .execute(&mut conn),
             )
             .await?;
@@ -204,6 +209,7 @@ impl ReportRepository for PgReportRepository {
                         reports::finished_at.eq(Some(now)),
                         reports::updated_at.eq(now),
                     ))
+                    .prepared()
                     .execute(&mut conn),
             )
             .await?;

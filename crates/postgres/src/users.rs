@@ -15,6 +15,7 @@ use strata_ports::{
 use uuid::Uuid;
 
 use crate::database::{Database, keyset, violates};
+use crate::prepared::{LimitLiteral as _, PrepareOnce as _};
 use crate::schema::users;
 
 diesel::define_sql_function! {
@@ -121,6 +122,7 @@ impl UserRepository for PgUserRepository {
                 match diesel::insert_into(users::table)
                     .values(&row)
                     .returning(UserRow::as_returning())
+                    .prepared()
                     .get_result(&mut conn)
                     .await
                 {
@@ -186,6 +188,7 @@ impl UserRepository for PgUserRepository {
                 diesel::update(users::table.find(id.0))
                     .set(&changes)
                     .returning(UserRow::as_returning())
+                    .prepared()
                     .get_result(&mut conn)
                     .await
                     .optional()
@@ -215,6 +218,7 @@ impl UserRepository for PgUserRepository {
                 )
                 .set(&changes)
                 .returning(UserRow::as_returning())
+                .prepared()
                 .get_result(&mut conn)
                 .await
                 .optional()
@@ -224,11 +228,11 @@ impl UserRepository for PgUserRepository {
     }
 
     async fn list(&self, after: Option<UserPageKey>, limit: usize) -> Result<Vec<User>, PortError> {
+        let page = limit;
         let limit = i64::try_from(limit).map_err(PortError::unexpected)?;
         let mut query = users::table
             .select(UserRow::as_select())
             .order((users::created_at.asc(), users::id.asc()))
-            .limit(limit)
             .into_boxed();
         if let Some(key) = after {
             query = query.filter(keyset!(
@@ -239,8 +243,12 @@ impl UserRepository for PgUserRepository {
                 key.id.0
             ));
         }
+        let query = query.limit_literal(limit).prepared();
         let mut conn = self.db.connection().await?;
-        let rows = self.db.timed(query.load(&mut conn)).await?;
-        rows.into_iter().map(UserRow::into_user).collect()
+        let rows: Vec<UserRow> = self.db.timed(query.load(&mut conn)).await?;
+        rows.into_iter()
+            .take(page)
+            .map(UserRow::into_user)
+            .collect()
     }
 }

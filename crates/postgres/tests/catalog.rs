@@ -886,6 +886,90 @@ async fn listing_orders_runs_the_same_two_statements_whatever_the_page_size() ->
     Ok(())
 }
 
+#[derive(diesel::QueryableByName)]
+struct PreparedStatement {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+}
+
+/// The statements prepared on the pool's one connection, as PostgreSQL lists them.
+async fn prepared_statements(db: &Database) -> Vec<String> {
+    let mut conn = db.connection().await.unwrap();
+    diesel::sql_query("SELECT statement FROM pg_prepared_statements ORDER BY statement")
+        .load::<PreparedStatement>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.statement)
+        .collect()
+}
+
+#[tokio::test]
+async fn placing_and_listing_prepare_each_statement_once_per_connection() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let db = test_db.single_connection();
+    let orders = PgOrderRepository::new(db.clone());
+    let products = PgProductRepository::new(db.clone());
+    let ada = user(&db, "ada@example.com").await;
+    let a = stocked(&db, "PROD-A", 100, 1_000).await.id;
+    let b = stocked(&db, "PROD-B", 200, 1_000).await.id;
+    let first_page = ProductQuery {
+        filter: ProductFilter {
+            active: Some(true),
+            ..ProductFilter::default()
+        },
+        sort: ProductSort::CreatedAt,
+        direction: SortDirection::Desc,
+        after: None,
+        limit: 21,
+    };
+    let work = async || {
+        placed(orders.place(&new_order(ada, &[(a, 1)])).await);
+        placed(orders.place(&new_order(ada, &[(a, 1), (b, 2)])).await);
+        assert_eq!(products.list(&first_page).await.unwrap().len(), 2);
+        let short = ProductQuery {
+            limit: 1,
+            ..first_page.clone()
+        };
+        assert_eq!(products.list(&short).await.unwrap().len(), 1);
+        assert_eq!(
+            orders
+                .list(&OrderFilter::default(), None, 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    };
+    work().await;
+    let after_first = prepared_statements(&db).await;
+    // Statements diesel would prepare afresh on every use (closed again afterwards) stay
+    // prepared; the page size is in the text, rounded up, and not a parameter.
+    for expected in [
+        "UPDATE products SET stock = v.stock",
+        "INSERT INTO \"orders\"",
+        "INSERT INTO \"order_items\"",
+        "LIMIT 21",
+        "LIMIT 11",
+    ] {
+        assert!(
+            after_first.iter().any(|sql| sql.contains(expected)),
+            "no prepared statement contains {expected:?}: {after_first:#?}"
+        );
+    }
+    assert!(
+        after_first.iter().all(|sql| !sql.contains("LIMIT $")),
+        "{after_first:#?}"
+    );
+    work().await;
+    assert_eq!(
+        prepared_statements(&db).await,
+        after_first,
+        "the same work again prepares nothing new"
+    );
+    Ok(())
+}
+
 fn product_key(product: &Product, sort: ProductSort) -> ProductPageKey {
     match sort {
         ProductSort::CreatedAt => ProductPageKey::CreatedAt(product.created_at, product.id),
