@@ -947,8 +947,7 @@ async fn placing_and_listing_prepare_each_statement_once_per_connection() -> any
     // prepared; the page size is in the text, rounded up, and not a parameter.
     for expected in [
         "UPDATE products SET stock = v.stock",
-        "INSERT INTO \"orders\"",
-        "INSERT INTO \"order_items\"",
+        "INSERT INTO order_items",
         "LIMIT 21",
         "LIMIT 11",
     ] {
