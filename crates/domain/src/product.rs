@@ -133,7 +133,9 @@ impl Description {
     /// Validates a description.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let trimmed = raw.trim();
-        if trimmed.chars().count() > Self::MAX_CHARS {
+        // Every product read from the database is checked again, so the common case (fewer
+        // bytes than the limit allows characters) skips counting them.
+        if trimmed.len() > Self::MAX_CHARS && trimmed.chars().count() > Self::MAX_CHARS {
             return Err(FieldError::new(
                 "description",
                 "too_long",
