@@ -153,8 +153,11 @@ const PLACE_SQL: &str = "WITH stock AS (\
     ), lines AS (\
         INSERT INTO order_items (order_id, position, product_id, sku, name, unit_price_minor, \
             quantity, line_total_minor) \
-        SELECT $4, l.* FROM unnest($9::int2[], $10::uuid[], $11::text[], $12::text[], \
-            $13::int8[], $14::int4[], $15::int8[]) AS l\
+        SELECT $4, l.position, l.product_id, l.sku, l.name, l.unit_price_minor, l.quantity, \
+            l.line_total_minor \
+        FROM unnest($9::int2[], $10::uuid[], $11::text[], $12::text[], $13::int8[], \
+            $14::int4[], $15::int8[]) \
+            AS l(position, product_id, sku, name, unit_price_minor, quantity, line_total_minor)\
     ) \
     INSERT INTO orders (id, user_id, status, currency, total_minor, created_at, updated_at) \
     VALUES ($4, $5, $6, $7, $8, $3, $3) \
