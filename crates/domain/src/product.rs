@@ -142,10 +142,14 @@ impl Description {
                 format!("must be at most {} characters", Self::MAX_CHARS),
             ));
         }
-        if trimmed
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
+        let forbidden = |c: char| c.is_control() && c != '\n' && c != '\t';
+        // ASCII text (most of it) is checked a byte at a time; char decoding only when needed.
+        let invalid = if trimmed.is_ascii() {
+            trimmed.bytes().any(|b| forbidden(char::from(b)))
+        } else {
+            trimmed.chars().any(forbidden)
+        };
+        if invalid {
             return Err(FieldError::new(
                 "description",
                 "invalid_characters",

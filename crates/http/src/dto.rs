@@ -2,7 +2,7 @@
 //! defaults so that validation can name every missing or invalid field at once; unknown fields are
 //! refused, so a misspelt or unsupported field is never silently ignored.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike as _, SecondsFormat, Timelike as _, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use strata_domain::{
     BilledSubscription, Currency, Invoice, InvoiceLine, Money, Order, Plan, Product, RawLine,
@@ -16,8 +16,37 @@ use strata_services::{
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+/// `at` in RFC 3339, UTC, to the microsecond (`2026-11-21T10:00:00.123456Z`), as chrono writes it
+/// with `SecondsFormat::Micros`, but digit by digit: a list page carries two per product, and
+/// chrono's general formatter was ≈ 4 % of the product list's time.
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true))
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    match (u32::try_from(at.year()), at.nanosecond()) {
+        (Ok(year), nanos) if year <= 9999 && nanos < 1_000_000_000 => {
+            for (start, width, value) in [
+                (0, 4, year),
+                (5, 2, at.month()),
+                (8, 2, at.day()),
+                (11, 2, at.hour()),
+                (14, 2, at.minute()),
+                (17, 2, at.second()),
+                (20, 6, nanos / 1000),
+            ] {
+                let mut rest = value;
+                for digit in text[start..start + width].iter_mut().rev() {
+                    // A single decimal digit.
+                    #[allow(clippy::cast_possible_truncation)]
+                    let unit = (rest % 10) as u8;
+                    *digit = b'0' + unit;
+                    rest /= 10;
+                }
+            }
+            let text = std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?;
+            serializer.serialize_str(text)
+        }
+        // Years beyond four digits and leap seconds: chrono's own spelling.
+        _ => serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+    }
 }
 
 /// POST /v1/auth/register
@@ -933,3 +962,39 @@ impl From<OrderExportRow> for OrderExportView {
 
 /// The admin's dashboard and reports.
 pub mod admin;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct At(#[serde(serialize_with = "rfc3339")] DateTime<Utc>);
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let chrono = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut seconds: i64 = -62_135_596_800; // 0001-01-01
+        let mut micros: u32 = 0;
+        while seconds < 253_402_300_799 {
+            // 9999-12-31T23:59:59
+            let at = DateTime::from_timestamp(seconds, micros * 1000).unwrap_or_default();
+            assert_eq!(
+                serde_json::to_string(&At(at)).ok(),
+                Some(format!("\"{}\"", chrono(at)))
+            );
+            seconds += 7_777_777 + i64::from(micros);
+            micros = (micros * 7 + 123_457) % 1_000_000;
+        }
+        for at in [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            DateTime::from_timestamp(-62_167_219_200, 0).unwrap_or_default(), // year 0
+        ] {
+            assert_eq!(
+                serde_json::to_string(&At(at)).ok(),
+                Some(format!("\"{}\"", chrono(at)))
+            );
+        }
+    }
+}
