@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -26,6 +26,11 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// How long one query (or transaction) may run before it is abandoned.
     pub query_timeout: Duration,
+    /// Pools to split `max_size` between, one per lane of threads (threads are numbered as they
+    /// first ask for a connection). With one lane the connections are made, and their I/O
+    /// driven, on the runtime that built the pool; with one lane per HTTP worker each worker's
+    /// connections are made and driven on that worker, so no query crosses threads (ADR 0016).
+    pub lanes: u32,
 }
 
 impl Default for PoolSettings {
@@ -34,6 +39,7 @@ impl Default for PoolSettings {
             max_size: 16,
             acquire_timeout: Duration::from_secs(2),
             query_timeout: Duration::from_secs(5),
+            lanes: 1,
         }
     }
 }
@@ -41,7 +47,8 @@ impl Default for PoolSettings {
 /// A handle on the pool, cheap to clone, shared by every repository.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool<AsyncPgConnection>,
+    /// One pool per lane of threads (see [`PoolSettings::lanes`]).
+    pools: Arc<[Pool<AsyncPgConnection>]>,
     query_timeout: Duration,
     /// Callers inside [`Database::connection`] waiting for the pool (bb8 does not count them).
     waiting: Arc<AtomicU64>,
@@ -78,7 +85,7 @@ impl Drop for Waiting<'_> {
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Database")
-            .field("state", &self.pool.state())
+            .field("stats", &self.pool_stats())
             .finish()
     }
 }
@@ -87,37 +94,44 @@ impl Database {
     /// Builds the pool without connecting: the server starts (and reports not ready) even while
     /// PostgreSQL is down, and connects as soon as it answers.
     pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Self {
-        let mut config = ManagerConfig::<AsyncPgConnection>::default();
-        // Each connection's I/O task runs where the connection is made. Made on the runtime that
-        // builds the pool (the process's main one), it is not queued behind thousands of HTTP
-        // requests on a saturated worker's event loop, where every query of that worker's
-        // requests would wait for it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            config.custom_setup = Box::new(move |url| {
-                let url = url.to_owned();
-                let made = runtime.spawn(async move { AsyncPgConnection::establish(&url).await });
-                Box::pin(async move {
-                    made.await.map_err(|error| {
-                        diesel::ConnectionError::BadConnection(format!(
-                            "connecting was abandoned: {error}"
-                        ))
-                    })?
-                })
-            });
-        }
-        let manager =
-            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-        let pool = Pool::builder()
-            .max_size(settings.max_size)
-            .min_idle(Some(0))
-            .connection_timeout(settings.acquire_timeout)
-            .retry_connection(false)
-            // A check per checkout is a round trip per query; `connection` skips connections
-            // whose socket closed while idle (a server restart) without one.
-            .test_on_check_out(false)
-            .build_unchecked(manager);
+        let lanes = settings.lanes.max(1);
+        let per_lane = settings.max_size.div_ceil(lanes);
+        let pools: Arc<[Pool<AsyncPgConnection>]> = (0..lanes)
+            .map(|_| {
+                let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                // Each connection's I/O task runs where the connection is made. With a single
+                // pool, made on the runtime that builds it (the process's main one), it is not
+                // queued behind thousands of HTTP requests on a saturated worker's event loop,
+                // where every query of that worker's requests would wait for it.
+                if lanes == 1
+                    && let Ok(runtime) = tokio::runtime::Handle::try_current()
+                {
+                    config.custom_setup = Box::new(move |url| {
+                        let url = url.to_owned();
+                        let made =
+                            runtime.spawn(async move { AsyncPgConnection::establish(&url).await });
+                        Box::pin(async move {
+                            made.await.map_err(|error| {
+                                diesel::ConnectionError::BadConnection(format!(
+                                    "connecting was abandoned: {error}"
+                                ))
+                            })?
+                        })
+                    });
+                }
+                let manager =
+                    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+                Pool::builder()
+                    .max_size(per_lane)
+                    .min_idle(Some(0))
+                    .connection_timeout(settings.acquire_timeout)
+                    .retry_connection(false)
+                    .test_on_check_out(false)
+                    .build_unchecked(manager)
+            })
+            .collect();
         Self {
-            pool,
+            pools,
             query_timeout: settings.query_timeout,
             waiting: Arc::default(),
         }
@@ -125,12 +139,26 @@ impl Database {
 
     /// The pool's size, idle connections and waiting callers right now.
     pub fn pool_stats(&self) -> PoolStats {
-        let state = self.pool.state();
+        let (connections, idle_connections) =
+            self.pools.iter().fold((0, 0), |(all, idle), pool| {
+                let state = pool.state();
+                (all + state.connections, idle + state.idle_connections)
+            });
         PoolStats {
-            connections: state.connections,
-            idle_connections: state.idle_connections,
+            connections,
+            idle_connections,
             waiting: self.waiting.load(Ordering::Relaxed),
         }
+    }
+
+    /// The pool of the calling thread's lane.
+    fn pool(&self) -> &Pool<AsyncPgConnection> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static LANE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        let lane = LANE.with(|lane| *lane) % self.pools.len().max(1);
+        &self.pools[lane]
     }
 
     /// A pooled connection; [`PortError::Unavailable`] when none can be had in time.
@@ -138,9 +166,10 @@ impl Database {
         let waiting = Waiting::start(&self.waiting);
         // A connection closed while idle is dropped (bb8 discards it as broken) and the next one
         // tried; each attempt is bounded by the acquire timeout, and there are only so many.
-        let mut attempts = self.pool.state().connections + 1;
+        let pool = self.pool();
+        let mut attempts = pool.state().connections + 1;
         let connection = loop {
-            match self.pool.get().await {
+            match pool.get().await {
                 Ok(mut connection) => {
                     if attempts > 1 && connection.is_broken() {
                         attempts -= 1;
@@ -296,6 +325,7 @@ mod tests {
                 max_size: 1,
                 acquire_timeout: Duration::from_secs(30),
                 query_timeout: Duration::from_secs(1),
+                lanes: 1,
             },
         );
         let waiter = database.clone();

@@ -203,6 +203,7 @@ impl TestDatabase {
                 max_size: 20,
                 acquire_timeout: std::time::Duration::from_secs(60),
                 query_timeout: std::time::Duration::from_secs(60),
+                lanes: 1,
             },
         )
     }

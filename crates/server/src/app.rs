@@ -111,6 +111,13 @@ impl Components {
                 max_size: settings.db_pool_size,
                 acquire_timeout: Settings::ms(settings.db_acquire_timeout_ms),
                 query_timeout: Settings::ms(settings.db_query_timeout_ms),
+                // A pool per HTTP worker, as actix counts them, so that queries stay on the
+                // worker that sends them.
+                lanes: settings
+                    .workers
+                    .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+                    .and_then(|workers| u32::try_from(workers).ok())
+                    .unwrap_or(1),
             },
         );
         let redis_settings = RedisSettings {
