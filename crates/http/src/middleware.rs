@@ -153,7 +153,6 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Counts one answered request and records its latency.
 /// The request metrics of one method and status on one route.
 struct RouteMetrics {
     method: &'static str,
@@ -169,6 +168,7 @@ thread_local! {
         std::cell::RefCell::default();
 }
 
+/// Counts one answered request and records its latency.
 fn record_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
     ROUTE_METRICS.with_borrow_mut(|routes| {
         if !routes.contains_key(route) {

@@ -668,8 +668,6 @@ impl SubscriptionRepository for PgSubscriptionRepository {
         after: Option<InvoicePageKey>,
         limit: usize,
     ) -> Result<Vec<Invoice>, PortError> {
-        let page = limit;
-        let limit = i64::try_from(limit).map_err(PortError::unexpected)?;
         let mut query = invoices::table
             .filter(invoices::user_id.eq(user_id.0))
             .select(InvoiceRow::as_select())
@@ -688,7 +686,7 @@ impl SubscriptionRepository for PgSubscriptionRepository {
         let mut conn = self.db.connection().await?;
         let rows: Vec<InvoiceRow> = self.db.timed(query.load(&mut conn)).await?;
         rows.into_iter()
-            .take(page)
+            .take(limit)
             .map(InvoiceRow::into_invoice)
             .collect()
     }

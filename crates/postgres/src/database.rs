@@ -26,7 +26,7 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     /// How long one query (or transaction) may run before it is abandoned.
     pub query_timeout: Duration,
-    /// Pools to split `max_size` between, one per lane of threads (threads are numbered as they
+    /// Pools to split `max_size` between (rounded up), one per lane of threads (threads are numbered as they
     /// first ask for a connection). With one lane the connections are made, and their I/O
     /// driven, on the runtime that built the pool; with one lane per HTTP worker each worker's
     /// connections are made and driven on that worker, so no query crosses threads (ADR 0016).
@@ -126,6 +126,8 @@ impl Database {
                     .min_idle(Some(0))
                     .connection_timeout(settings.acquire_timeout)
                     .retry_connection(false)
+                    // A check per checkout is a round trip per query; `connection` skips
+                    // connections whose socket closed while idle (a server restart) without one.
                     .test_on_check_out(false)
                     .build_unchecked(manager)
             })

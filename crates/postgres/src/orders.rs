@@ -384,8 +384,6 @@ impl OrderRepository for PgOrderRepository {
         after: Option<OrderPageKey>,
         limit: usize,
     ) -> Result<Vec<Order>, PortError> {
-        let page = limit;
-        let limit = i64::try_from(limit).map_err(PortError::unexpected)?;
         let mut query = orders::table
             .select(OrderRow::as_select())
             .order((orders::created_at.desc(), orders::id.desc()))
@@ -413,7 +411,7 @@ impl OrderRepository for PgOrderRepository {
             .db
             .timed(async {
                 let mut rows: Vec<OrderRow> = query.load(&mut conn).await?;
-                rows.truncate(page);
+                rows.truncate(limit);
                 if rows.is_empty() {
                     return Ok((rows, Vec::new()));
                 }

@@ -56,10 +56,10 @@ impl<Q: Query> Query for Prepared<Q> {
 
 /// The page sizes a `LIMIT` is rounded up to: the API's default page (20 + 1 to see whether
 /// another follows), its common sizes, and its maximum (100 + 1).
-const LIMIT_SIZES: [i64; 4] = [11, 21, 51, 101];
+const LIMIT_SIZES: [usize; 4] = [11, 21, 51, 101];
 
 /// The `LIMIT` written for a request of `rows` rows: the first size that holds them.
-pub(crate) fn rounded_limit(rows: i64) -> i64 {
+pub(crate) fn rounded_limit(rows: usize) -> usize {
     LIMIT_SIZES
         .into_iter()
         .find(|size| *size >= rows)
@@ -70,13 +70,13 @@ pub(crate) fn rounded_limit(rows: i64) -> i64 {
 #[derive(Debug, Clone)]
 pub(crate) struct LiteralLimit<Q> {
     query: Q,
-    limit: i64,
+    limit: usize,
 }
 
 /// Appends a literal `LIMIT` (rounded up by [`rounded_limit`]) to a select without one.
 pub(crate) trait LimitLiteral: Sized {
     /// This select limited to at least `rows` rows (see [`rounded_limit`]): truncate the result.
-    fn limit_literal(self, rows: i64) -> LiteralLimit<Self> {
+    fn limit_literal(self, rows: usize) -> LiteralLimit<Self> {
         LiteralLimit {
             query: self,
             limit: rounded_limit(rows),

@@ -267,7 +267,6 @@ impl ProductRepository for PgProductRepository {
     }
 
     async fn list(&self, query: &ProductQuery) -> Result<Vec<Product>, PortError> {
-        let limit = i64::try_from(query.limit).map_err(PortError::unexpected)?;
         let filter = &query.filter;
         let mut select = products::table.select(ProductRow::as_select()).into_boxed();
         if let Some(active) = filter.active {
@@ -335,7 +334,7 @@ impl ProductRepository for PgProductRepository {
         };
         // Every shape of this select is one of a few hundred texts (filters present × sort ×
         // direction × first page or not × the rounded limit), so each is prepared once.
-        let select = select.limit_literal(limit).prepared();
+        let select = select.limit_literal(query.limit).prepared();
         let mut conn = self.db.connection().await?;
         let rows: Vec<ProductRow> = self.db.timed(select.load(&mut conn)).await?;
         rows.into_iter()

@@ -228,8 +228,6 @@ impl UserRepository for PgUserRepository {
     }
 
     async fn list(&self, after: Option<UserPageKey>, limit: usize) -> Result<Vec<User>, PortError> {
-        let page = limit;
-        let limit = i64::try_from(limit).map_err(PortError::unexpected)?;
         let mut query = users::table
             .select(UserRow::as_select())
             .order((users::created_at.asc(), users::id.asc()))
@@ -247,7 +245,7 @@ impl UserRepository for PgUserRepository {
         let mut conn = self.db.connection().await?;
         let rows: Vec<UserRow> = self.db.timed(query.load(&mut conn)).await?;
         rows.into_iter()
-            .take(page)
+            .take(limit)
             .map(UserRow::into_user)
             .collect()
     }

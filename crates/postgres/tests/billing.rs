@@ -144,6 +144,13 @@ async fn all_invoices(subscriptions: &PgSubscriptionRepository, user_id: UserId)
     subscriptions.invoices(user_id, None, 10_000).await.unwrap()
 }
 
+/// How many subscription rows and invoice rows the database holds.
+async fn subscriptions_and_invoices(db: &Database) -> (i64, i64) {
+    let subscriptions = count(db, "SELECT count(*) AS n FROM subscriptions").await;
+    let invoices = count(db, "SELECT count(*) AS n FROM invoices").await;
+    (subscriptions.unwrap(), invoices.unwrap())
+}
+
 #[tokio::test]
 async fn the_three_plans_are_there_after_migrating_and_are_found_by_code() -> anyhow::Result<()> {
     let test_db = TestDatabase::create().await?;
@@ -218,18 +225,7 @@ async fn a_subscription_is_stored_with_its_invoice_and_a_second_live_one_is_refu
         matches!(second, Err(SubscriptionWriteError::AlreadySubscribed)),
         "{second:?}"
     );
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM subscriptions")
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM invoices")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(subscriptions_and_invoices(&db).await, (1, 1));
 
     // Cancelled now, it is still the current one (the most recent) until another starts.
     let later = now() + chrono::Duration::seconds(5);
@@ -286,18 +282,7 @@ async fn a_keyed_create_replays_its_first_result_and_a_different_request_is_key_
         subscriptions.current(ada).await?,
         Some(first.subscription.clone())
     );
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM subscriptions")
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM invoices")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(subscriptions_and_invoices(&db).await, (1, 1));
 
     // A refused create leaves no key behind: the same key works once the refusal's cause is gone.
     let refused = NewSubscription {
@@ -344,18 +329,7 @@ async fn concurrent_keyed_creates_make_one_subscription_and_replay_it() -> anyho
     }
     assert_eq!((first.len(), replays.len()), (1, 9));
     assert!(replays.iter().all(|replay| replay == &first[0]));
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM subscriptions")
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM invoices")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(subscriptions_and_invoices(&db).await, (1, 1));
     assert_eq!(
         subscriptions.current(ada).await?,
         Some(first[0].subscription.clone())
@@ -386,18 +360,7 @@ async fn concurrent_creates_without_a_key_make_exactly_one_live_subscription() -
         }
     }
     assert_eq!((won, refused), (1, 9));
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM subscriptions")
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM invoices")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(subscriptions_and_invoices(&db).await, (1, 1));
     Ok(())
 }
 

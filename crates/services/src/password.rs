@@ -60,8 +60,8 @@ impl Default for Argon2Settings {
 }
 
 /// The hashing threads' default niceness: none. Measured on two cores (docs/performance.md),
-/// raising it hardly shortened health checks' p99 during a login storm (7.3 → 6.2 ms at 19) but
-/// cost logins (123 → 103 per second, and 503s in the storm at 19).
+/// raising it shortens health checks' p99 during a login storm (5.8 → 5.2 ms at 5, 3.1 ms at 19)
+/// but starves the storm's logins (103 → 73 per second at 5; 46 at 19, with 503s).
 pub const DEFAULT_NICENESS: u8 = 0;
 
 /// The argon2id [`PasswordHasher`].
