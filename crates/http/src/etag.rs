@@ -55,6 +55,12 @@ impl Prepared {
         })
     }
 
+    /// A body serialised already, with its ETag; `None` if the ETag cannot be a header value.
+    pub fn from_json(body: actix_web::web::Bytes) -> Option<Self> {
+        let etag = header::HeaderValue::from_str(&of(&body)).ok()?;
+        Some(Self { body, etag })
+    }
+
     /// 200 with the body, or 304 when `If-None-Match` names the ETag; `Cache-Control` either way.
     pub fn respond(&self, req: &HttpRequest, cache_control: &'static str) -> HttpResponse {
         let fresh = self.etag.to_str().is_ok_and(|etag| matches(req, etag));

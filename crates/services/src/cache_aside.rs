@@ -6,7 +6,9 @@
 //!
 //! Every read counts `cache_hits_total` or `cache_misses_total`, labelled with the cache's name.
 
+use std::any::Any;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +17,11 @@ use serde::de::DeserializeOwned;
 use strata_ports::{Cache, PortError};
 
 use crate::failure::Failure;
-use crate::local_cache::{LocalCache, Shared};
+use crate::local_cache::LocalCache;
 use crate::single_flight::SingleFlight;
 
 /// What one fetch found, and whether the shared cache had it.
-type Loaded<T> = Result<(Option<Arc<Shared<T>>>, bool), Arc<PortError>>;
+type Loaded = Result<(Option<Arc<dyn Any + Send + Sync>>, bool), Arc<PortError>>;
 
 /// Reads answered from the cache.
 pub(crate) const HITS: &str = "cache_hits_total";
@@ -28,17 +30,56 @@ pub(crate) const LOCAL_HITS: &str = "cache_local_hits_total";
 /// Reads the cache could not answer (absent, unreadable, or the cache unreachable).
 pub(crate) const MISSES: &str = "cache_misses_total";
 
+/// A representation of a cached value that its readers want rather than the value itself (the
+/// HTTP layer's body and its validator): rendered once, when the value is loaded, kept in the
+/// shared cache in the value's place and handed out as it is, so that a hit neither parses nor
+/// renders anything.
+pub trait Representation<T>: Send + Sync {
+    /// What readers are handed; one copy is shared by every reader in this process.
+    type Output: Send + Sync + 'static;
+    /// `value` as the shared cache keeps it.
+    fn render(&self, value: &T) -> anyhow::Result<String>;
+    /// What the shared cache kept, read back; `None` for an entry this representation cannot
+    /// read (one written by another version), which is then loaded and rendered again.
+    fn read(&self, stored: String) -> Option<Self::Output>;
+}
+
+/// The value itself as JSON: the representation of the caches whose readers want the value.
+pub(crate) struct Json<T>(PhantomData<fn() -> T>);
+
+impl<T> Json<T> {
+    pub(crate) const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> Representation<T> for Json<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Output = T;
+
+    fn render(&self, value: &T) -> anyhow::Result<String> {
+        Ok(serde_json::to_string(value)?)
+    }
+
+    fn read(&self, stored: String) -> Option<T> {
+        serde_json::from_str(&stored).ok()
+    }
+}
+
 /// Cache-aside access to one kind of value, keyed by string.
 pub(crate) struct CacheAside<T> {
     /// The `cache` label of the hit and miss counters.
     name: &'static str,
     cache: Arc<dyn Cache>,
     ttl: Duration,
-    loads: SingleFlight<Loaded<T>>,
+    loads: SingleFlight<Loaded>,
     /// The in-process tier, when this instance keeps one.
     local: Option<Arc<LocalCache>>,
     /// Registered on first use (by then the process's recorder is installed).
     counters: std::sync::OnceLock<Counters>,
+    value: PhantomData<fn() -> T>,
 }
 
 /// The handles of one cache's hit and miss counters.
@@ -61,6 +102,7 @@ where
             loads: SingleFlight::default(),
             local: None,
             counters: std::sync::OnceLock::new(),
+            value: PhantomData,
         }
     }
 
@@ -85,23 +127,27 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, PortError>>,
     {
-        let shared = self.get_or_load_shared(key, load).await?;
-        Ok(shared.map(Shared::into_value))
+        let shared = self.get_or_load_as(key, &Json::new(), load).await?;
+        Ok(shared.map(|value| Arc::try_unwrap(value).unwrap_or_else(|value| (*value).clone())))
     }
 
-    /// [`CacheAside::get_or_load`], handing out the value as this process shares it: a value held
-    /// in process is not copied, and what callers derive from it is kept with it.
-    pub(crate) async fn get_or_load_shared<F, Fut>(
+    /// The value under `key` as `representation` renders it: from this process's copies, the
+    /// shared cache (which keeps the rendering, not the value), or `load` (run once however many
+    /// callers miss together), whose value is then rendered and cached in both tiers. `Ok(None)`
+    /// when `load` finds nothing (not cached). One key is read through one representation.
+    pub(crate) async fn get_or_load_as<R, F, Fut>(
         &self,
         key: &str,
+        representation: &R,
         load: F,
-    ) -> Result<Option<Arc<Shared<T>>>, Failure>
+    ) -> Result<Option<Arc<R::Output>>, Failure>
     where
+        R: Representation<T>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, PortError>>,
     {
         let local = self.local.as_deref();
-        if let Some(value) = local.and_then(|local| local.get::<Shared<T>>(key)) {
+        if let Some(value) = local.and_then(|local| local.get::<R::Output>(key)) {
             let counters = self.counters();
             counters.hits.increment(1);
             counters.local_hits.increment(1);
@@ -116,33 +162,39 @@ where
         let fetched = self
             .loads
             .run(key, || async {
-                if let Some(value) = self.read_shared_cache(key).await {
-                    let value = Arc::new(Shared::new(value));
+                if let Some(value) = self.read_shared_cache(key, representation).await {
+                    let value = Arc::new(value);
                     if let (Some(local), Some(seen)) = (local, seen) {
                         local.insert(key, value.clone(), seen);
                     }
-                    return Ok((Some(value), true));
+                    return Ok((Some(value as Arc<dyn Any + Send + Sync>), true));
                 }
-                let value = load()
-                    .await
-                    .map_err(Arc::new)?
-                    .map(Shared::new)
-                    .map(Arc::new);
-                if let Some(value) = &value {
-                    // A write heard of during the load may have come after the read: storing
-                    // the value would put back what the writer removed.
-                    let unchanged = match (local, seen) {
-                        (Some(local), Some(seen)) => local.unchanged_since(key, seen),
-                        _ => true,
-                    };
-                    if unchanged {
-                        self.store(key, value.value()).await;
-                        if let (Some(local), Some(seen)) = (local, seen) {
-                            local.insert(key, value.clone(), seen);
-                        }
+                let Some(value) = load().await.map_err(Arc::new)? else {
+                    return Ok((None, false));
+                };
+                let rendered = representation
+                    .render(&value)
+                    .map_err(|e| Arc::new(PortError::Unexpected(e)))?;
+                let Some(output) = representation.read(rendered.clone()) else {
+                    return Err(Arc::new(PortError::Unexpected(anyhow::anyhow!(
+                        "the {} cache cannot read back what it rendered",
+                        self.name
+                    ))));
+                };
+                let output = Arc::new(output);
+                // A write heard of during the load may have come after the read: storing the
+                // value would put back what the writer removed.
+                let unchanged = match (local, seen) {
+                    (Some(local), Some(seen)) => local.unchanged_since(key, seen),
+                    _ => true,
+                };
+                if unchanged {
+                    self.store(key, &rendered).await;
+                    if let (Some(local), Some(seen)) = (local, seen) {
+                        local.insert(key, output.clone(), seen);
                     }
                 }
-                Ok((value, false))
+                Ok((Some(output as Arc<dyn Any + Send + Sync>), false))
             })
             .await;
         // Every caller counts, waiters included, as what served it: the ratio then says how
@@ -155,7 +207,15 @@ where
                 } else {
                     counters.misses.increment(1);
                 }
-                Ok(value)
+                value
+                    .map(|value| {
+                        value.downcast::<R::Output>().map_err(|_| {
+                            Failure::Unexpected(anyhow::anyhow!(
+                                "{key} was read through two representations at once"
+                            ))
+                        })
+                    })
+                    .transpose()
             }
             Err(shared) => {
                 self.counters().misses.increment(1);
@@ -164,16 +224,21 @@ where
         }
     }
 
-    /// The value in the shared cache, if it holds a readable one; an unreachable cache is a miss.
-    async fn read_shared_cache(&self, key: &str) -> Option<T> {
+    /// The shared cache's entry read back by `representation`; an unreachable cache or an entry
+    /// it cannot read is a miss.
+    async fn read_shared_cache<R: Representation<T>>(
+        &self,
+        key: &str,
+        representation: &R,
+    ) -> Option<R::Output> {
         match self.cache.get(key).await {
-            Ok(Some(json)) => match serde_json::from_str::<T>(&json) {
-                Ok(value) => Some(value),
-                Err(error) => {
-                    tracing::warn!(%key, %error, "unreadable cache entry; reloading");
-                    None
+            Ok(Some(stored)) => {
+                let value = representation.read(stored);
+                if value.is_none() {
+                    tracing::warn!(%key, "unreadable cache entry; reloading");
                 }
-            },
+                value
+            }
             Ok(None) => None,
             Err(error) => {
                 tracing::warn!(%key, %error, "cache unavailable; reading from the database");
@@ -182,11 +247,8 @@ where
         }
     }
 
-    async fn store(&self, key: &str, value: &T) {
-        let Ok(json) = serde_json::to_string(value) else {
-            return;
-        };
-        if let Err(error) = self.cache.set(key, &json, self.ttl).await {
+    async fn store(&self, key: &str, rendered: &str) {
+        if let Err(error) = self.cache.set(key, rendered, self.ttl).await {
             tracing::warn!(%key, %error, "could not cache the value");
         }
     }
@@ -221,6 +283,98 @@ mod tests {
 
     use super::*;
     use crate::test_support::unavailable;
+
+    /// Renders a number as `n=<decimal>`, and counts what it rendered and read.
+    #[derive(Default)]
+    struct Labelled {
+        rendered: std::sync::atomic::AtomicUsize,
+        read: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Representation<u32> for Labelled {
+        type Output = String;
+
+        fn render(&self, value: &u32) -> anyhow::Result<String> {
+            self.rendered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(format!("n={value}"))
+        }
+
+        fn read(&self, stored: String) -> Option<String> {
+            self.read.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            stored.starts_with("n=").then_some(stored)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shared_cache_keeps_the_rendering_and_a_hit_is_handed_out_as_read() {
+        use std::sync::atomic::Ordering::SeqCst;
+
+        let mut cache = MockCache::new();
+        cache.expect_get().returning(|key| match key {
+            "stored" => Ok(Some("n=5".to_owned())),
+            "foreign" => Ok(Some("5".to_owned())),
+            _ => Ok(None),
+        });
+        cache
+            .expect_set()
+            .withf(|key, value, _| key != "stored" && value == "n=1")
+            .times(2)
+            .returning(|_, _, _| Ok(()));
+        let cached = CacheAside::<u32>::new("numbers", Arc::new(cache), Duration::from_secs(60));
+        let labelled = Labelled::default();
+
+        // A hit: read back, never rendered, never loaded.
+        let hit = cached
+            .get_or_load_as("stored", &labelled, || async {
+                panic!("a hit does not load")
+            })
+            .await;
+        assert_eq!(hit.unwrap().as_deref().map(String::as_str), Some("n=5"));
+        assert_eq!(labelled.rendered.load(SeqCst), 0);
+        // A miss and an entry of another format: loaded, rendered once, the rendering stored.
+        for key in ["absent", "foreign"] {
+            let loaded = cached
+                .get_or_load_as(key, &labelled, || async { Ok(Some(1)) })
+                .await;
+            assert_eq!(loaded.unwrap().as_deref().map(String::as_str), Some("n=1"));
+        }
+        assert_eq!(labelled.rendered.load(SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_copy_held_in_process_is_shared_without_reading_or_rendering_again() {
+        use std::sync::atomic::Ordering::SeqCst;
+
+        let mut cache = MockCache::new();
+        cache.expect_get().times(1).returning(|_| Ok(None));
+        cache.expect_set().times(1).returning(|_, _, _| Ok(()));
+        let local = Arc::new(LocalCache::new(crate::LocalCacheSettings {
+            capacity: 10,
+            ttl: Duration::from_secs(60),
+        }));
+        strata_ports::InvalidationListener::feed(local.as_ref(), true);
+        let cached = CacheAside::<u32>::new("numbers", Arc::new(cache), Duration::from_secs(60))
+            .with_local(Some(local));
+        let labelled = Labelled::default();
+
+        let first = cached
+            .get_or_load_as("k", &labelled, || async { Ok(Some(3)) })
+            .await
+            .unwrap()
+            .unwrap();
+        let second = cached
+            .get_or_load_as("k", &labelled, || async { panic!("held in process") })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(*second, "n=3");
+        assert_eq!(
+            (labelled.rendered.load(SeqCst), labelled.read.load(SeqCst)),
+            (1, 1)
+        );
+    }
 
     #[tokio::test]
     async fn reads_count_a_hit_only_when_the_cache_answers_with_a_readable_value() {

@@ -20,10 +20,10 @@ use strata_ports::{
 use uuid::Uuid;
 
 use crate::auth::Principal;
-use crate::cache_aside::CacheAside;
+use crate::cache_aside::{CacheAside, Representation};
 use crate::cursor::CursorCodec;
 use crate::failure::Failure;
-use crate::local_cache::{LocalCache, Shared};
+use crate::local_cache::LocalCache;
 use crate::users::Page;
 
 /// What a caller of [`CatalogService`] must handle.
@@ -257,18 +257,19 @@ impl CatalogService {
         Ok(self.products.create(&product).await?)
     }
 
-    /// [`CatalogService::get`], as this process shares it: not copied when held in process, and
-    /// with a representation derived from it kept alongside (the HTTP layer's body and ETag).
-    pub async fn get_shared(&self, id: ProductId) -> Result<Arc<Shared<Product>>, CatalogError> {
+    /// One product by id, active or not, as `representation` renders it, cache-aside: the caches
+    /// keep the rendering (see [`Representation`]), so a hit costs no parsing or rendering.
+    pub async fn get_as<R: Representation<Product>>(
+        &self,
+        id: ProductId,
+        representation: &R,
+    ) -> Result<Arc<R::Output>, CatalogError> {
         self.cached
-            .get_or_load_shared(&product_cache_key(id), || self.products.find_by_id(id))
+            .get_or_load_as(&product_cache_key(id), representation, || {
+                self.products.find_by_id(id)
+            })
             .await?
             .ok_or(CatalogError::NotFound)
-    }
-
-    /// One product by id, active or not, cache-aside.
-    pub async fn get(&self, id: ProductId) -> Result<Product, CatalogError> {
-        self.get_shared(id).await.map(Shared::into_value)
     }
 
     /// Changes a product (admin only). Stock has its own operation.

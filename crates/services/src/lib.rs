@@ -36,6 +36,7 @@ pub use auth::{
     AuthError, AuthService, AuthSettings, Principal, RegisterInput, RevocationCheckPolicy,
     TokenPair,
 };
+pub use cache_aside::Representation;
 pub use catalog::{
     CatalogError, CatalogService, PriceInput, ProductDraft, ProductListParams, ProductPatch,
 };
@@ -43,7 +44,7 @@ pub use cursor::{CursorCodec, InvalidCursor, derive_key};
 pub use dashboard::{Dashboard, DashboardError, DashboardService, DashboardSettings, LowStock};
 pub use exports::{Export, ExportError, ExportFormat, ExportParams, ExportService};
 pub use failure::Failure;
-pub use local_cache::{InvalidatingCache, LocalCache, LocalCacheSettings, Shared};
+pub use local_cache::{InvalidatingCache, LocalCache, LocalCacheSettings};
 pub use orders::{OrderError, OrderListParams, OrderService, PlacedOrder};
 pub use password::{Argon2Hasher, Argon2Settings};
 pub use renewal::{RENEWAL_JOB, RenewDueSubscriptions};

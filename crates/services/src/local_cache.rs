@@ -27,52 +27,6 @@ use strata_ports::{Cache, InvalidationListener, InvalidationPublisher, PortError
 /// the caching of the keys sharing its counter, and only while their fetch overlaps the write.
 const GENERATIONS: usize = 256;
 
-/// A cached value as every reader of this process shares it, with room for one representation
-/// derived from it (an HTTP body and its ETag): made once per cached value, and gone with it.
-#[derive(Debug)]
-pub struct Shared<T> {
-    value: T,
-    derived: std::sync::OnceLock<Arc<dyn Any + Send + Sync>>,
-}
-
-impl<T> Shared<T> {
-    /// `value`, with nothing derived yet.
-    pub fn new(value: T) -> Self {
-        Self {
-            value,
-            derived: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The value.
-    pub fn value(&self) -> &T {
-        &self.value
-    }
-
-    /// The value itself when this is its only holder, else a copy.
-    pub fn into_value(self: Arc<Self>) -> T
-    where
-        T: Clone,
-    {
-        Arc::try_unwrap(self).map_or_else(|shared| shared.value.clone(), |owned| owned.value)
-    }
-
-    /// The representation `make` derives from the value: made by the first caller, then reused
-    /// for as long as this value is cached in process.
-    pub fn derived<R: Any + Send + Sync>(&self, make: impl FnOnce(&T) -> R) -> Arc<R> {
-        if let Some(made) = self
-            .derived
-            .get()
-            .and_then(|made| Arc::clone(made).downcast::<R>().ok())
-        {
-            return made;
-        }
-        let made = Arc::new(make(&self.value));
-        let _ = self.derived.set(made.clone());
-        made
-    }
-}
-
 /// Size and freshness bounds of the in-process tier.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalCacheSettings {

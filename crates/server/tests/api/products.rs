@@ -372,3 +372,48 @@ async fn the_list_pages_through_every_product_once_in_price_order_with_filters()
     )
     .await;
 }
+
+#[tokio::test]
+async fn redis_keeps_the_ready_body_and_an_entry_of_another_format_is_replaced() {
+    use strata_ports::Cache as _;
+
+    // Without the in-process copy every read goes to Redis.
+    let app = TestApp::spawn_with(&[("local_cache_enabled", json!(false))]).await;
+    let admin = app.admin_token().await;
+    let product = app.create_product(&admin, "BYTES-1", 1000, 5).await;
+    let id = product["id"].as_str().unwrap();
+    let path = format!("/v1/products/{id}");
+    let cache = strata_redis::RedisCache::new(app.components.redis.clone());
+    let key = format!("product:{id}");
+    // What an older version kept (the product's own JSON, another shape): never served.
+    cache
+        .set(
+            &key,
+            r#"{"id":"stale"}"#,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+
+    let first = app.get_public(&path).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let body = first.text().await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), product);
+    assert_eq!(
+        cache.get(&key).await.unwrap().unwrap(),
+        format!("product-v1|{body}")
+    );
+
+    let hit = app.get_public(&path).await;
+    assert_eq!(hit.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(hit.text().await.unwrap(), body);
+    let revalidated = app
+        .client
+        .get(app.url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+}

@@ -9,6 +9,7 @@ use strata_ports::{MockCache, MockIdGenerator, MockProductRepository, PortError}
 use uuid::Uuid;
 
 use super::*;
+use crate::cache_aside::Json;
 use crate::test_support::{fixed_clock, invalid_fields, now, pairs, principal, unavailable};
 
 const TTL: Duration = Duration::from_secs(300);
@@ -306,7 +307,14 @@ async fn a_cached_product_is_served_without_the_repository() {
         .returning(move |_| Ok(Some(json.clone())));
     ports.products.expect_find_by_id().never();
     ports.cache.expect_set().never();
-    assert_eq!(ports.service().get(id).await.expect("product"), cached);
+    assert_eq!(
+        *ports
+            .service()
+            .get_as(id, &Json::new())
+            .await
+            .expect("product"),
+        cached
+    );
 }
 
 #[tokio::test]
@@ -339,7 +347,14 @@ async fn a_miss_loads_once_and_caches_the_json_for_the_ttl() {
         })
         .times(1)
         .returning(|_, _, _| Ok(()));
-    assert_eq!(ports.service().get(id).await.expect("product"), expected);
+    assert_eq!(
+        *ports
+            .service()
+            .get_as(id, &Json::new())
+            .await
+            .expect("product"),
+        expected
+    );
 }
 
 #[tokio::test]
@@ -363,7 +378,14 @@ async fn an_unreachable_cache_falls_back_to_the_repository() {
         .cache
         .expect_set()
         .returning(|_, _, _| Err(unavailable()));
-    assert_eq!(ports.service().get(id).await.expect("product"), expected);
+    assert_eq!(
+        *ports
+            .service()
+            .get_as(id, &Json::new())
+            .await
+            .expect("product"),
+        expected
+    );
 }
 
 #[tokio::test]
@@ -386,7 +408,14 @@ async fn an_unreadable_cache_entry_is_reloaded() {
         .expect_set()
         .times(1)
         .returning(|_, _, _| Ok(()));
-    assert_eq!(ports.service().get(id).await.expect("product"), expected);
+    assert_eq!(
+        *ports
+            .service()
+            .get_as(id, &Json::new())
+            .await
+            .expect("product"),
+        expected
+    );
 }
 
 #[tokio::test]
@@ -401,7 +430,7 @@ async fn an_unknown_product_is_not_found_and_nothing_is_cached() {
         .times(1)
         .returning(|_| Ok(None));
     ports.cache.expect_set().never();
-    let result = ports.service().get(id).await;
+    let result = ports.service().get_as(id, &Json::new()).await;
     assert!(matches!(result, Err(CatalogError::NotFound)), "{result:?}");
 }
 
@@ -415,7 +444,7 @@ async fn an_unavailable_repository_is_a_failure_and_nothing_is_cached() {
         .times(1)
         .returning(|_| Err(unavailable()));
     ports.cache.expect_set().never();
-    let result = ports.service().get(new_id()).await;
+    let result = ports.service().get_as(new_id(), &Json::new()).await;
     assert!(
         matches!(result, Err(CatalogError::Failure(Failure::Unavailable(_)))),
         "{result:?}"
@@ -448,11 +477,11 @@ async fn concurrent_misses_of_one_product_make_one_repository_call() {
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let service = service.clone();
-            tokio::spawn(async move { service.get(id).await })
+            tokio::spawn(async move { service.get_as(id, &Json::new()).await })
         })
         .collect();
     for task in tasks {
-        assert_eq!(task.await.expect("task").expect("product"), expected);
+        assert_eq!(*task.await.expect("task").expect("product"), expected);
     }
 }
 
