@@ -15,11 +15,17 @@ pub(crate) fn fixed_clock() -> strata_ports::MockClock {
     clock
 }
 
-/// The instant every mocked clock returns.
+/// The instant every mocked clock returns: fixed for the whole test run, taken from the wall
+/// clock (to the second) when first asked, because the JWTs the services issue at this instant are
+/// verified by `jsonwebtoken` against the real clock.
 pub(crate) fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
-        .single()
-        .expect("valid instant")
+    static NOW: std::sync::LazyLock<DateTime<Utc>> = std::sync::LazyLock::new(|| {
+        let wall = Utc::now();
+        Utc.timestamp_opt(wall.timestamp(), 0)
+            .single()
+            .unwrap_or(wall)
+    });
+    *NOW
 }
 
 /// A fresh caller with `role`.

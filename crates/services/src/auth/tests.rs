@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use mockall::predicate::eq;
 use strata_domain::{DisplayName, Email, RefreshTokenRecord, Role, User, UserId};
 use strata_ports::{
@@ -14,14 +14,8 @@ use strata_ports::{
 use uuid::Uuid;
 
 use super::*;
-use crate::test_support::fixed_clock;
+use crate::test_support::{fixed_clock, now};
 use crate::tokens::{JwtKey, JwtSettings};
-
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
-        .single()
-        .expect("valid instant")
-}
 
 fn jwt() -> Arc<JwtCodec> {
     Arc::new(

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use mockall::predicate::eq;
 use strata_domain::{DisplayName, Email, Role, User, UserId};
 use strata_ports::{
@@ -13,13 +12,7 @@ use strata_ports::{
 use uuid::Uuid;
 
 use super::*;
-use crate::test_support::fixed_clock;
-
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
-        .single()
-        .expect("valid instant")
-}
+use crate::test_support::{fixed_clock, now};
 
 fn user(id: UserId) -> User {
     User {
