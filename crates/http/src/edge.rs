@@ -3,7 +3,7 @@
 //!
 //! # Order (outermost first), and why
 //!
-//! 1. `observe` (request id, span, access log, panic containment, security headers): first, so
+//! 1. `observe` (request id, span, access log, panic containment, security headers, HSTS): first, so
 //!    that every response below — including a 429, a 503 or a panic — carries the request id and
 //!    the security headers and is logged once.
 //! 2. CORS: answers preflight requests before any budget, slot or credential is spent, and adds
@@ -172,6 +172,7 @@ pub struct Edge {
     limiter: Arc<dyn RateLimiter>,
     slots: Arc<Semaphore>,
     export_slots: Arc<Semaphore>,
+    hsts: Option<HeaderValue>,
 }
 
 impl Edge {
@@ -179,12 +180,21 @@ impl Edge {
     pub fn new(settings: EdgeSettings, limiter: Arc<dyn RateLimiter>) -> Self {
         let slots = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
         let export_slots = Arc::new(Semaphore::new(settings.max_concurrent_exports.max(1)));
+        let hsts = settings.hsts_max_age_secs.and_then(|age| {
+            HeaderValue::from_str(&format!("max-age={age}; includeSubDomains")).ok()
+        });
         Self {
             settings,
             limiter,
             slots,
             export_slots,
+            hsts,
         }
+    }
+
+    /// The `Strict-Transport-Security` value every response carries, when HSTS is configured.
+    pub fn hsts(&self) -> Option<&HeaderValue> {
+        self.hsts.as_ref()
     }
 
     /// A slot for one streaming export, held until its body is dropped; 503 when all are taken.

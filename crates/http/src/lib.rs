@@ -20,8 +20,7 @@ pub mod trace;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::{Compress, Condition, DefaultHeaders, from_fn};
+use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpRequest, HttpResponse, web};
 
 pub use health::Health;
@@ -40,10 +39,7 @@ pub fn build_app(
         InitError = (),
     >,
 > {
-    let edge = state.edge.settings().clone();
-    let hsts = edge
-        .hsts_max_age_secs
-        .and_then(|age| HeaderValue::from_str(&format!("max-age={age}; includeSubDomains")).ok());
+    let cors_origins = state.edge.settings().cors_origins.clone();
     App::new()
         .app_data(web::Data::new(state))
         .app_data(
@@ -79,17 +75,8 @@ pub fn build_app(
         // Innermost first; edge.rs explains the order.
         .wrap(from_fn(edge::guard))
         .wrap(Compress::default())
-        .wrap(edge::cors(&edge.cors_origins))
-        .wrap(Condition::new(
-            hsts.is_some(),
-            DefaultHeaders::new().add((
-                HeaderName::from_static("strict-transport-security"),
-                hsts.unwrap_or(HeaderValue::from_static("max-age=0")),
-            )),
-        ))
+        .wrap(edge::cors(&cors_origins))
         .wrap(from_fn(middleware::observe))
-        // Outside `observe`, which sets the API's CSP on every response: the docs page needs its own.
-        .wrap(from_fn(openapi::docs_policy))
 }
 
 /// No route matched.

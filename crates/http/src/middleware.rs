@@ -1,5 +1,6 @@
 //! The outer request middleware: request id, tracing span, one access-log line, panic containment,
-//! and the request metrics.
+//! the request metrics, and the response headers every answer carries (security headers, HSTS
+//! when configured, the docs pages' own CSP).
 //!
 //! Metric labels are bounded: `route` is the matched route template (`/v1/products/{id}`), never
 //! the raw path, with every unmatched path under [`UNMATCHED_ROUTE`]; `method` is a standard
@@ -40,6 +41,12 @@ pub async fn observe(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
+    let docs = crate::openapi::is_docs(req.path());
+    // CORS response headers are read by browsers only, and a browser always sends Origin.
+    let cross_origin = req.headers().contains_key(header::ORIGIN);
+    let hsts = req
+        .app_data::<actix_web::web::Data<crate::AppState>>()
+        .and_then(|state| state.edge.hsts().cloned());
     let id = request_id::from_headers(req.headers());
     let method_label = method_label(req.method());
     let route = req
@@ -103,8 +110,22 @@ pub async fn observe(
             .headers_mut()
             .insert(HeaderName::from_static(request_id::HEADER), value);
     }
-    apply_security_headers(response.headers_mut());
-    crate::edge::unmark_identity(response.headers_mut());
+    let docs_page = docs && response.status().is_success();
+    let headers = response.headers_mut();
+    apply_security_headers(headers);
+    if docs_page {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::openapi::DOCS_CSP),
+        );
+    }
+    if let Some(hsts) = hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    }
+    if !cross_origin {
+        headers.remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
+    }
+    crate::edge::unmark_identity(headers);
     record_request(
         method_label,
         &route,

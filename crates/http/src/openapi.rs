@@ -17,10 +17,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock};
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::Next;
+use actix_web::body::MessageBody;
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::Value;
 use strata_domain::{
@@ -323,21 +321,10 @@ fn serve_docs_file(path: &str) -> Result<HttpResponse, ApiError> {
         .body(file.bytes.into_owned()))
 }
 
-/// Gives the docs pages [`DOCS_CSP`] in place of the API's `default-src 'none'` policy (which would
-/// stop Swagger UI's scripts): wraps the outermost layer, so that it sees the final headers.
-pub async fn docs_policy(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let docs = req.path() == "/docs" || req.path().starts_with("/docs/");
-    let mut response = next.call(req).await?.map_into_boxed_body();
-    if docs && response.status().is_success() {
-        response.headers_mut().insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(DOCS_CSP),
-        );
-    }
-    Ok(response)
+/// Whether `path` is one of the docs pages, which get [`DOCS_CSP`] in place of the API's
+/// `default-src 'none'` policy (which would stop Swagger UI's scripts).
+pub fn is_docs(path: &str) -> bool {
+    path == "/docs" || path.starts_with("/docs/")
 }
 
 /// `If-None-Match`, on every GET that sends an ETag.

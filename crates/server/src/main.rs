@@ -4,6 +4,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use strata_server::{Application, Components, Settings, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Strata, the commerce and subscriptions API.
 #[derive(Parser)]
 #[command(name = "strata", version, about)]
