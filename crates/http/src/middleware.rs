@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{ResourceMap, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
@@ -49,10 +49,12 @@ pub async fn observe(
         .and_then(|state| state.edge.hsts().cloned());
     let id = request_id::from_headers(req.headers());
     let method_label = method_label(req.method());
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    let span = tracing::info_span!("request", request_id = %id, method = req.method().as_str(), %route, user_id = tracing::field::Empty);
+    // The route is named once the request has been routed (actix then knows the resource without
+    // matching the path again: a second match was a fifth of a cached read's instructions). A
+    // request that never comes back (timed out, panicked) is named from the path.
+    remember_routes(req.request().resource_map());
+    let uri = req.uri().clone();
+    let span = tracing::info_span!("request", request_id = %id, method = req.method().as_str(), route = tracing::field::Empty, user_id = tracing::field::Empty);
 
     let incoming = TraceParent::from_headers(req.headers());
     let request_trace = RequestTrace {
@@ -74,6 +76,8 @@ pub async fn observe(
         Ok(Err(error)) => {
             // A layer that had to give up the request (the request timeout) returns its answer
             // as an error; only a 5xx other than 503 is a failure worth an error line.
+            let route = route_of_path(uri.path());
+            span.record("route", route.as_str());
             let status = error.as_response_error().status_code();
             record_request(method_label, &route, status.as_u16(), started.elapsed());
             if status == StatusCode::SERVICE_UNAVAILABLE || !status.is_server_error() {
@@ -91,6 +95,8 @@ pub async fn observe(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_owned());
+            let route = route_of_path(uri.path());
+            span.record("route", route.as_str());
             record_request(method_label, &route, 500, started.elapsed());
             log_failure(&span, started, &format!("handler panicked: {message}"));
             // The request went down with the handler, so no response can be built around it here;
@@ -102,6 +108,11 @@ pub async fn observe(
             );
         }
     };
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    span.record("route", route.as_str());
     if response.status().as_u16() >= 400 && !response.headers().contains_key(header::CONTENT_TYPE) {
         response = request_id::scope(id.clone(), async { as_problem(response) }).await;
     }
@@ -158,6 +169,31 @@ pub fn apply_security_headers(headers: &mut HeaderMap) {
     }
 }
 
+thread_local! {
+    /// This worker's routes (the address of the app's map, and a handle on it), to name the route
+    /// of a request whose response never came back and so cannot name it itself.
+    static ROUTES: std::cell::RefCell<Option<(usize, ResourceMap)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps a handle on `map` for [`route_of_path`]; a pointer comparison once it is known.
+fn remember_routes(map: &ResourceMap) {
+    let address = std::ptr::from_ref(map) as usize;
+    ROUTES.with_borrow_mut(|routes| {
+        if routes.as_ref().is_none_or(|(known, _)| *known != address) {
+            // A clone shares the map's nodes, so the patterns it finds are the app's own.
+            *routes = Some((address, map.clone()));
+        }
+    });
+}
+
+/// The route template matching `path`, by matching it against this worker's routes.
+fn route_of_path(path: &str) -> String {
+    ROUTES
+        .with_borrow(|routes| routes.as_ref().and_then(|(_, map)| map.match_pattern(path)))
+        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned())
+}
+
 /// The `method` label: the standard methods by name, anything else as `OTHER`.
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -185,8 +221,9 @@ struct RouteMetrics {
 thread_local! {
     /// Handles registered once per worker thread and series: a request then records without the
     /// registry's lookup (label allocation and hashing). Bounded like the labels themselves.
-    static ROUTE_METRICS: std::cell::RefCell<std::collections::HashMap<Box<str>, Vec<RouteMetrics>>> =
-        std::cell::RefCell::default();
+    static ROUTE_METRICS: std::cell::RefCell<
+        std::collections::HashMap<Box<str>, Vec<RouteMetrics>, foldhash::fast::RandomState>,
+    > = std::cell::RefCell::default();
 }
 
 /// Counts one answered request and records its latency.

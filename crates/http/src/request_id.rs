@@ -24,7 +24,15 @@ pub fn from_headers(headers: &HeaderMap) -> String {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
         })
-        .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned)
+        .map_or_else(
+            || {
+                Uuid::now_v7()
+                    .hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer())
+                    .to_owned()
+            },
+            str::to_owned,
+        )
 }
 
 /// Runs `future` with `id` as the current request id.

@@ -156,7 +156,13 @@ pub struct ProductListParams {
 
 /// The key of a product in the shared cache.
 pub(crate) fn product_cache_key(id: ProductId) -> String {
-    format!("product:{id}")
+    // Built on every product read: written directly, not through the formatting machinery
+    // (`format!` was 5 % of a cached read's instructions).
+    const PREFIX: &str = "product:";
+    let mut key = String::with_capacity(PREFIX.len() + uuid::fmt::Hyphenated::LENGTH);
+    key.push_str(PREFIX);
+    key.push_str(id.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+    key
 }
 
 #[derive(Serialize, Deserialize)]

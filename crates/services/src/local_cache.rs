@@ -38,9 +38,11 @@ pub struct LocalCacheSettings {
 
 /// Values kept in this process, keyed like the shared cache, dropped on every invalidation.
 pub struct LocalCache {
-    entries: moka::sync::Cache<String, Arc<dyn Any + Send + Sync>>,
+    // foldhash rather than SipHash: the keys are this process's own (a product id must exist to
+    // be cached), and hashing was most of a lookup.
+    entries: moka::sync::Cache<String, Arc<dyn Any + Send + Sync>, foldhash::fast::RandomState>,
     generations: Box<[AtomicU64]>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
     /// Whether the invalidation feed is up: nothing is served or kept while it is not.
     live: AtomicBool,
 }
@@ -61,9 +63,9 @@ impl LocalCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(settings.capacity)
                 .time_to_live(settings.ttl)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             generations: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
             live: AtomicBool::new(false),
         }
     }
