@@ -75,8 +75,12 @@ impl Prepared {
         if fresh {
             response.finish()
         } else {
+            // A static header value: `content_type("…")` would parse the media type every time.
             response
-                .content_type("application/json")
+                .insert_header((
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                ))
                 .body(self.body.clone())
         }
     }
