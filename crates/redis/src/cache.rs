@@ -21,7 +21,7 @@ impl RedisCache {
     }
 
     fn key(&self, key: &str) -> String {
-        self.redis.key(&format!("cache:{key}"))
+        self.redis.key_of(&["cache:", key])
     }
 }
 
