@@ -42,6 +42,14 @@ fn new_id() -> ProductId {
     ProductId(Uuid::now_v7())
 }
 
+/// A product read through the cache as the product's own JSON.
+async fn read(service: &CatalogService, id: ProductId) -> Result<Product, CatalogError> {
+    service
+        .get_as(id, &Json::new())
+        .await
+        .map(|product| (*product).clone())
+}
+
 fn key_of(id: ProductId) -> String {
     format!("product:{id}")
 }
@@ -307,14 +315,7 @@ async fn a_cached_product_is_served_without_the_repository() {
         .returning(move |_| Ok(Some(json.clone())));
     ports.products.expect_find_by_id().never();
     ports.cache.expect_set().never();
-    assert_eq!(
-        *ports
-            .service()
-            .get_as(id, &Json::new())
-            .await
-            .expect("product"),
-        cached
-    );
+    assert_eq!(read(&ports.service(), id).await.expect("product"), cached);
 }
 
 #[tokio::test]
@@ -347,14 +348,7 @@ async fn a_miss_loads_once_and_caches_the_json_for_the_ttl() {
         })
         .times(1)
         .returning(|_, _, _| Ok(()));
-    assert_eq!(
-        *ports
-            .service()
-            .get_as(id, &Json::new())
-            .await
-            .expect("product"),
-        expected
-    );
+    assert_eq!(read(&ports.service(), id).await.expect("product"), expected);
 }
 
 #[tokio::test]
@@ -378,14 +372,7 @@ async fn an_unreachable_cache_falls_back_to_the_repository() {
         .cache
         .expect_set()
         .returning(|_, _, _| Err(unavailable()));
-    assert_eq!(
-        *ports
-            .service()
-            .get_as(id, &Json::new())
-            .await
-            .expect("product"),
-        expected
-    );
+    assert_eq!(read(&ports.service(), id).await.expect("product"), expected);
 }
 
 #[tokio::test]
@@ -408,14 +395,7 @@ async fn an_unreadable_cache_entry_is_reloaded() {
         .expect_set()
         .times(1)
         .returning(|_, _, _| Ok(()));
-    assert_eq!(
-        *ports
-            .service()
-            .get_as(id, &Json::new())
-            .await
-            .expect("product"),
-        expected
-    );
+    assert_eq!(read(&ports.service(), id).await.expect("product"), expected);
 }
 
 #[tokio::test]
@@ -430,7 +410,7 @@ async fn an_unknown_product_is_not_found_and_nothing_is_cached() {
         .times(1)
         .returning(|_| Ok(None));
     ports.cache.expect_set().never();
-    let result = ports.service().get_as(id, &Json::new()).await;
+    let result = read(&ports.service(), id).await;
     assert!(matches!(result, Err(CatalogError::NotFound)), "{result:?}");
 }
 
@@ -444,7 +424,7 @@ async fn an_unavailable_repository_is_a_failure_and_nothing_is_cached() {
         .times(1)
         .returning(|_| Err(unavailable()));
     ports.cache.expect_set().never();
-    let result = ports.service().get_as(new_id(), &Json::new()).await;
+    let result = read(&ports.service(), new_id()).await;
     assert!(
         matches!(result, Err(CatalogError::Failure(Failure::Unavailable(_)))),
         "{result:?}"
@@ -477,11 +457,11 @@ async fn concurrent_misses_of_one_product_make_one_repository_call() {
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let service = service.clone();
-            tokio::spawn(async move { service.get_as(id, &Json::new()).await })
+            tokio::spawn(async move { read(&service, id).await })
         })
         .collect();
     for task in tasks {
-        assert_eq!(*task.await.expect("task").expect("product"), expected);
+        assert_eq!(task.await.expect("task").expect("product"), expected);
     }
 }
 
