@@ -270,3 +270,33 @@ async fn rate_limit_rejections_are_counted_by_group() {
         ) >= 1.0
     );
 }
+
+#[tokio::test]
+async fn a_request_abandoned_at_the_timeout_is_counted_under_its_route() {
+    // Hashing this costly outlives a 100 ms request timeout.
+    let app = TestApp::spawn_with(&[
+        ("request_timeout_ms", json!(100)),
+        ("argon2_memory_kib", json!(65536)),
+        ("argon2_iterations", json!(8)),
+    ])
+    .await;
+    let labels = [
+        ("method", "POST"),
+        ("route", "/v1/auth/register"),
+        ("status", "503"),
+    ];
+    let (_, before) = scrape(&app).await;
+    let response = app
+        .post(
+            "/v1/auth/register",
+            json!({"email": "ada@example.com", "password": crate::helpers::PASSWORD, "display_name": "Ada"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (_, after) = scrape(&app).await;
+    assert_eq!(
+        value(&after, "http_requests_total", &labels)
+            - value(&before, "http_requests_total", &labels),
+        1.0
+    );
+}
