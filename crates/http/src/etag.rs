@@ -52,12 +52,8 @@ impl Prepared {
     /// `value` serialised, and its ETag.
     pub fn json<T: Serialize>(value: &T) -> Result<Self, ApiError> {
         let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.into()))?;
-        let etag =
-            header::HeaderValue::from_str(&of(&body)).map_err(|e| ApiError::internal(e.into()))?;
-        Ok(Self {
-            body: body.into(),
-            etag,
-        })
+        Self::from_json(body.into())
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("an ETag that is no header value")))
     }
 
     /// A body serialised already, with its ETag; `None` if the ETag cannot be a header value.

@@ -22,7 +22,10 @@ impl RedisTokenBlacklist {
     }
 
     fn key(&self, jti: Uuid) -> String {
-        self.redis.key(&format!("revoked:{jti}"))
+        self.redis.key_of(&[
+            "revoked:",
+            jti.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+        ])
     }
 }
 

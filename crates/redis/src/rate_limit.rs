@@ -77,7 +77,7 @@ impl RedisRateLimiter {
 
     /// The Redis key holding `key`'s log.
     pub fn budget_key(&self, key: &str) -> String {
-        self.redis.key(&format!("rl:{{{key}}}"))
+        self.redis.key_of(&["rl:{", key, "}"])
     }
 }
 

@@ -42,6 +42,11 @@ pub trait Representation<T>: Send + Sync {
     /// What the shared cache kept, read back; `None` for an entry this representation cannot
     /// read (one written by another version), which is then loaded and rendered again.
     fn read(&self, stored: String) -> Option<Self::Output>;
+    /// What readers get of a value just loaded and rendered: by default the rendering read back;
+    /// a representation that hands out the value itself keeps it and skips the read.
+    fn loaded(&self, _value: T, rendered: String) -> Option<Self::Output> {
+        self.read(rendered)
+    }
 }
 
 /// The value itself as JSON: the representation of the caches whose readers want the value.
@@ -65,6 +70,10 @@ where
 
     fn read(&self, stored: String) -> Option<T> {
         serde_json::from_str(&stored).ok()
+    }
+
+    fn loaded(&self, value: T, _rendered: String) -> Option<T> {
+        Some(value)
     }
 }
 
@@ -175,13 +184,6 @@ where
                 let rendered = representation
                     .render(&value)
                     .map_err(|e| Arc::new(PortError::Unexpected(e)))?;
-                let Some(output) = representation.read(rendered.clone()) else {
-                    return Err(Arc::new(PortError::Unexpected(anyhow::anyhow!(
-                        "the {} cache cannot read back what it rendered",
-                        self.name
-                    ))));
-                };
-                let output = Arc::new(output);
                 // A write heard of during the load may have come after the read: storing the
                 // value would put back what the writer removed.
                 let unchanged = match (local, seen) {
@@ -190,9 +192,16 @@ where
                 };
                 if unchanged {
                     self.store(key, &rendered).await;
-                    if let (Some(local), Some(seen)) = (local, seen) {
-                        local.insert(key, output.clone(), seen);
-                    }
+                }
+                let Some(output) = representation.loaded(value, rendered) else {
+                    return Err(Arc::new(PortError::Unexpected(anyhow::anyhow!(
+                        "the {} cache cannot read back what it rendered",
+                        self.name
+                    ))));
+                };
+                let output = Arc::new(output);
+                if let (true, Some(local), Some(seen)) = (unchanged, local, seen) {
+                    local.insert(key, output.clone(), seen);
                 }
                 Ok((Some(output as Arc<dyn Any + Send + Sync>), false))
             })
