@@ -5,6 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, access, problem};
+use crate::metrics::{scrape, value};
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
@@ -206,6 +207,13 @@ async fn a_request_past_the_timeout_is_abandoned_with_503() {
         ("argon2_iterations", json!(8)),
     ])
     .await;
+    // Counted under its route, though its response never came back through the router.
+    let abandoned = [
+        ("method", "POST"),
+        ("route", "/v1/auth/register"),
+        ("status", "503"),
+    ];
+    let (_, before) = scrape(&app).await;
     let started = std::time::Instant::now();
     let response = app
         .post(
@@ -222,6 +230,12 @@ async fn a_request_past_the_timeout_is_abandoned_with_503() {
         "SERVICE_UNAVAILABLE",
     )
     .await;
+    let (_, after) = scrape(&app).await;
+    assert_eq!(
+        value(&after, "http_requests_total", &abandoned)
+            - value(&before, "http_requests_total", &abandoned),
+        1.0
+    );
     assert_eq!(
         app.get_public("/health/live").await.status(),
         StatusCode::OK
