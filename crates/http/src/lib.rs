@@ -53,6 +53,19 @@ pub fn build_app(
             ))
             .into()
         }))
+        // actix tries routes in the order they are registered, each pattern with a path
+        // parameter through a regex: the busiest routes come first (a cached product read matched
+        // after ten others spent 5 % of its instructions there).
+        .service(
+            web::scope("/v1")
+                .configure(routes::products::configure)
+                .configure(routes::orders::configure)
+                .configure(routes::auth::configure)
+                .configure(routes::users::configure)
+                .configure(routes::exports::configure)
+                .configure(routes::billing::configure)
+                .configure(routes::admin::configure),
+        )
         .service(
             web::scope("/health")
                 .service(web::resource("/live").route(web::get().to(health::live)))
@@ -60,23 +73,17 @@ pub fn build_app(
         )
         .configure(routes::problems::configure)
         .service(web::resource("/metrics").route(web::get().to(metrics::render)))
-        .service(
-            web::scope("/v1")
-                .configure(routes::auth::configure)
-                .configure(routes::users::configure)
-                .configure(routes::exports::configure)
-                .configure(routes::products::configure)
-                .configure(routes::orders::configure)
-                .configure(routes::billing::configure)
-                .configure(routes::admin::configure),
-        )
         .configure(openapi::configure)
         .default_service(web::to(unmatched))
         // Innermost first; edge.rs explains the order.
         .wrap(from_fn(edge::guard))
         .wrap(Compress::default())
         .wrap(edge::cors(&cors_origins))
-        .wrap(from_fn(middleware::observe))
+        // Boxed: actix keeps the outermost layer's future inside every connection's task, so an
+        // unboxed one costs each idle keep-alive connection its size (half a KiB) too.
+        .wrap(from_fn(|req, next| {
+            Box::pin(middleware::observe(req, next))
+        }))
 }
 
 /// No route matched.

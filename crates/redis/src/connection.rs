@@ -7,6 +7,7 @@
 //! tag. SCAN is per node, so [`RedisConnection::clear_namespace`] walks every master.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -168,16 +169,36 @@ enum Topology {
     },
 }
 
-/// A shared handle on Redis; clones share one multiplexed connection.
+/// A shared handle on Redis; clones share a few multiplexed connections (see [`lanes`]).
 #[derive(Clone)]
 pub struct RedisConnection {
     topology: Arc<Topology>,
-    shared: Arc<OnceCell<AnyConnection>>,
+    /// Multiplexed connections, each used by the threads whose lane it is.
+    shared: Arc<[OnceCell<AnyConnection>]>,
     /// Idle connections for blocking commands, reused so that a busy consumer does not connect
     /// once per message.
     blocking: Arc<Mutex<Vec<AnyConnection>>>,
     prefix: Arc<str>,
     timeout: Duration,
+}
+
+/// How many multiplexed connections a handle keeps: two per core. A connection's I/O runs on the
+/// runtime of the thread that made it, and each thread uses the connection of its own lane, so an
+/// HTTP worker's commands are written and answered on that worker's thread: with one connection
+/// for all, the other worker's every command woke the connection's thread and was woken back
+/// (0.6 eventfd writes per uncached product read). Two per core leaves lanes for the main
+/// runtime's threads.
+fn lanes() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| (cores.get() * 2).clamp(2, 32))
+}
+
+/// The lane of the current thread: threads are numbered as they first use Redis.
+fn lane_of_thread(lanes: usize) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static LANE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    LANE.with(|lane| *lane % lanes.max(1))
 }
 
 /// How many idle blocking connections are kept; more are opened on demand and closed after use.
@@ -244,7 +265,7 @@ impl RedisConnection {
         };
         Ok(Self {
             topology: Arc::new(topology),
-            shared: Arc::new(OnceCell::new()),
+            shared: (0..lanes()).map(|_| OnceCell::new()).collect(),
             blocking: Arc::new(Mutex::new(Vec::new())),
             prefix: settings.key_prefix.clone().into(),
             timeout: settings.command_timeout,
@@ -273,10 +294,16 @@ impl RedisConnection {
         matches!(*self.topology, Topology::Cluster { .. })
     }
 
-    /// The connection every adapter shares, made on first use (again after a failed attempt).
+    /// The connection this thread's adapters share, made on first use (again after a failed
+    /// attempt).
     pub(crate) async fn shared(&self) -> Result<AnyConnection, PortError> {
-        let connection = self
-            .shared
+        let lane = lane_of_thread(self.shared.len());
+        let Some(cell) = self.shared.get(lane) else {
+            return Err(PortError::unexpected(anyhow!(
+                "no Redis connection lane {lane}"
+            )));
+        };
+        let connection = cell
             .get_or_try_init(|| async {
                 let connect = async {
                     match &*self.topology {
