@@ -1,5 +1,5 @@
-//! The lazily established, self-healing connection shared by the Redis adapters, to one server or
-//! to a Redis Cluster.
+//! The lazily established, self-healing connections shared by the Redis adapters (one per thread
+//! lane, see [`lanes`]), to one server or to a Redis Cluster.
 //!
 //! On a cluster every command goes to the master of its key's slot (redis' cluster client follows
 //! MOVED and ASK and re-reads the slot map), a multi-key DEL or UNLINK is split by slot, and a

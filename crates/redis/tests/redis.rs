@@ -177,3 +177,39 @@ async fn many_keys_are_deleted_at_once_wherever_they_live() -> anyhow::Result<()
     redis.clear_namespace().await?;
     Ok(())
 }
+
+/// `CLIENT ID` twice from a thread of its own, on that thread's runtime (as an HTTP worker runs).
+fn client_ids_from_a_new_thread(redis: &RedisConnection) -> anyhow::Result<(i64, i64)> {
+    let redis = redis.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let id = || {
+                redis.run(|mut conn| async move {
+                    redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await
+                })
+            };
+            Ok((id().await?, id().await?))
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread panicked"))?
+}
+
+#[test]
+fn each_thread_keeps_a_connection_of_its_own() -> anyhow::Result<()> {
+    let redis = isolated()?;
+    if redis.is_cluster() {
+        // CLIENT ID goes to whichever node the cluster client picks: not comparable.
+        return Ok(());
+    }
+    let first = client_ids_from_a_new_thread(&redis)?;
+    let second = client_ids_from_a_new_thread(&redis)?;
+    assert_eq!(first.0, first.1, "one thread, one connection");
+    assert_eq!(second.0, second.1, "one thread, one connection");
+    // Otherwise one thread's commands would be written and answered on the other's runtime.
+    assert_ne!(first.0, second.0, "each thread its own connection");
+    Ok(())
+}
