@@ -365,7 +365,7 @@ impl RedisConnection {
             .map_err(map_error)
     }
 
-    /// Runs one command (or pipeline) on the shared connection under the timeout.
+    /// Runs one command (or pipeline) on this thread's connection under the timeout.
     pub async fn run<T, F, Fut>(&self, command: F) -> Result<T, PortError>
     where
         F: FnOnce(AnyConnection) -> Fut,
