@@ -40,6 +40,7 @@ pub fn build_app(
     >,
 > {
     let cors_origins = state.edge.settings().cors_origins.clone();
+    let hsts = state.edge.hsts().cloned();
     App::new()
         .app_data(web::Data::new(state))
         .app_data(
@@ -81,8 +82,8 @@ pub fn build_app(
         .wrap(edge::cors(&cors_origins))
         // Boxed: actix keeps the outermost layer's future inside every connection's task, so an
         // unboxed one costs each idle keep-alive connection its size (half a KiB) too.
-        .wrap(from_fn(|req, next| {
-            Box::pin(middleware::observe(req, next))
+        .wrap(from_fn(move |req, next| {
+            Box::pin(middleware::observe(req, next, hsts.clone()))
         }))
 }
 

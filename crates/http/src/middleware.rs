@@ -35,18 +35,17 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 pub struct AuthenticatedUser(pub UserId);
 
 /// Wraps every request: see the module docs. A panicking handler becomes a 500 problem response
-/// and an error-level log line, and the worker goes on serving.
+/// and an error-level log line, and the worker goes on serving. `hsts` is the
+/// `Strict-Transport-Security` value every response carries, when configured.
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
+    hsts: Option<HeaderValue>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let docs = crate::openapi::is_docs(req.path());
     // CORS response headers are read by browsers only, and a browser always sends Origin.
     let cross_origin = req.headers().contains_key(header::ORIGIN);
-    let hsts = req
-        .app_data::<actix_web::web::Data<crate::AppState>>()
-        .and_then(|state| state.edge.hsts().cloned());
     let id = request_id::from_headers(req.headers());
     let method_label = method_label(req.method());
     // The route is named once the request has been routed (actix then knows the resource without

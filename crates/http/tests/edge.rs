@@ -36,7 +36,7 @@ async fn a_panicking_handler_answers_500_problem_json_and_the_server_survives() 
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(|| {
         App::new()
-            .wrap(from_fn(observe))
+            .wrap(from_fn(|req, next| observe(req, next, None)))
             .route("/boom", web::get().to(boom))
             .route("/fine", web::get().to(fine))
     })
@@ -80,7 +80,7 @@ async fn actix_s_own_bare_errors_are_turned_into_problems() -> anyhow::Result<()
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(|| {
         App::new()
-            .wrap(from_fn(observe))
+            .wrap(from_fn(|req, next| observe(req, next, None)))
             .service(web::resource("/only-post").route(web::post().to(fine)))
     })
     .workers(1)
@@ -134,7 +134,7 @@ async fn a_panic_never_logs_the_authorization_header_or_the_body() -> anyhow::Re
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(|| {
         App::new()
-            .wrap(from_fn(observe))
+            .wrap(from_fn(|req, next| observe(req, next, None)))
             .route("/login", web::post().to(boom_with_credentials))
     })
     .workers(1)

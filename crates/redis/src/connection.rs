@@ -192,13 +192,14 @@ fn lanes() -> usize {
     std::thread::available_parallelism().map_or(2, |cores| (cores.get() * 2).clamp(2, 32))
 }
 
-/// The lane of the current thread: threads are numbered as they first use Redis.
+/// The lane of the current thread among `lanes` (at least one): threads are numbered as they
+/// first use Redis.
 fn lane_of_thread(lanes: usize) -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static LANE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    LANE.with(|lane| *lane % lanes.max(1))
+    LANE.with(|lane| *lane % lanes)
 }
 
 /// How many idle blocking connections are kept; more are opened on demand and closed after use.
@@ -297,13 +298,8 @@ impl RedisConnection {
     /// The connection this thread's adapters share, made on first use (again after a failed
     /// attempt).
     pub(crate) async fn shared(&self) -> Result<AnyConnection, PortError> {
-        let lane = lane_of_thread(self.shared.len());
-        let Some(cell) = self.shared.get(lane) else {
-            return Err(PortError::unexpected(anyhow!(
-                "no Redis connection lane {lane}"
-            )));
-        };
-        let connection = cell
+        // In bounds: a lane is a remainder of the (never empty) list's length.
+        let connection = self.shared[lane_of_thread(self.shared.len())]
             .get_or_try_init(|| async {
                 let connect = async {
                     match &*self.topology {
