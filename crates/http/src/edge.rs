@@ -555,7 +555,7 @@ fn mark_small_bodies(response: &mut ServiceResponse<BoxBody>, threshold: u64) {
     if small && !response.headers().contains_key(header::CONTENT_ENCODING) {
         response.headers_mut().insert(
             header::CONTENT_ENCODING,
-            HeaderValue::from_static("identity"),
+            const { HeaderValue::from_static("identity") },
         );
     }
 }

@@ -72,15 +72,18 @@ impl Prepared {
         };
         response
             .insert_header((header::ETAG, self.etag.clone()))
-            .insert_header((header::CACHE_CONTROL, cache_control));
+            .insert_header((
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static(cache_control),
+            ));
         if fresh {
             response.finish()
         } else {
-            // A static header value: `content_type("…")` would parse the media type every time.
+            // A constant header value: `content_type("…")` would parse the media type every time.
             response
                 .insert_header((
                     header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("application/json"),
+                    const { header::HeaderValue::from_static("application/json") },
                 ))
                 .body(self.body.clone())
         }

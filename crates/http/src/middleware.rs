@@ -118,7 +118,7 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()
-            .insert(HeaderName::from_static(request_id::HEADER), value);
+            .insert(request_id::HEADER_NAME, value);
     }
     let docs_page = docs && response.status().is_success();
     let headers = response.headers_mut();
@@ -126,7 +126,7 @@ pub async fn observe(
     if docs_page {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(crate::openapi::DOCS_CSP),
+            const { HeaderValue::from_static(crate::openapi::DOCS_CSP) },
         );
     }
     if let Some(hsts) = hsts {
@@ -146,25 +146,35 @@ pub async fn observe(
     Ok(response)
 }
 
-/// The security headers of SPEC §3, set on every response.
-pub const SECURITY_HEADERS: [(&str, &str); 5] = [
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
+/// The security headers of SPEC §3, set on every response. Constants, so that setting them is a
+/// copy of ready values: `from_static` outside a const context checks its bytes every call.
+pub const SECURITY_HEADERS: [(HeaderName, HeaderValue); 5] = [
     (
-        "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'",
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
     ),
-    ("cross-origin-resource-policy", "same-origin"),
+    (
+        HeaderName::from_static("x-frame-options"),
+        HeaderValue::from_static("DENY"),
+    ),
+    (
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        HeaderName::from_static("content-security-policy"),
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    ),
+    (
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    ),
 ];
 
 /// Sets [`SECURITY_HEADERS`] on `headers`.
 pub fn apply_security_headers(headers: &mut HeaderMap) {
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        headers.insert(name, value);
     }
 }
 

@@ -3,11 +3,13 @@
 
 use std::future::Future;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName};
 use uuid::Uuid;
 
 /// The header carrying the id in and out.
 pub const HEADER: &str = "x-request-id";
+/// [`HEADER`] as a header name.
+pub const HEADER_NAME: HeaderName = HeaderName::from_static(HEADER);
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -35,9 +37,10 @@ pub fn from_headers(headers: &HeaderMap) -> String {
         )
 }
 
-/// Runs `future` with `id` as the current request id.
-pub async fn scope<F: Future>(id: String, future: F) -> F::Output {
-    REQUEST_ID.scope(id, future).await
+/// Runs `future` with `id` as the current request id. Not an `async fn`: that would wrap the
+/// task-local future in one more state machine, moved along with it on every request.
+pub fn scope<F: Future>(id: String, future: F) -> impl Future<Output = F::Output> {
+    REQUEST_ID.scope(id, future)
 }
 
 /// The id of the request being handled, if any.

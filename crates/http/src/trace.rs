@@ -117,9 +117,10 @@ tokio::task_local! {
     static TRACE: RequestTrace;
 }
 
-/// Runs `future` with `trace` as the current request's trace context.
-pub async fn scope<F: Future>(trace: RequestTrace, future: F) -> F::Output {
-    TRACE.scope(trace, future).await
+/// Runs `future` with `trace` as the current request's trace context (a plain function for the
+/// reason given at [`crate::request_id::scope`]).
+pub fn scope<F: Future>(trace: RequestTrace, future: F) -> impl Future<Output = F::Output> {
+    TRACE.scope(trace, future)
 }
 
 /// The current request's trace id, if known.
