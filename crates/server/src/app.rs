@@ -154,6 +154,7 @@ impl Components {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             queue_timeout: Settings::ms(settings.hash_queue_timeout_ms),
             niceness: settings.hash_niceness,
+            spare_niceness: settings.hash_spare_niceness,
         })?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Ids);

@@ -123,10 +123,15 @@ pub struct Settings {
     /// `STRATA_HASH_QUEUE_TIMEOUT_MS`: wait for a hashing slot before answering 503.
     #[serde(default = "default_hash_queue_ms")]
     pub hash_queue_timeout_ms: u64,
-    /// `STRATA_HASH_NICENESS`: the hashing threads' niceness, 0–19 (higher leaves more of a
+    /// `STRATA_HASH_NICENESS`: the primary hashing threads' niceness, 0–19 (higher leaves more of a
     /// contended CPU to the async workers, at the hashes' expense).
     #[serde(default = "default_hash_niceness")]
     pub hash_niceness: u8,
+    /// `STRATA_HASH_SPARE_NICENESS`: the spare hashing threads' niceness, 0–19 (half the
+    /// threads, used only while every other one is busy; 19 lets a login storm take at most half
+    /// of a contended CPU from the async workers).
+    #[serde(default = "default_hash_spare_niceness")]
+    pub hash_spare_niceness: u8,
     /// `STRATA_CACHE_TTL_SECS`.
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl_secs: u64,
@@ -322,6 +327,9 @@ fn default_cache_ttl() -> u64 {
 fn default_hash_niceness() -> u8 {
     strata_services::password::DEFAULT_NICENESS
 }
+fn default_hash_spare_niceness() -> u8 {
+    strata_services::password::DEFAULT_SPARE_NICENESS
+}
 fn default_local_cache_ttl() -> u64 {
     30
 }
@@ -486,6 +494,12 @@ impl Settings {
         if self.hash_niceness > 19 {
             return Err(config_error(
                 "STRATA_HASH_NICENESS",
+                "must be between 0 and 19",
+            ));
+        }
+        if self.hash_spare_niceness > 19 {
+            return Err(config_error(
+                "STRATA_HASH_SPARE_NICENESS",
                 "must be between 0 and 19",
             ));
         }

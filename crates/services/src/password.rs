@@ -10,9 +10,12 @@
 //! RustCrypto's `argon2` types parse and format the PHC strings (ADR 0015). Memory stays at
 //! `max_concurrent` working areas however many logins come.
 //!
-//! The pool's threads can run at a lower scheduling priority (`niceness`), so that an async
-//! worker that wakes up during a login storm gets a contended core sooner; by default they do not,
-//! as it costs logins more than it gains latency (see [`DEFAULT_NICENESS`]).
+//! The pool is two tiers. Half its threads (rounded up) hash at the async workers' priority
+//! (`niceness`, 0 by default); the other half, the spare threads, at the lowest one
+//! (`spare_niceness`, 19 by default), and a hash goes to a spare thread only when every primary
+//! one is busy. A login storm on an otherwise idle machine thus uses every core, but when the
+//! async workers also want the CPU, hashing takes at most half of it from them: health checks
+//! and reads keep their latency while logins slow down (measured in docs/performance.md).
 //!
 //! Hashes are PHC strings, which carry the algorithm, version and parameters; a hash made with other
 //! parameters than the current ones is reported as `needs_rehash`, so raising the cost later
@@ -42,8 +45,11 @@ pub struct Argon2Settings {
     pub max_concurrent: usize,
     /// How long a caller may wait for a free slot before being shed.
     pub queue_timeout: Duration,
-    /// The hashing threads' niceness (0 = as the async workers, 19 = only what they leave).
+    /// The primary hashing threads' niceness (0 = as the async workers, 19 = only what they
+    /// leave).
     pub niceness: u8,
+    /// The spare hashing threads' niceness (never below `niceness`).
+    pub spare_niceness: u8,
 }
 
 impl Default for Argon2Settings {
@@ -55,23 +61,53 @@ impl Default for Argon2Settings {
             max_concurrent: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue_timeout: Duration::from_secs(5),
             niceness: DEFAULT_NICENESS,
+            spare_niceness: DEFAULT_SPARE_NICENESS,
         }
     }
 }
 
-/// The hashing threads' default niceness: none. Measured on two cores (docs/performance.md),
-/// raising it shortens health checks' p99 during a login storm (5.8 → 5.2 ms at 5, 3.1 ms at 19)
-/// but starves the storm's logins (103 → 73 per second at 5; 46 at 19, with 503s).
+/// The primary hashing threads' default niceness: none. Measured on two cores
+/// (docs/performance.md), raising every thread's niceness shortens health checks' p99 during a
+/// login storm (5.8 → 5.2 ms at 5, 3.1 ms at 19) but starves the storm's logins (103 → 73 per
+/// second at 5; 46 at 19, with 503s).
 pub const DEFAULT_NICENESS: u8 = 0;
+
+/// The spare hashing threads' default niceness: the lowest, so that they hash on what the async
+/// workers leave.
+pub const DEFAULT_SPARE_NICENESS: u8 = 19;
 
 /// The argon2id [`PasswordHasher`].
 #[derive(Clone)]
 pub struct Argon2Hasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    primary: Tier,
+    /// `None` when the pool has a single thread.
+    spare: Option<Tier>,
     queue_timeout: Duration,
     dummy_hash: Arc<str>,
+}
+
+/// Threads of one priority, and a permit per thread.
+#[derive(Clone)]
+struct Tier {
+    permits: Arc<Semaphore>,
     pool: Arc<rayon::ThreadPool>,
+}
+
+impl Tier {
+    /// `threads` threads named from `first_index` on, at `niceness`.
+    fn start(threads: usize, first_index: usize, niceness: u8) -> anyhow::Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |index| format!("strata-hash-{}", first_index + index))
+            .start_handler(move |_| lower_priority(niceness))
+            .build()
+            .context("cannot start the password hashing threads")?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(threads)),
+            pool: Arc::new(pool),
+        })
+    }
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -94,23 +130,28 @@ impl Argon2Hasher {
         .map_err(|e| anyhow!("invalid argon2 parameters: {e}"))?;
         let threads = settings.max_concurrent.max(1);
         let niceness = settings.niceness.min(19);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|index| format!("strata-hash-{index}"))
-            .start_handler(move |_| lower_priority(niceness))
-            .build()
-            .context("cannot start the password hashing threads")?;
+        let primary_threads = threads.div_ceil(2);
+        let primary = Tier::start(primary_threads, 0, niceness)?;
+        let spare = match threads - primary_threads {
+            0 => None,
+            spare_threads => Some(Tier::start(
+                spare_threads,
+                primary_threads,
+                settings.spare_niceness.clamp(niceness, 19),
+            )?),
+        };
         let mut salt_source = [0u8; 32];
         getrandom::fill(&mut salt_source).map_err(|e| anyhow!("no system randomness: {e}"))?;
-        let dummy_hash = pool
+        let dummy_hash = primary
+            .pool
             .install(|| hash_phc(&params, &salt_source))
             .map_err(|e| anyhow!("cannot compute the dummy password hash: {e}"))?;
         Ok(Self {
             params,
-            permits: Arc::new(Semaphore::new(threads)),
+            primary,
+            spare,
             queue_timeout: settings.queue_timeout,
             dummy_hash: dummy_hash.into(),
-            pool: Arc::new(pool),
         })
     }
 
@@ -119,12 +160,12 @@ impl Argon2Hasher {
         T: Send + 'static,
         F: FnOnce() -> Result<T, HashError> + Send + 'static,
     {
-        let permit = tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
+        let (permit, pool) = tokio::time::timeout(self.queue_timeout, self.thread())
             .await
             .map_err(|_| HashError::Overloaded)?
             .map_err(|_| HashError::Overloaded)?;
         let (done, outcome) = tokio::sync::oneshot::channel();
-        self.pool.spawn(move || {
+        pool.spawn(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
             // The permit is released only once the thread is free again.
             drop(permit);
@@ -139,6 +180,23 @@ impl Argon2Hasher {
             Err(_) => Err(HashError::Unexpected(anyhow!(
                 "password hashing thread went away"
             ))),
+        }
+    }
+
+    /// A free hashing thread's permit and pool: a primary one whenever one is free, else whichever
+    /// tier frees a thread first.
+    async fn thread(
+        &self,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, &rayon::ThreadPool), tokio::sync::AcquireError>
+    {
+        let primary = self.primary.permits.clone().acquire_owned();
+        let Some(spare) = &self.spare else {
+            return Ok((primary.await?, &self.primary.pool));
+        };
+        tokio::select! {
+            biased;
+            permit = primary => Ok((permit?, &self.primary.pool)),
+            permit = spare.permits.clone().acquire_owned() => Ok((permit?, &spare.pool)),
         }
     }
 
@@ -314,6 +372,7 @@ mod tests {
             max_concurrent: 1,
             queue_timeout: Duration::from_millis(10),
             niceness: 0,
+            spare_niceness: DEFAULT_SPARE_NICENESS,
         }
     }
 
@@ -409,14 +468,15 @@ mod tests {
         Ok(())
     }
 
+    /// This thread's niceness: field 19 of /proc/thread-self/stat (after the parenthesised name).
+    fn own_niceness() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
     #[test]
     fn hashing_threads_run_at_the_configured_niceness() {
-        // Field 19 of /proc/thread-self/stat (after the parenthesised name) is the niceness.
-        fn own_niceness() -> i64 {
-            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-            after_name.split(' ').nth(16).unwrap().parse().unwrap()
-        }
         for niceness in [0_u8, 5, 10, 19] {
             let seen = std::thread::spawn(move || {
                 lower_priority(niceness);
@@ -426,6 +486,46 @@ mod tests {
             .unwrap();
             assert_eq!(seen, i64::from(niceness));
         }
+    }
+
+    #[tokio::test]
+    async fn a_hash_goes_to_a_spare_thread_only_while_every_primary_one_is_busy()
+    -> anyhow::Result<()> {
+        let hasher = Argon2Hasher::new(&Argon2Settings {
+            max_concurrent: 2,
+            queue_timeout: Duration::from_secs(10),
+            spare_niceness: 7,
+            ..cheap()
+        })?;
+        let thread = || {
+            let name = std::thread::current().name().map(str::to_owned);
+            Ok::<_, HashError>((name, own_niceness()))
+        };
+        let primary = (Some("strata-hash-0".to_owned()), 0);
+        assert_eq!(hasher.on_blocking_pool(thread).await?, primary);
+
+        // Hold the primary thread until told to go.
+        let (started, primary_busy) = tokio::sync::oneshot::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let hasher = hasher.clone();
+            async move {
+                hasher
+                    .on_blocking_pool(move || {
+                        let _ = started.send(std::thread::current().name().map(str::to_owned));
+                        let _ = held.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        assert_eq!(primary_busy.await?.as_deref(), Some("strata-hash-0"));
+        let spare = (Some("strata-hash-1".to_owned()), 7);
+        assert_eq!(hasher.on_blocking_pool(thread).await?, spare);
+        release.send(())?;
+        busy.await??;
+        assert_eq!(hasher.on_blocking_pool(thread).await?, primary);
+        Ok(())
     }
 
     #[tokio::test]
