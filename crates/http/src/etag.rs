@@ -63,6 +63,8 @@ impl Prepared {
     }
 
     /// 200 with the body, or 304 when `If-None-Match` names the ETag; `Cache-Control` either way.
+    /// `cache_control` is one of the routes' literal directives, taken as a header value without a
+    /// copy (a literal with a byte no header value allows would panic on its first use).
     pub fn respond(&self, req: &HttpRequest, cache_control: &'static str) -> HttpResponse {
         let fresh = self.etag.to_str().is_ok_and(|etag| matches(req, etag));
         let mut response = if fresh {

@@ -15,7 +15,8 @@
 //! (`spare_niceness`, 19 by default), and a hash goes to a spare thread only when every primary
 //! one is busy. A login storm on an otherwise idle machine thus uses every core, but when the
 //! async workers also want the CPU, hashing takes at most half of it from them: health checks
-//! and reads keep their latency while logins slow down (measured in docs/performance.md).
+//! and reads wait less behind hashing, and logins slow down instead (docs/performance.md, ADR
+//! 0019).
 //!
 //! Hashes are PHC strings, which carry the algorithm, version and parameters; a hash made with other
 //! parameters than the current ones is reported as `needs_rehash`, so raising the cost later
