@@ -48,6 +48,31 @@ pub const REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
 /// Requests refused with 429, by route `group` (`read`, `write`, `auth`, `auth_email`).
 pub const RATE_LIMIT_REJECTIONS_TOTAL: &str = "rate_limit_rejections_total";
 
+/// `X-Forwarded-For`.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The most `X-Forwarded-For` entries read from the right: more trusted hops than this is not a
+/// deployment but a client padding the chain.
+const MAX_FORWARDED_HOPS: usize = 16;
+
+/// One `X-Forwarded-For` entry: an address, bracketed or not, with or without a port (some proxies
+/// append one); anything else (`unknown`, `-`, an empty entry, an obfuscated RFC 7239 name) is
+/// `None`.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(socket) = entry.parse::<std::net::SocketAddr>() {
+        return Some(canonical(socket.ip()));
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|inner| inner.parse::<std::net::Ipv6Addr>().ok())
+        .map(|v6| canonical(IpAddr::V6(v6)))
+}
+
 /// `RateLimit-Limit`.
 pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 /// `RateLimit-Remaining`.
@@ -153,6 +178,9 @@ pub struct EdgeSettings {
     pub budgets: Budgets,
     /// Peers whose `X-Forwarded-For` is believed; from anyone else it is ignored.
     pub trusted_proxies: Vec<IpNet>,
+    /// IPv6 clients share one per-IP budget per network of this prefix length (a host is handed
+    /// a /64 or more, so a per-/128 budget would be one budget per address it chooses).
+    pub ipv6_budget_prefix: u8,
     /// The longest a request may run before it is abandoned with 503.
     pub request_timeout: Duration,
     /// Requests handled at once by this process; beyond it, 503 with Retry-After.
@@ -218,29 +246,53 @@ impl Edge {
         &self.settings
     }
 
-    /// The client's address: the peer, or — when the peer is a trusted proxy — the right-most
-    /// address of `X-Forwarded-For` that is not itself a trusted proxy (the left-most entries
-    /// are whatever the client chose to send).
+    /// The client's address: the peer, or — when the peer is a trusted proxy — the first hop of
+    /// `X-Forwarded-For`, walked from the right, that is not itself a trusted proxy.
+    ///
+    /// Only the right end of the chain was written by our proxies; everything left of the first
+    /// untrusted hop is whatever the client chose to send. So the walk stops there, and it stops
+    /// too at an entry it cannot parse (the client is then the last trusted hop reached: an
+    /// address we know rather than one anyone could have written). `Forwarded` (RFC 7239) is not
+    /// read: the proxies Strata is deployed behind write `X-Forwarded-For`, and believing two
+    /// headers would let a client pick the one a proxy does not overwrite.
     pub fn client_ip(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         let peer = canonical(peer?);
         if !self.is_trusted(peer) {
             return Some(peer);
         }
-        let forwarded: Vec<IpAddr> = headers
-            .get_all(HeaderName::from_static("x-forwarded-for"))
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .map_while(|entry| entry.parse::<IpAddr>().ok().map(canonical))
-            .collect();
         let mut client = peer;
-        for hop in forwarded.iter().rev() {
-            client = *hop;
-            if !self.is_trusted(*hop) {
-                break;
+        let mut walked = 0;
+        'chain: for value in headers.get_all(X_FORWARDED_FOR).rev() {
+            let Ok(value) = value.to_str() else { break };
+            for entry in value.rsplit(',') {
+                walked += 1;
+                if walked > MAX_FORWARDED_HOPS {
+                    break 'chain;
+                }
+                let Some(hop) = parse_hop(entry) else {
+                    break 'chain;
+                };
+                client = hop;
+                if !self.is_trusted(hop) {
+                    break 'chain;
+                }
             }
         }
         Some(client)
+    }
+
+    /// The key under which a client's per-IP budgets are counted: the address, or for IPv6 its
+    /// network of the configured prefix.
+    pub fn budget_key(&self, ip: IpAddr) -> String {
+        match canonical(ip) {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => {
+                let prefix = u32::from(self.settings.ipv6_budget_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+                let network = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+                format!("{network}/{prefix}")
+            }
+        }
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -266,11 +318,18 @@ impl Edge {
     }
 
     /// The per-email budget of register and login: `Err` (429) once it is spent.
+    ///
+    /// Counted under the normalised address, so that `Ada@Example.com ` and `ada@example.com`
+    /// share a budget; strings that are not an address at all share one budget between them,
+    /// so that a client cannot make a key per request (nor a key of the body's size).
     pub async fn check_email(&self, email: &str) -> Result<Option<RateDecision>, ApiError> {
         if !self.settings.rate_limiting {
             return Ok(None);
         }
-        let key = format!("auth-email:{}", email.trim().to_lowercase());
+        let key = match strata_domain::Email::parse(email) {
+            Ok(email) => format!("auth-email:{}", email.as_str()),
+            Err(_) => "auth-email-invalid".to_owned(),
+        };
         let decision = self.count(&key, self.settings.budgets.auth_email).await?;
         match decision {
             Some(decision) if !decision.allowed => {
@@ -317,13 +376,28 @@ pub fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
-/// Which budget a request spends, if any.
+/// The path as the router matches it: percent-decoded except `%2F`, `%25` and `%2B` (which would
+/// change the path's segments). Every decision the edge makes about a path is made on this, never
+/// on the raw request line, so that `/%761/auth/login` is `/v1/auth/login` here as it is there.
+fn routed_path(req: &ServiceRequest) -> &str {
+    req.match_info().as_str()
+}
+
+/// True for the liveness and readiness probes, which are never shed nor limited: a probe refused
+/// under load reads as a dead instance, and its restart would make the overload worse.
+fn is_probe(path: &str) -> bool {
+    path == "/health/live" || path == "/health/ready"
+}
+
+/// Which budget a request spends, if any, from its method and its routed path.
+///
+/// Only operator paths are free (probes, the OpenAPI document and its viewer, problem pages);
+/// every other path spends a budget, one the router does not know included, so that probing for
+/// routes costs what calling them does. The router is exact: a path that differs from a route
+/// by case, a doubled or trailing slash, a `.` or `..` segment or an encoded `/` matches no route
+/// (404) and spends the budget of the group its method and prefix put it in.
 fn route_group(method: &Method, path: &str) -> Option<Group> {
-    if !path.starts_with("/v1/") {
-        // Health, metrics and documentation are for probes and operators: never limited.
-        return None;
-    }
-    if *method == Method::OPTIONS {
+    if *method == Method::OPTIONS || is_free(path) {
         return None;
     }
     if *method == Method::POST && path.starts_with("/v1/auth/") && path != "/v1/auth/logout" {
@@ -334,6 +408,15 @@ fn route_group(method: &Method, path: &str) -> Option<Group> {
     } else {
         Some(Group::Write)
     }
+}
+
+/// Paths for probes and operators, never limited.
+fn is_free(path: &str) -> bool {
+    is_probe(path)
+        || path == "/openapi.json"
+        || path == "/docs"
+        || path.starts_with("/docs/")
+        || path.starts_with("/problems/")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,6 +524,9 @@ async fn admit(
     edge: &Edge,
     state: &AppState,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if is_probe(routed_path(&req)) {
+        return deadline(req, next, edge).await;
+    }
     let Ok(_slot) = edge.slots.clone().try_acquire_owned() else {
         let error = ApiError::overloaded();
         return Ok(req.into_response(error.error_response()));
@@ -457,14 +543,14 @@ async fn rate_limit(
     edge: &Edge,
     state: &AppState,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let group = route_group(req.method(), req.path());
+    let group = route_group(req.method(), routed_path(&req));
     let (Some(group), true) = (group, edge.settings.rate_limiting) else {
         return deadline(req, next, edge).await;
     };
     let budgets = edge.settings.budgets;
     let user = bearer(req.headers()).and_then(|token| state.auth.token_subject(token));
     let ip = edge.client_ip(req.peer_addr().map(|a| a.ip()), req.headers());
-    let ip = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let ip = ip.map_or_else(|| "unknown".to_owned(), |ip| edge.budget_key(ip));
     let (key, limit) = match (group, user) {
         (Group::Auth, _) => (format!("auth:ip:{ip}"), budgets.auth_ip),
         (Group::Read, Some(user)) => (format!("read:user:{user}"), budgets.read.user),
@@ -594,6 +680,7 @@ mod tests {
                     auth_email: limit,
                 },
                 trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
+                ipv6_budget_prefix: 64,
                 request_timeout: Duration::from_secs(1),
                 max_in_flight: 1,
                 max_concurrent_exports: 1,
@@ -674,18 +761,106 @@ mod tests {
     }
 
     #[test]
-    fn routes_fall_into_groups_and_probes_are_exempt() {
-        assert_eq!(route_group(&Method::GET, "/v1/products"), Some(Group::Read));
-        assert_eq!(route_group(&Method::POST, "/v1/orders"), Some(Group::Write));
+    fn routes_fall_into_groups_by_their_routed_path_and_operator_paths_are_free() {
+        // (method, routed path, group)
+        let cases = [
+            (Method::GET, "/v1/products", Some(Group::Read)),
+            (Method::HEAD, "/v1/products", Some(Group::Read)),
+            (Method::POST, "/v1/orders", Some(Group::Write)),
+            (Method::PUT, "/v1/orders", Some(Group::Write)),
+            (Method::POST, "/v1/auth/login", Some(Group::Auth)),
+            (Method::POST, "/v1/auth/logout", Some(Group::Write)),
+            (Method::POST, "/v1/auth/login/", Some(Group::Auth)),
+            (Method::POST, "/v1/auth%2Flogin", Some(Group::Write)),
+            (Method::POST, "/V1/auth/login", Some(Group::Write)),
+            (Method::GET, "/nowhere", Some(Group::Read)),
+            (Method::GET, "/metrics", Some(Group::Read)),
+            (Method::GET, "/health/ready", None),
+            (Method::GET, "/health/live", None),
+            (Method::GET, "/openapi.json", None),
+            (Method::GET, "/docs/", None),
+            (Method::GET, "/problems/not-found", None),
+            (Method::OPTIONS, "/v1/products", None),
+        ];
+        for (method, path, group) in cases {
+            assert_eq!(route_group(&method, path), group, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn the_walk_stops_at_the_first_untrusted_or_unreadable_hop_from_the_right() {
+        let trusting = edge(&["10.0.0.0/8", "fd00::/8"]);
+        let peer = Some(ip("10.0.0.1"));
+        // (X-Forwarded-For, client)
+        let cases = [
+            ("198.51.100.7, -, 203.0.113.9", "203.0.113.9"),
+            ("198.51.100.7, -, 10.0.0.9", "10.0.0.9"),
+            ("198.51.100.7, unknown, 10.0.0.9", "10.0.0.9"),
+            ("198.51.100.7,,10.0.0.9", "10.0.0.9"),
+            ("198.51.100.7, 203.0.113.9:4711", "203.0.113.9"),
+            ("198.51.100.7, [2001:db8::1]:443", "2001:db8::1"),
+            ("198.51.100.7, [2001:db8::1]", "2001:db8::1"),
+            ("203.0.113.9, fd00::1, 10.0.0.3", "203.0.113.9"),
+            ("", "10.0.0.1"),
+            ("garbage", "10.0.0.1"),
+            ("1.2.3.4 5.6.7.8", "10.0.0.1"),
+        ];
+        for (chain, client) in cases {
+            assert_eq!(
+                trusting.client_ip(peer, &forwarded(chain)),
+                Some(ip(client)),
+                "X-Forwarded-For: {chain}"
+            );
+        }
+    }
+
+    #[test]
+    fn several_forwarded_headers_read_as_one_chain_and_a_padded_chain_is_cut() {
+        let trusting = edge(&["10.0.0.0/8"]);
+        let mut headers = HeaderMap::new();
+        for value in ["198.51.100.7", "203.0.113.9, 10.0.0.5"] {
+            headers.append(
+                HeaderName::from_static("x-forwarded-for"),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
         assert_eq!(
-            route_group(&Method::POST, "/v1/auth/login"),
-            Some(Group::Auth)
+            trusting.client_ip(Some(ip("10.0.0.1")), &headers),
+            Some(ip("203.0.113.9"))
+        );
+        let padded = format!("198.51.100.7, {}", vec!["10.0.0.9"; 100].join(", "));
+        assert_eq!(
+            trusting.client_ip(Some(ip("10.0.0.1")), &forwarded(&padded)),
+            Some(ip("10.0.0.9")),
+            "a chain longer than any deployment is not walked to its forged end"
+        );
+        let mut raw = HeaderMap::new();
+        raw.insert(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_bytes(b"198.51.100.7, \xff").unwrap(),
         );
         assert_eq!(
-            route_group(&Method::POST, "/v1/auth/logout"),
-            Some(Group::Write)
+            trusting.client_ip(Some(ip("10.0.0.1")), &raw),
+            Some(ip("10.0.0.1"))
         );
-        assert_eq!(route_group(&Method::GET, "/health/ready"), None);
-        assert_eq!(route_group(&Method::OPTIONS, "/v1/products"), None);
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_network_of_the_configured_prefix() {
+        let mut edge = edge(&[]);
+        assert_eq!(
+            edge.budget_key(ip("2001:db8:1:2:3:4:5:6")),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            edge.budget_key(ip("2001:db8:1:2:ffff::1")),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(edge.budget_key(ip("203.0.113.9")), "203.0.113.9");
+        assert_eq!(edge.budget_key(ip("::ffff:203.0.113.9")), "203.0.113.9");
+        edge.settings.ipv6_budget_prefix = 128;
+        assert_eq!(edge.budget_key(ip("2001:db8::6")), "2001:db8::6/128");
+        edge.settings.ipv6_budget_prefix = 48;
+        assert_eq!(edge.budget_key(ip("2001:db8:1:2::6")), "2001:db8:1::/48");
     }
 }

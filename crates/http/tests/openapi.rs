@@ -493,6 +493,7 @@ fn state() -> AppState {
                     auth_email: limit,
                 },
                 trusted_proxies: Vec::new(),
+                ipv6_budget_prefix: 64,
                 request_timeout: Duration::from_secs(10),
                 max_in_flight: 64,
                 max_concurrent_exports: 4,

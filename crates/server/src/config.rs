@@ -188,6 +188,10 @@ pub struct Settings {
     /// `X-Forwarded-For` is believed (empty: nobody's).
     #[serde(default)]
     pub trusted_proxies: String,
+    /// `STRATA_RATE_LIMIT_IPV6_PREFIX`: IPv6 clients share per-IP budgets per network of this
+    /// prefix length (1–128; 64 by default, the smallest network a host is usually given).
+    #[serde(default = "default_ipv6_prefix")]
+    pub rate_limit_ipv6_prefix: u8,
     /// `STRATA_CORS_ORIGINS`: comma-separated origins allowed to call from a browser (empty: none).
     #[serde(default)]
     pub cors_origins: String,
@@ -368,6 +372,9 @@ fn default_auth_ip() -> String {
 }
 fn default_auth_email() -> String {
     "10/300".into()
+}
+fn default_ipv6_prefix() -> u8 {
+    64
 }
 fn default_request_timeout() -> u64 {
     10_000
@@ -584,6 +591,7 @@ impl Settings {
             parse_budget(variable, raw)?;
         }
         self.trusted_proxy_networks()?;
+        self.ipv6_budget_prefix()?;
         if self.max_concurrent_exports == 0 {
             return Err(config_error(
                 "STRATA_MAX_CONCURRENT_EXPORTS",
@@ -711,6 +719,7 @@ impl Settings {
                 auth_email: budget("STRATA_RATE_LIMIT_AUTH_EMAIL", &self.rate_limit_auth_email)?,
             },
             trusted_proxies: self.trusted_proxy_networks()?,
+            ipv6_budget_prefix: self.ipv6_budget_prefix()?,
             request_timeout: Self::ms(self.request_timeout_ms),
             max_in_flight: self.max_in_flight,
             max_concurrent_exports: self.max_concurrent_exports,
@@ -718,6 +727,17 @@ impl Settings {
             cors_origins: self.cors_origin_list(),
             hsts_max_age_secs: self.hsts_max_age_secs,
         })
+    }
+
+    fn ipv6_budget_prefix(&self) -> Result<u8, ConfigError> {
+        if (1..=128).contains(&self.rate_limit_ipv6_prefix) {
+            Ok(self.rate_limit_ipv6_prefix)
+        } else {
+            Err(config_error(
+                "STRATA_RATE_LIMIT_IPV6_PREFIX",
+                "must be a prefix length from 1 to 128",
+            ))
+        }
     }
 
     fn trusted_proxy_networks(&self) -> Result<Vec<IpNet>, ConfigError> {

@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
 mod admin;
+mod adversarial;
 mod auth;
 mod binary;
 mod edge;

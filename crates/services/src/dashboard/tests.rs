@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use chrono::TimeZone;
 use strata_domain::{
     Currency, Money, ProductId, ProductName, ReportRange, Role, SalesFigures, Sku, Stock,
     WindowSales,
@@ -320,21 +319,76 @@ async fn the_five_queries_run_concurrently() {
     assert_eq!(dashboard.low_stock.threshold, THRESHOLD);
 }
 
+/// Windows for instants chosen where calendars trip: month and year ends, a leap day, the
+/// seconds around midnight, and the days European and American clocks change (the windows are
+/// UTC, so none of these may shift them).
 #[test]
-fn the_windows_of_the_fixed_clock_are_today_and_whole_days_before_it() {
-    // The clock of these tests reads 2026-11-21 12:00 UTC.
+fn the_windows_are_today_and_whole_utc_days_before_it_whatever_the_date() {
+    let at = |raw: &str| -> DateTime<Utc> { raw.parse().expect("instant") };
+    // (now, today, last_7_days, last_30_days)
+    let cases = [
+        (
+            "2026-11-21T12:00:00Z",
+            "2026-11-21T00:00:00Z",
+            "2026-11-15T00:00:00Z",
+            "2026-10-23T00:00:00Z",
+        ),
+        (
+            "2026-12-31T23:59:59Z",
+            "2026-12-31T00:00:00Z",
+            "2026-12-25T00:00:00Z",
+            "2026-12-02T00:00:00Z",
+        ),
+        (
+            "2027-01-01T00:00:00Z",
+            "2027-01-01T00:00:00Z",
+            "2026-12-26T00:00:00Z",
+            "2026-12-03T00:00:00Z",
+        ),
+        (
+            "2028-02-29T08:30:00Z",
+            "2028-02-29T00:00:00Z",
+            "2028-02-23T00:00:00Z",
+            "2028-01-31T00:00:00Z",
+        ),
+        (
+            "2028-03-01T00:00:01Z",
+            "2028-03-01T00:00:00Z",
+            "2028-02-24T00:00:00Z",
+            "2028-02-01T00:00:00Z",
+        ),
+        (
+            "2027-03-01T00:00:00Z",
+            "2027-03-01T00:00:00Z",
+            "2027-02-23T00:00:00Z",
+            "2027-01-31T00:00:00Z",
+        ),
+        (
+            "2026-03-29T01:30:00Z",
+            "2026-03-29T00:00:00Z",
+            "2026-03-23T00:00:00Z",
+            "2026-02-28T00:00:00Z",
+        ),
+        (
+            "2026-11-01T06:30:00Z",
+            "2026-11-01T00:00:00Z",
+            "2026-10-26T00:00:00Z",
+            "2026-10-03T00:00:00Z",
+        ),
+    ];
+    for (now, today, week, month) in cases {
+        let windows = SalesWindows::ending_at(at(now));
+        assert_eq!(windows.today, at(today), "today at {now}");
+        assert_eq!(windows.last_7_days, at(week), "7 days at {now}");
+        assert_eq!(windows.last_30_days, at(month), "30 days at {now}");
+        assert_eq!(windows.until, at(now), "until at {now}");
+    }
+}
+
+#[test]
+fn the_windows_of_the_test_clock_start_at_its_utc_midnight() {
     let windows = SalesWindows::ending_at(now());
-    let midnight = |d| {
-        Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0)
-            .single()
-            .expect("instant")
-    };
-    assert_eq!(windows.today, midnight(21));
-    assert_eq!(windows.last_7_days, midnight(15));
-    assert_eq!(
-        windows.last_30_days,
-        Utc.with_ymd_and_hms(2026, 10, 23, 0, 0, 0)
-            .single()
-            .expect("instant")
-    );
+    assert_eq!(windows.today.date_naive(), now().date_naive());
+    assert_eq!(windows.today.time(), chrono::NaiveTime::MIN);
+    assert_eq!(windows.until, now());
 }
