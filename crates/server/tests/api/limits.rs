@@ -100,6 +100,46 @@ async fn login_has_a_stricter_budget_per_email_whatever_the_ip() {
 }
 
 #[tokio::test]
+async fn the_per_email_budget_is_keyed_on_the_normalised_address() {
+    let app = TestApp::spawn_with(&limited(&[
+        ("rate_limit_auth_ip", json!("100/60")),
+        ("rate_limit_auth_email", json!("3/60")),
+    ]))
+    .await;
+    let login = |email: String| {
+        app.post(
+            "/v1/auth/login",
+            json!({"email": email, "password": "not the password"}),
+        )
+    };
+    for email in ["ada@example.com", " Ada@Example.COM", "ADA@EXAMPLE.COM  "] {
+        assert_ne!(
+            login(email.to_owned()).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    assert_eq!(
+        login("aDa@eXample.com".to_owned()).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "every spelling of one address spends one budget"
+    );
+
+    // Strings that are no address cannot each open a budget of their own (nor a key the size of
+    // the body): they share one.
+    for n in 0..3 {
+        let junk = format!("{n}{}", "x".repeat(16_000));
+        assert_ne!(login(junk).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let refused = login("not an address at all".to_owned()).await;
+    problem(refused, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
+    assert_ne!(
+        login("bob@example.com".to_owned()).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a real address keeps its own budget"
+    );
+}
+
+#[tokio::test]
 async fn two_instances_share_one_budget() {
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let overrides = limited(&[
