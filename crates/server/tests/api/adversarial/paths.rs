@@ -14,14 +14,11 @@ use crate::helpers::TestApp;
 
 /// Spellings the router reads as a route: `(method, route as documented, spelling)`. Each must
 /// reach the route (not 404) and share its budget.
+#[rustfmt::skip]
 const SAME_ROUTE: &[(&str, &str, &str)] = &[
     ("POST", "/v1/auth/login", "/%761/auth/login"),
     ("POST", "/v1/auth/login", "/v1/%61uth/login"),
-    (
-        "POST",
-        "/v1/auth/login",
-        "/%76%31/%61%75%74%68/%6c%6f%67%69%6e",
-    ),
+    ("POST", "/v1/auth/login", "/%76%31/%61%75%74%68/%6c%6f%67%69%6e"),
     ("POST", "/v1/auth/login", "/v1/auth/%6C%6F%67%69%6E"),
     ("POST", "/v1/auth/register", "/v1/auth/regist%65r"),
     ("POST", "/v1/auth/refresh", "/v1/auth/r%65fresh"),
@@ -32,11 +29,7 @@ const SAME_ROUTE: &[(&str, &str, &str)] = &[
     ("GET", "/v1/orders", "/v1/orde%72s"),
     ("PATCH", "/v1/users/me", "/v1/users/%6De"),
     ("POST", "/v1/auth/logout", "/v1/auth/l%6Fgout"),
-    (
-        "DELETE",
-        "/v1/products/00000000-0000-0000-0000-000000000001",
-        "/v1/products/%30%30000000-0000-0000-0000-000000000001",
-    ),
+    ("DELETE", "/v1/products/00000000-0000-0000-0000-000000000001", "/v1/products/%30%30000000-0000-0000-0000-000000000001"),
 ];
 
 /// Spellings the router does not match: `(method, spelling)`. Each is a 404 problem and spends the
