@@ -311,6 +311,36 @@ async fn beyond_the_in_flight_bound_requests_are_shed_with_503() {
 }
 
 #[tokio::test]
+async fn probes_are_answered_while_every_slot_is_taken() {
+    let app = TestApp::spawn_with(&[
+        ("max_in_flight", json!(1)),
+        ("argon2_memory_kib", json!(65536)),
+        ("argon2_iterations", json!(8)),
+    ])
+    .await;
+    let slow = app.post(
+        "/v1/auth/register",
+        json!({"email": "ada@example.com", "password": PASSWORD, "display_name": "Ada"}),
+    );
+    let probes = async {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let mut probes = Vec::new();
+        for path in ["/health/live", "/health/ready", "/health/%6Cive"] {
+            probes.push((path, app.get_public(path).await.status()));
+        }
+        // Still shed after the probes: they were answered while the slot was taken.
+        let shed = app.get_public("/v1/plans").await.status();
+        (shed, probes)
+    };
+    let (slow, (shed, probes)) = tokio::join!(slow, probes);
+    assert_eq!(slow.status(), StatusCode::CREATED);
+    assert_eq!(shed, StatusCode::SERVICE_UNAVAILABLE, "the slot was taken");
+    for (path, status) in probes {
+        assert_eq!(status, StatusCode::OK, "{path} was shed");
+    }
+}
+
+#[tokio::test]
 async fn large_bodies_are_compressed_and_small_ones_are_not() {
     let app = TestApp::spawn_with(&[("hsts_max_age_secs", json!(31536000))]).await;
     let admin = app.admin_token().await;
