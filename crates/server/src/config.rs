@@ -1,6 +1,8 @@
 //! Configuration from the environment (`STRATA_*`, plus `DATABASE_URL` and `REDIS_URL`), validated at
-//! start-up: a bad value stops the process with an error naming the variable.
+//! start-up: a bad value stops the process with an error naming the variable. Secrets (and the two
+//! URLs) may instead be read from files, `<VARIABLE>_FILE`, as container platforms mount them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
@@ -9,6 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use strata_http::edge::{Budgets, EdgeSettings, GroupBudget, IpNet};
 use strata_ports::RateLimit;
+
+use crate::secrets;
 
 /// Where the process runs; production forbids development conveniences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -51,6 +55,9 @@ pub struct Settings {
     /// `DATABASE_URL`.
     #[serde(default = "default_database_url")]
     pub database_url: String,
+    /// `DATABASE_URL_FILE`: a file holding `DATABASE_URL` (the two exclude each other).
+    #[serde(default)]
+    pub database_url_file: Option<PathBuf>,
     /// `STRATA_DB_POOL_SIZE`.
     #[serde(default = "default_pool_size")]
     pub db_pool_size: u32,
@@ -63,6 +70,9 @@ pub struct Settings {
     /// `REDIS_URL`; with `STRATA_REDIS_CLUSTER=true`, the cluster's seed nodes, comma-separated.
     #[serde(default = "default_redis_url")]
     pub redis_url: String,
+    /// `REDIS_URL_FILE`: a file holding `REDIS_URL`.
+    #[serde(default)]
+    pub redis_url_file: Option<PathBuf>,
     /// `STRATA_REDIS_CLUSTER`: Redis is a Redis Cluster (true) or a single server (false).
     #[serde(default)]
     pub redis_cluster: bool,
@@ -72,24 +82,38 @@ pub struct Settings {
     /// `STRATA_REDIS_TIMEOUT_MS`: bound on connecting and on each command.
     #[serde(default = "default_redis_ms")]
     pub redis_timeout_ms: u64,
-    /// `STRATA_JWT_SECRET`: HMAC secret (≥ 32 bytes); required in production.
+    /// `STRATA_JWT_SECRET`: HMAC secret (≥ 32 bytes); required in production, where it must also
+    /// be no placeholder of this repository and not patterned (see [`secrets`]).
     #[serde(default)]
     pub jwt_secret: Option<SecretString>,
+    /// `STRATA_JWT_SECRET_FILE`: a file holding `STRATA_JWT_SECRET`.
+    #[serde(default)]
+    pub jwt_secret_file: Option<PathBuf>,
     /// `STRATA_JWT_ALGORITHM`: HS256 (default), HS384, HS512, RS256, PS256, ES256, EdDSA, ...
     #[serde(default = "default_jwt_algorithm")]
     pub jwt_algorithm: String,
     /// `STRATA_JWT_PRIVATE_KEY_PEM` / `STRATA_JWT_PUBLIC_KEY_PEM`: keys for the asymmetric algorithms.
     #[serde(default)]
     pub jwt_private_key_pem: Option<SecretString>,
+    /// `STRATA_JWT_PRIVATE_KEY_PEM_FILE`: a file holding `STRATA_JWT_PRIVATE_KEY_PEM`.
+    #[serde(default)]
+    pub jwt_private_key_pem_file: Option<PathBuf>,
     /// See `jwt_private_key_pem`.
     #[serde(default)]
     pub jwt_public_key_pem: Option<String>,
+    /// `STRATA_JWT_PUBLIC_KEY_PEM_FILE`: a file holding `STRATA_JWT_PUBLIC_KEY_PEM`.
+    #[serde(default)]
+    pub jwt_public_key_pem_file: Option<PathBuf>,
     /// `STRATA_JWT_KID`: key id written into tokens.
     #[serde(default)]
     pub jwt_kid: Option<String>,
-    /// `STRATA_JWT_PREVIOUS_SECRETS`: `kid=secret,kid=secret` still accepted after a rotation.
+    /// `STRATA_JWT_PREVIOUS_SECRETS`: `kid=secret,kid=secret` still accepted after a rotation; each
+    /// secret is held to `STRATA_JWT_SECRET`'s rules.
     #[serde(default)]
     pub jwt_previous_secrets: Option<SecretString>,
+    /// `STRATA_JWT_PREVIOUS_SECRETS_FILE`: a file holding `STRATA_JWT_PREVIOUS_SECRETS`.
+    #[serde(default)]
+    pub jwt_previous_secrets_file: Option<PathBuf>,
     /// `STRATA_JWT_ISSUER`.
     #[serde(default = "default_issuer")]
     pub jwt_issuer: String,
@@ -105,9 +129,13 @@ pub struct Settings {
     /// `STRATA_REVOCATION_CHECK`: deny (503 when Redis is down) | allow.
     #[serde(default = "default_revocation")]
     pub revocation_check: String,
-    /// `STRATA_CURSOR_SECRET`: key of pagination cursors (default: derived from the JWT secret).
+    /// `STRATA_CURSOR_SECRET`: key of pagination cursors (default: derived from the JWT secret);
+    /// held to `STRATA_JWT_SECRET`'s rules.
     #[serde(default)]
     pub cursor_secret: Option<SecretString>,
+    /// `STRATA_CURSOR_SECRET_FILE`: a file holding `STRATA_CURSOR_SECRET`.
+    #[serde(default)]
+    pub cursor_secret_file: Option<PathBuf>,
     /// `STRATA_ARGON2_MEMORY_KIB`.
     #[serde(default = "default_argon_memory")]
     pub argon2_memory_kib: u32,
@@ -460,9 +488,62 @@ fn config_error(variable: &str, message: impl Into<String>) -> ConfigError {
 
 fn variable_for(key: &str) -> String {
     match key {
-        "database_url" => "DATABASE_URL".to_owned(),
-        "redis_url" => "REDIS_URL".to_owned(),
+        "database_url" | "database_url_file" | "redis_url" | "redis_url_file" => {
+            key.to_ascii_uppercase()
+        }
         other => format!("STRATA_{}", other.to_ascii_uppercase()),
+    }
+}
+
+/// The settings that `<VARIABLE>_FILE` may hold instead, by key and variable.
+const FROM_FILES: [(&str, &str); 7] = [
+    ("jwt_secret", "STRATA_JWT_SECRET"),
+    ("jwt_previous_secrets", "STRATA_JWT_PREVIOUS_SECRETS"),
+    ("jwt_private_key_pem", "STRATA_JWT_PRIVATE_KEY_PEM"),
+    ("jwt_public_key_pem", "STRATA_JWT_PUBLIC_KEY_PEM"),
+    ("cursor_secret", "STRATA_CURSOR_SECRET"),
+    ("database_url", "DATABASE_URL"),
+    ("redis_url", "REDIS_URL"),
+];
+
+/// Sets each setting whose `_FILE` variant is set to that file's content, minus one trailing
+/// newline (editors and `echo` add one; no key ends with one). Both set is refused rather than
+/// one silently winning over the other.
+fn read_files(mut figment: Figment) -> Result<Figment, ConfigError> {
+    for (key, variable) in FROM_FILES {
+        let file_key = format!("{key}_file");
+        if !figment.contains(&file_key) {
+            continue;
+        }
+        let file_variable = format!("{variable}_FILE");
+        let path: PathBuf = figment
+            .extract_inner(&file_key)
+            .map_err(|error| config_error(&file_variable, error.kind.to_string()))?;
+        if figment.contains(key) {
+            return Err(config_error(
+                &file_variable,
+                format!("is set together with {variable}: set only one"),
+            ));
+        }
+        let content = std::fs::read_to_string(&path).map_err(|error| {
+            config_error(
+                &file_variable,
+                format!("cannot read {}: {error}", path.display()),
+            )
+        })?;
+        let content = content.strip_suffix('\n').map_or(content.as_str(), |line| {
+            line.strip_suffix('\r').unwrap_or(line)
+        });
+        figment = figment.merge((key, content));
+    }
+    Ok(figment)
+}
+
+/// The variable that gave a setting its value: the `_FILE` variant when it was read from a file.
+fn source(variable: &str, file: &Option<PathBuf>) -> String {
+    match file {
+        Some(_) => format!("{variable}_FILE"),
+        None => variable.to_owned(),
     }
 }
 
@@ -471,14 +552,24 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_figment(
             Figment::new()
-                .merge(Env::prefixed("STRATA_").ignore(&["database_url", "redis_url"]))
-                .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"])),
+                .merge(Env::prefixed("STRATA_").ignore(&[
+                    "database_url",
+                    "database_url_file",
+                    "redis_url",
+                    "redis_url_file",
+                ]))
+                .merge(Env::raw().only(&[
+                    "DATABASE_URL",
+                    "DATABASE_URL_FILE",
+                    "REDIS_URL",
+                    "REDIS_URL_FILE",
+                ])),
         )
     }
 
     /// Reads and validates `figment` (tests pass their own).
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
-        let settings: Settings = figment.extract().map_err(|error| {
+        let settings: Settings = read_files(figment)?.extract().map_err(|error| {
             let key = error.path.first().cloned().unwrap_or_default();
             let variable = if key.is_empty() {
                 unknown_variable(&error.kind.to_string())
@@ -570,23 +661,7 @@ impl Settings {
                 format!("unknown algorithm {:?}", self.jwt_algorithm),
             ));
         }
-        if let Some(secret) = &self.jwt_secret
-            && secret.expose_secret().len() < 32
-        {
-            return Err(config_error(
-                "STRATA_JWT_SECRET",
-                "must be at least 32 bytes",
-            ));
-        }
-        if self.env == Environment::Production
-            && self.jwt_secret.is_none()
-            && self.jwt_private_key_pem.is_none()
-        {
-            return Err(config_error(
-                "STRATA_JWT_SECRET",
-                "is required when STRATA_ENV=production",
-            ));
-        }
+        self.validate_secrets()?;
         for (variable, raw) in self.budget_variables() {
             parse_budget(variable, raw)?;
         }
@@ -624,6 +699,64 @@ impl Settings {
         }
         if self.workers == Some(0) {
             return Err(config_error("STRATA_WORKERS", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Keys must be long enough everywhere and rotations well-formed everywhere; production also
+    /// refuses what anyone who has read the repository knows (its placeholders) or could guess.
+    fn validate_secrets(&self) -> Result<(), ConfigError> {
+        let production = self.env == Environment::Production;
+        for (variable, file, key) in [
+            ("STRATA_JWT_SECRET", &self.jwt_secret_file, &self.jwt_secret),
+            (
+                "STRATA_CURSOR_SECRET",
+                &self.cursor_secret_file,
+                &self.cursor_secret,
+            ),
+        ] {
+            if let Some(problem) = key
+                .as_ref()
+                .and_then(|key| secrets::unfit_key(key.expose_secret(), production))
+            {
+                return Err(config_error(&source(variable, file), problem));
+            }
+        }
+        if let Some(previous) = &self.jwt_previous_secrets {
+            secrets::previous_keys(
+                previous.expose_secret(),
+                self.jwt_kid.as_deref(),
+                production,
+            )
+            .map_err(|problem| {
+                config_error(
+                    &source(
+                        "STRATA_JWT_PREVIOUS_SECRETS",
+                        &self.jwt_previous_secrets_file,
+                    ),
+                    problem,
+                )
+            })?;
+        }
+        if !production {
+            return Ok(());
+        }
+        for (variable, file, url) in [
+            ("DATABASE_URL", &self.database_url_file, &self.database_url),
+            ("REDIS_URL", &self.redis_url_file, &self.redis_url),
+        ] {
+            if secrets::is_placeholder(url) {
+                return Err(config_error(
+                    &source(variable, file),
+                    "holds a placeholder published in this repository: set the real credentials",
+                ));
+            }
+        }
+        if self.jwt_secret.is_none() && self.jwt_private_key_pem.is_none() {
+            return Err(config_error(
+                "STRATA_JWT_SECRET",
+                "is required when STRATA_ENV=production",
+            ));
         }
         Ok(())
     }
@@ -827,6 +960,76 @@ mod tests {
             jail.set_env("STRATA_JWT_SECRET", "short");
             assert_eq!(load().expect_err("too short").variable, "STRATA_JWT_SECRET");
             jail.set_env("STRATA_JWT_SECRET", "x".repeat(32));
+            assert_eq!(load().expect_err("patterned").variable, "STRATA_JWT_SECRET");
+            jail.set_env("STRATA_JWT_SECRET", GOOD);
+            assert!(load().is_ok());
+            Ok(())
+        });
+    }
+
+    /// As `openssl rand -base64 32` prints one.
+    const GOOD: &str = "zt2dSbY00d3b+JvHGQuhTcm1U6pOAROgUCLBZj/kkrs=";
+
+    #[test]
+    fn a_secret_file_is_read_without_its_trailing_newline() {
+        Jail::expect_with(|jail| {
+            jail.create_file("jwt", &format!("{GOOD}\n"))?;
+            jail.create_file(
+                "previous",
+                "old=2851ef06c389735ed211df5ff37ed50476e8fa80f2d1e59f4365b518e040c5c0\r\n",
+            )?;
+            jail.create_file("url", "postgres://strata:pw@db/strata\n\n")?;
+            jail.set_env(
+                "STRATA_JWT_SECRET_FILE",
+                jail.directory().join("jwt").display(),
+            );
+            jail.set_env("STRATA_JWT_PREVIOUS_SECRETS_FILE", "previous");
+            let settings = load().map_err(|e| e.to_string())?;
+            assert_eq!(
+                settings
+                    .jwt_secret
+                    .map(|s| s.expose_secret().to_owned())
+                    .as_deref(),
+                Some(GOOD)
+            );
+            assert!(
+                settings
+                    .jwt_previous_secrets
+                    .is_some_and(|s| s.expose_secret().ends_with("c5c0"))
+            );
+            jail.set_env("DATABASE_URL_FILE", "url");
+            let settings = load().map_err(|e| e.to_string())?;
+            assert_eq!(settings.database_url, "postgres://strata:pw@db/strata\n");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_secret_set_twice_or_in_an_unreadable_file_is_refused_by_name() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STRATA_CURSOR_SECRET_FILE", "missing");
+            let error = load().expect_err("unreadable");
+            assert_eq!(error.variable, "STRATA_CURSOR_SECRET_FILE");
+            assert!(error.message.contains("missing"), "{error}");
+            jail.create_file("cursor", GOOD)?;
+            jail.set_env("STRATA_CURSOR_SECRET_FILE", "cursor");
+            assert!(load().is_ok());
+            jail.set_env("STRATA_CURSOR_SECRET", GOOD);
+            let error = load().expect_err("both");
+            assert_eq!(error.variable, "STRATA_CURSOR_SECRET_FILE");
+            assert!(error.message.contains("STRATA_CURSOR_SECRET:"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_retired_key_cannot_take_the_current_kid() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STRATA_JWT_KID", "2026-01");
+            jail.set_env("STRATA_JWT_PREVIOUS_SECRETS", format!("2026-01={GOOD}"));
+            let error = load().expect_err("same kid");
+            assert_eq!(error.variable, "STRATA_JWT_PREVIOUS_SECRETS");
+            jail.set_env("STRATA_JWT_PREVIOUS_SECRETS", format!("2025-07={GOOD}"));
             assert!(load().is_ok());
             Ok(())
         });

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod config;
 pub mod metrics;
+pub mod secrets;
 pub mod telemetry;
 
 pub use app::{Application, Components};
