@@ -11,10 +11,13 @@ use serde_json::json;
 use super::paths::send_raw;
 use crate::helpers::TestApp;
 
+/// Headers as sent by the trusted proxy.
+type Headers = &'static [(&'static str, &'static str)];
+
 /// `(headers sent, a client it must count as, a client it must not count as)`; a client is
 /// written as the `X-Forwarded-For` our proxy would send for it, `""` for the proxy itself.
 #[rustfmt::skip]
-const CASES: &[(&[(&str, &str)], &str, &str)] = &[
+const CASES: &[(Headers, &str, &str)] = &[
     (&[("x-forwarded-for", "198.51.100.1, -, 203.0.113.1")], "203.0.113.1", "198.51.100.1"),
     (&[("x-forwarded-for", "198.51.100.2, unknown, 203.0.113.2")], "203.0.113.2", "198.51.100.2"),
     (&[("x-forwarded-for", "198.51.100.3,,203.0.113.3")], "203.0.113.3", "198.51.100.3"),
