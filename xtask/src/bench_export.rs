@@ -167,6 +167,8 @@ fn environment(command: &mut Command, stack: &Stack, port: u16, batch_size: Opti
         .env("STRATA_ENV", "test")
         .env("STRATA_LOG", "warn")
         .env("STRATA_PORT", port.to_string())
+        // Nothing here scrapes; any free port keeps the fixed default free.
+        .env("STRATA_METRICS_PORT", "0")
         .env("STRATA_HOST", "127.0.0.1")
         .env("STRATA_SHUTDOWN_GRACE_SECS", "0")
         .env("STRATA_RATE_LIMIT_ENABLED", "false")

@@ -44,6 +44,8 @@ pub async fn run(stack: &Stack, shutdown: &Shutdown) -> anyhow::Result<()> {
             .env("STRATA_ENV", "test")
             .env("STRATA_LOG", "warn")
             .env("STRATA_PORT", port.to_string())
+            // Nothing here scrapes; any free port keeps the fixed default free.
+            .env("STRATA_METRICS_PORT", "0")
             .env("STRATA_HOST", "127.0.0.1")
             .env("STRATA_SHUTDOWN_GRACE_SECS", "0")
             // The generator sends thousands of requests from one address.

@@ -20,6 +20,8 @@ use crate::stack::{PRIVATE_KNOB, Stack};
 use crate::{database, system};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// `STRATA_METRICS_PORT`'s default, used when free.
+const METRICS_PORT: u16 = 9464;
 const MIN_SECRET_LEN: usize = 32;
 
 /// Runs the API on `port` until a stop request, then stops everything it started.
@@ -33,6 +35,7 @@ pub async fn run(port: u16, shutdown: &Shutdown) -> anyhow::Result<()> {
     database::migrate(&stack).await?;
     seed::demo_accounts(&stack).await?;
     let secret = jwt_secret(&system::state_dir().join("jwt-secret"))?;
+    let metrics_port = system::free_port(METRICS_PORT)?;
 
     let cargo = system::cargo();
     let mut build = Command::new(&cargo);
@@ -60,6 +63,7 @@ pub async fn run(port: u16, shutdown: &Shutdown) -> anyhow::Result<()> {
             .env("REDIS_URL", stack.redis_url())
             .env("STRATA_JWT_SECRET", &secret)
             .env("STRATA_PORT", port.to_string())
+            .env("STRATA_METRICS_PORT", metrics_port.to_string())
             .env("STRATA_HOST", "127.0.0.1")
             .env("STRATA_ENV", "development")
             .env_remove(PRIVATE_KNOB);
@@ -78,7 +82,7 @@ pub async fn run(port: u16, shutdown: &Shutdown) -> anyhow::Result<()> {
         },
     }
     let mut worker = Supervised::spawn(strata("worker"), "the worker", shutdown)?;
-    print_banner(port);
+    print_banner(port, metrics_port);
     // Either child ending on its own is an error; a stop request ends both (each `wait` forwards
     // it to its child).
     let (first, other) = tokio::select! {
@@ -98,12 +102,13 @@ pub async fn run(port: u16, shutdown: &Shutdown) -> anyhow::Result<()> {
     }
 }
 
-fn print_banner(port: u16) {
+fn print_banner(port: u16, metrics_port: u16) {
     let base = format!("http://127.0.0.1:{port}");
     println!();
     println!("Strata is running.");
     println!("  API        {base}/v1");
     println!("  readiness  {base}/health/ready");
+    println!("  metrics    http://127.0.0.1:{metrics_port}/metrics");
     println!("  worker     renewals every minute, jobs from Redis Streams");
     println!("  admin      {ADMIN_EMAIL} / {DEMO_PASSWORD}");
     println!("  customer   {CUSTOMER_EMAIL} / {DEMO_PASSWORD}");

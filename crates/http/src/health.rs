@@ -3,34 +3,66 @@
 //! Liveness says the process serves HTTP. Readiness pings every dependency concurrently, each under
 //! a timeout, and answers 503 when one is down or while the server drains before shutdown, so a load
 //! balancer stops sending traffic before the process stops taking it.
+//!
+//! Probes come from every load balancer, kubelet and monitor at once, so their cost must not grow
+//! with their number: concurrent probes share one check (single flight), and a finished check
+//! answers every probe for a short interval after it started. Draining is read at each probe, never
+//! from a shared check, so shutdown shows at once.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use futures_util::future::join_all;
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared, join_all};
 use serde::Serialize;
 use strata_ports::{HealthCheck, PortError};
+use tokio::time::Instant;
 
 use crate::state::AppState;
 
+/// How long a check answers probes by default: at most one ping per dependency per second.
+pub const DEFAULT_REUSE: Duration = Duration::from_secs(1);
+
+/// The outcome of one check, shared by every probe it answers.
+type Outcome = Shared<BoxFuture<'static, Arc<[CheckReport]>>>;
+
+/// The latest check: started at `started`, running or finished.
+struct Round {
+    started: Instant,
+    outcome: Outcome,
+}
+
 /// The dependencies to ping and the draining flag.
 pub struct Health {
-    checks: Vec<Arc<dyn HealthCheck>>,
+    checks: Arc<[Arc<dyn HealthCheck>]>,
     timeout: Duration,
+    reuse: Duration,
     draining: AtomicBool,
+    latest: Mutex<Option<Round>>,
 }
 
 impl Health {
-    /// Pings `checks`, each bounded by `timeout`.
+    /// Pings `checks`, each bounded by `timeout`; concurrent probes share a check, but a finished
+    /// one is not reused (see [`Health::reusing_results_for`]).
     pub fn new(checks: Vec<Arc<dyn HealthCheck>>, timeout: Duration) -> Self {
         Self {
-            checks,
+            checks: checks.into(),
             timeout,
+            reuse: Duration::ZERO,
             draining: AtomicBool::new(false),
+            latest: Mutex::new(None),
         }
+    }
+
+    /// A check answers the probes that arrive within `reuse` of its start (zero: only those that
+    /// arrive while it runs).
+    #[must_use]
+    pub fn reusing_results_for(mut self, reuse: Duration) -> Self {
+        self.reuse = reuse;
+        self
     }
 
     /// From now on readiness answers 503 (shutdown has begun).
@@ -43,26 +75,10 @@ impl Health {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Pings every dependency at once.
+    /// The state of every dependency, from the check running now or one recent enough, else from
+    /// a new one.
     pub async fn report(&self) -> Readiness {
-        let pings = self.checks.iter().map(|check| async move {
-            let started = Instant::now();
-            let result = tokio::time::timeout(self.timeout, check.ping()).await;
-            let latency_ms = started.elapsed().as_millis() as u64;
-            let (status, error) = match result {
-                Ok(Ok(())) => ("up", None),
-                Ok(Err(PortError::Unavailable(_))) => ("down", Some("unavailable")),
-                Ok(Err(PortError::Unexpected(_))) => ("down", Some("error")),
-                Err(_) => ("down", Some("timeout")),
-            };
-            CheckReport {
-                name: check.name(),
-                status,
-                latency_ms,
-                error,
-            }
-        });
-        let checks = join_all(pings).await;
+        let checks = self.round().await.to_vec();
         let draining = self.is_draining();
         let healthy = !draining && checks.iter().all(|c| c.status == "up");
         Readiness {
@@ -71,10 +87,55 @@ impl Health {
             checks,
         }
     }
+
+    /// The check to wait for, started here if none can be shared.
+    fn round(&self) -> Outcome {
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(round) = latest.as_ref() {
+            let age = round.started.elapsed();
+            let shareable = match round.outcome.peek() {
+                Some(_) => age < self.reuse,
+                // A check runs on its probes' tasks: one whose probes all went away stops, and
+                // resuming it past its timeout would report timeouts that never happened.
+                None => age <= self.timeout,
+            };
+            if shareable {
+                return round.outcome.clone();
+            }
+        }
+        let outcome = ping_all(self.checks.clone(), self.timeout).boxed().shared();
+        *latest = Some(Round {
+            started: Instant::now(),
+            outcome: outcome.clone(),
+        });
+        outcome
+    }
+}
+
+/// Pings every dependency at once.
+async fn ping_all(checks: Arc<[Arc<dyn HealthCheck>]>, timeout: Duration) -> Arc<[CheckReport]> {
+    let pings = checks.iter().map(|check| async move {
+        let started = Instant::now();
+        let result = tokio::time::timeout(timeout, check.ping()).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let (status, error) = match result {
+            Ok(Ok(())) => ("up", None),
+            Ok(Err(PortError::Unavailable(_))) => ("down", Some("unavailable")),
+            Ok(Err(PortError::Unexpected(_))) => ("down", Some("error")),
+            Err(_) => ("down", Some("timeout")),
+        };
+        CheckReport {
+            name: check.name(),
+            status,
+            latency_ms,
+            error,
+        }
+    });
+    join_all(pings).await.into()
 }
 
 /// One dependency's answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
     /// Dependency name.
     pub name: &'static str,
@@ -118,4 +179,181 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     response
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use futures_util::future::join_all;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// A dependency that counts its pings; a gated one holds each ping until the test opens it.
+    struct Counting {
+        name: &'static str,
+        pings: AtomicUsize,
+        down: AtomicBool,
+        gate: Option<Arc<Semaphore>>,
+    }
+
+    impl Counting {
+        fn new(name: &'static str, gate: Option<Arc<Semaphore>>) -> Arc<Self> {
+            Arc::new(Self {
+                name,
+                pings: AtomicUsize::new(0),
+                down: AtomicBool::new(false),
+                gate,
+            })
+        }
+
+        fn pings(&self) -> usize {
+            self.pings.load(Ordering::SeqCst)
+        }
+    }
+
+    // Written out rather than through `async_trait`, which this crate does not otherwise need.
+    impl HealthCheck for Counting {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn ping<'a, 'b>(
+            &'a self,
+        ) -> Pin<Box<dyn Future<Output = Result<(), PortError>> + Send + 'b>>
+        where
+            'a: 'b,
+            Self: 'b,
+        {
+            Box::pin(async move {
+                self.pings.fetch_add(1, Ordering::SeqCst);
+                if let Some(gate) = &self.gate {
+                    let _open = gate.acquire().await;
+                }
+                if self.down.load(Ordering::SeqCst) {
+                    Err(PortError::unavailable(anyhow::anyhow!("refused")))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    fn health(checks: &[&Arc<Counting>]) -> Health {
+        let checks = checks
+            .iter()
+            .map(|check| Arc::clone(*check) as Arc<dyn HealthCheck>)
+            .collect();
+        Health::new(checks, Duration::from_secs(30))
+    }
+
+    fn statuses(report: &Readiness) -> Vec<(&'static str, &'static str)> {
+        report.checks.iter().map(|c| (c.name, c.status)).collect()
+    }
+
+    #[tokio::test]
+    async fn two_hundred_concurrent_probes_ping_each_dependency_once() {
+        let gate = Arc::new(Semaphore::new(0));
+        let postgres = Counting::new("postgres", Some(gate.clone()));
+        let redis = Counting::new("redis", Some(gate.clone()));
+        let health = health(&[&postgres, &redis]);
+        let entered = AtomicUsize::new(0);
+        let probes = join_all((0..200).map(|_| async {
+            entered.fetch_add(1, Ordering::SeqCst);
+            health.report().await
+        }));
+        // Every probe has asked for readiness before the first ping may answer.
+        let open = async {
+            while entered.load(Ordering::SeqCst) < 200 {
+                tokio::task::yield_now().await;
+            }
+            gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        };
+        let (reports, ()) = tokio::join!(probes, open);
+        assert!(reports.iter().all(|report| report.status == "ok"));
+        assert_eq!((postgres.pings(), redis.pings()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_finished_check_answers_the_probes_of_its_interval_without_a_ping() {
+        let postgres = Counting::new("postgres", None);
+        let redis = Counting::new("redis", None);
+        let health = health(&[&postgres, &redis]).reusing_results_for(Duration::from_secs(3600));
+        assert_eq!(health.report().await.status, "ok");
+        redis.down.store(true, Ordering::SeqCst);
+        for _ in 0..10 {
+            assert_eq!(health.report().await.status, "ok");
+        }
+        assert_eq!((postgres.pings(), redis.pings()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn after_the_interval_a_new_check_sees_a_dependency_that_went_down() {
+        let postgres = Counting::new("postgres", None);
+        let redis = Counting::new("redis", None);
+        let health = health(&[&postgres, &redis]).reusing_results_for(Duration::from_millis(20));
+        assert_eq!(health.report().await.status, "ok");
+        redis.down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let report = health.report().await;
+        assert_eq!(report.status, "degraded");
+        assert_eq!(statuses(&report), [("postgres", "up"), ("redis", "down")]);
+        assert_eq!(report.checks[1].error, Some("unavailable"));
+        assert_eq!((postgres.pings(), redis.pings()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn draining_shows_at_once_even_while_a_check_is_reused() {
+        let postgres = Counting::new("postgres", None);
+        let health = health(&[&postgres]).reusing_results_for(Duration::from_secs(3600));
+        assert_eq!(health.report().await.status, "ok");
+        health.start_draining();
+        let report = health.report().await;
+        assert_eq!(report.status, "degraded");
+        assert!(report.draining);
+        assert_eq!(statuses(&report), [("postgres", "up")]);
+        assert_eq!(postgres.pings(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_reuse_each_probe_after_a_finished_check_pings_again() {
+        let postgres = Counting::new("postgres", None);
+        let health = health(&[&postgres]);
+        for _ in 0..3 {
+            assert_eq!(health.report().await.status, "ok");
+        }
+        assert_eq!(postgres.pings(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_check_whose_probes_went_away_is_finished_by_the_next_probe() {
+        let gate = Arc::new(Semaphore::new(0));
+        let postgres = Counting::new("postgres", Some(gate.clone()));
+        let health = health(&[&postgres]);
+        // The first probe starts the check, then its caller hangs up.
+        assert!(health.report().now_or_never().is_none());
+        gate.add_permits(1);
+        let report = health.report().await;
+        assert_eq!(statuses(&report), [("postgres", "up")]);
+        assert_eq!(postgres.pings(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_check_abandoned_for_longer_than_the_timeout_is_not_resumed() {
+        let gate = Arc::new(Semaphore::new(0));
+        let postgres = Counting::new("postgres", Some(gate.clone()));
+        let health = Health::new(
+            vec![postgres.clone() as Arc<dyn HealthCheck>],
+            Duration::from_millis(20),
+        );
+        assert!(health.report().now_or_never().is_none());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        gate.add_permits(1);
+        let report = health.report().await;
+        assert_eq!(statuses(&report), [("postgres", "up")]);
+        assert_eq!(postgres.pings(), 2);
+    }
 }

@@ -73,7 +73,6 @@ pub fn build_app(
                 .service(web::resource("/ready").route(web::get().to(health::ready))),
         )
         .configure(routes::problems::configure)
-        .service(web::resource("/metrics").route(web::get().to(metrics::render)))
         .configure(openapi::configure)
         .default_service(web::to(unmatched))
         // Innermost first; edge.rs explains the order.

@@ -128,7 +128,6 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         routes::admin::get_report,
         probes::live,
         probes::ready,
-        probes::metrics,
         openapi_json,
         docs_redirect,
         docs_index,
@@ -146,7 +145,6 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "invoices", description = "The caller's invoices."),
         (name = "admin", description = "The admin's dashboard (cached for a few seconds) and sales reports generated in the background."),
         (name = "health", description = "Liveness and readiness probes (never rate limited)."),
-        (name = "metrics", description = "Prometheus metrics for operators (never rate limited)."),
         (name = "docs", description = "This document and its offline Swagger UI (never rate limited)."),
     ),
     modifiers(&Catalogue),
@@ -1025,24 +1023,6 @@ pub mod probes {
     )]
     #[allow(dead_code)] // documentation only: the handler is crate::health::ready
     pub(super) fn ready() {}
-
-    /// Prometheus metrics.
-    ///
-    /// Every metric of the process in the Prometheus text exposition format: requests by method,
-    /// route and status, latency histograms by route, requests in flight, rate-limit rejections,
-    /// the database pool, the cache, and the worker's jobs.
-    #[utoipa::path(
-        get,
-        path = "/metrics",
-        tag = "metrics",
-        operation_id = "metrics",
-        responses(
-            (status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String,
-                example = json!("# TYPE http_requests_total counter\nhttp_requests_total{method=\"GET\",route=\"/v1/products\",status=\"200\"} 42\n")),
-        ),
-    )]
-    #[allow(dead_code)] // documentation only: the handler is crate::metrics::render
-    pub(super) fn metrics() {}
 }
 
 /// Adds what the route attributes leave out, from the catalogue: the `Problem` schema, every
@@ -1300,7 +1280,7 @@ pub fn operation_problems_listed(operation_id: &str) -> Option<Vec<ApiError>> {
         "getDashboard" => vec![DashboardError::Forbidden.into()],
         "createReport" => vec![ReportError::Forbidden.into(), report_request_invalid()],
         "getReport" => vec![ReportError::Forbidden.into(), ReportError::NotFound.into()],
-        "live" | "ready" | "metrics" | "getOpenApi" | "docsRedirect" | "docsPage" => vec![],
+        "live" | "ready" | "getOpenApi" | "docsRedirect" | "docsPage" => vec![],
         "getProblem" => vec![ApiError::new(P::NotFound, "no such problem type")],
         "docsAsset" => vec![ApiError::new(P::NotFound, "no such file")],
         _ => return None,

@@ -1,4 +1,5 @@
-//! What every handler can reach: the use cases, the health probe and the metrics exporter.
+//! What every handler can reach: the use cases and the health probe; and the metrics exporter,
+//! which only the metrics listener reaches.
 
 use std::sync::Arc;
 
@@ -33,8 +34,6 @@ pub struct AppState {
     pub edge: Arc<Edge>,
     /// Liveness and readiness.
     pub health: Arc<Health>,
-    /// The scrape body of `GET /metrics`.
-    pub metrics: MetricsExporter,
 }
 
 /// Produces the scrape body (Prometheus text format) on demand. The composition root chooses the

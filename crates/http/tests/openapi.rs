@@ -18,7 +18,6 @@ use serde_json::Value;
 use strata_domain::{FieldError, Role, ValidationErrors};
 use strata_http::edge::{Budgets, Edge, EdgeSettings, GroupBudget};
 use strata_http::openapi::{self, DOCS_CSP};
-use strata_http::state::MetricsExporter;
 use strata_http::{ApiError, AppState, Health, ProblemCode, build_app, dto};
 use strata_ports::{MockAnalyticsRepository, MockJobQueue, MockReportRepository};
 use strata_ports::{
@@ -111,7 +110,6 @@ const SPEC_ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/v1/invoices"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
-    ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/v1/admin/exports/users"),
@@ -504,7 +502,6 @@ fn state() -> AppState {
             Arc::new(MockRateLimiter::new()),
         )),
         health: Arc::new(Health::new(Vec::new(), Duration::from_millis(100))),
-        metrics: MetricsExporter::new(|| "# no metrics\n".to_owned()),
     }
 }
 

@@ -261,10 +261,10 @@ impl Components {
         let edge = Arc::new(Edge::new(settings.edge()?, limiter));
         let checks: Vec<Arc<dyn HealthCheck>> =
             vec![Arc::new(database.clone()), Arc::new(redis.clone())];
-        let health = Arc::new(Health::new(
-            checks,
-            Settings::ms(settings.health_timeout_ms),
-        ));
+        let health = Arc::new(
+            Health::new(checks, Settings::ms(settings.health_timeout_ms))
+                .reusing_results_for(Settings::ms(settings.health_cache_ms)),
+        );
         let metrics = crate::metrics::exporter(metrics_handle, database.clone());
         Ok(Self {
             database,
@@ -305,7 +305,6 @@ impl Components {
             reports: self.reports.clone(),
             edge: self.edge.clone(),
             health: self.health.clone(),
-            metrics: self.metrics.clone(),
         }
     }
 
@@ -449,9 +448,11 @@ fn jwt_settings(settings: &Settings) -> anyhow::Result<(JwtSettings, Vec<u8>)> {
     ))
 }
 
-/// A running HTTP server and the handles to stop it.
+/// A running HTTP server, its metrics listener, and the handles to stop them.
 pub struct Application {
     server: Server,
+    metrics_server: Server,
+    metrics_port: u16,
     /// Keeps the in-process cache fed with invalidations for as long as the server lives.
     _invalidation_feed: Option<AbortOnDrop>,
     port: u16,
@@ -489,12 +490,15 @@ impl Application {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
+        let (metrics_server, metrics_port) = metrics_listener(settings, &components)?;
         let invalidation_feed = components
             .local_cache
             .clone()
             .map(|local| AbortOnDrop(components.invalidations.listen(local)));
         Ok(Self {
             server,
+            metrics_server,
+            metrics_port,
             _invalidation_feed: invalidation_feed,
             port,
             health: components.health.clone(),
@@ -506,6 +510,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the metrics listener.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     /// The wired components (tests reach the database and Redis through them).
@@ -524,7 +533,13 @@ impl Application {
 
     /// Serves until stopped through a [`ShutdownHandle`] (which also ends the returned future).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        // Scrapes go on through the drain, so a dashboard sees the shutdown; they end with the API.
+        let metrics = self.metrics_server.handle();
+        let scraping = tokio::spawn(self.metrics_server);
+        let served = self.server.await;
+        metrics.stop(false).await;
+        let scraped = scraping.await.map_err(std::io::Error::other)?;
+        served.and(scraped)
     }
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
@@ -536,6 +551,27 @@ impl Application {
         server.await??;
         Ok(())
     }
+}
+
+/// `GET /metrics` of `strata serve`, on its own listener: never on the API's port, where the public
+/// load balancer would expose it.
+fn metrics_listener(settings: &Settings, components: &Components) -> anyhow::Result<(Server, u16)> {
+    let host = settings.metrics_host();
+    let listener = TcpListener::bind((host, settings.metrics_port)).with_context(|| {
+        format!(
+            "cannot listen on {host}:{} (STRATA_METRICS_HOST/STRATA_METRICS_PORT)",
+            settings.metrics_port
+        )
+    })?;
+    let port = listener.local_addr()?.port();
+    let exporter = components.metrics.clone();
+    let server = HttpServer::new(move || strata_http::metrics::build_metrics_app(exporter.clone()))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    tracing::info!(%host, port, "metrics on /metrics");
+    Ok((server, port))
 }
 
 /// Aborts a background task when dropped.

@@ -180,6 +180,10 @@ pub struct Settings {
     /// `STRATA_HEALTH_TIMEOUT_MS`: bound on each readiness ping.
     #[serde(default = "default_health_ms")]
     pub health_timeout_ms: u64,
+    /// `STRATA_HEALTH_CACHE_MS`: a readiness check answers every probe arriving this long after it
+    /// started (0: only those arriving while it runs).
+    #[serde(default = "default_health_cache_ms")]
+    pub health_cache_ms: u64,
     /// `STRATA_SHUTDOWN_GRACE_SECS`: after SIGTERM, readiness is 503 this long before the listener
     /// closes, so that load balancers stop routing here first.
     #[serde(default = "default_grace")]
@@ -239,6 +243,13 @@ pub struct Settings {
     /// sent; set it when the API is served over TLS).
     #[serde(default)]
     pub hsts_max_age_secs: Option<u64>,
+    /// `STRATA_METRICS_HOST`: interface of the `GET /metrics` listener of `strata serve` (default:
+    /// `STRATA_HOST`).
+    #[serde(default)]
+    pub metrics_host: Option<String>,
+    /// `STRATA_METRICS_PORT`: port of that listener, never the API's (0 picks a free one).
+    #[serde(default = "default_metrics_port")]
+    pub metrics_port: u16,
     /// `STRATA_WORKER_METRICS_PORT`: where `strata worker` serves `/metrics` and `/health/live`
     /// (on `STRATA_HOST`); unset: not served.
     #[serde(default)]
@@ -370,6 +381,12 @@ fn default_local_cache_capacity() -> u64 {
 }
 fn default_health_ms() -> u64 {
     1000
+}
+fn default_health_cache_ms() -> u64 {
+    1000
+}
+fn default_metrics_port() -> u16 {
+    9464
 }
 fn default_grace() -> u64 {
     5
@@ -700,6 +717,12 @@ impl Settings {
         if self.workers == Some(0) {
             return Err(config_error("STRATA_WORKERS", "must be at least 1"));
         }
+        if self.metrics_port != 0 && self.metrics_port == self.port {
+            return Err(config_error(
+                "STRATA_METRICS_PORT",
+                "must differ from STRATA_PORT: metrics stay off the API port",
+            ));
+        }
         Ok(())
     }
 
@@ -895,6 +918,11 @@ impl Settings {
             .collect()
     }
 
+    /// The interface the metrics listener binds.
+    pub fn metrics_host(&self) -> &str {
+        self.metrics_host.as_deref().unwrap_or(&self.host)
+    }
+
     /// Milliseconds as a duration.
     pub fn ms(value: u64) -> Duration {
         Duration::from_millis(value)
@@ -927,6 +955,28 @@ mod tests {
             let settings = load().map_err(|e| e.to_string())?;
             assert_eq!(settings.port, 8080);
             assert_eq!(settings.env, Environment::Development);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn metrics_have_their_own_port_on_the_api_host_by_default_and_never_the_api_port() {
+        Jail::expect_with(|jail| {
+            let settings = load().map_err(|e| e.to_string())?;
+            assert_eq!(settings.metrics_port, 9464);
+            assert_eq!(settings.metrics_host(), settings.host);
+            assert_eq!(settings.health_cache_ms, 1000);
+            jail.set_env("STRATA_METRICS_HOST", "10.0.0.7");
+            jail.set_env("STRATA_HEALTH_CACHE_MS", "0");
+            let settings = load().map_err(|e| e.to_string())?;
+            assert_eq!(settings.metrics_host(), "10.0.0.7");
+            assert_eq!(settings.health_cache_ms, 0);
+            jail.set_env("STRATA_METRICS_PORT", "8080");
+            let error = load().expect_err("the API's port");
+            assert_eq!(error.variable, "STRATA_METRICS_PORT");
+            jail.set_env("STRATA_PORT", "0");
+            jail.set_env("STRATA_METRICS_PORT", "0");
+            load().map_err(|e| e.to_string())?;
             Ok(())
         });
     }

@@ -10,9 +10,11 @@
 //!   through `Settings::from_figment` fed as `Settings::from_env` feeds it (unknown `STRATA_*`
 //!   names are refused);
 //! - every probe, health check, scrape annotation and load-balancer check targets the port that
-//!   process really listens on (`STRATA_PORT`, or `STRATA_WORKER_METRICS_PORT` for the worker) on
-//!   an address reachable from outside the container, and its path answers 200 from the real
-//!   `strata serve` / `strata worker` run with the manifests' own settings;
+//!   process really listens on (`STRATA_PORT`; `STRATA_METRICS_PORT` for the API's scrape, which
+//!   nothing public routes to; `STRATA_WORKER_METRICS_PORT` for the worker) on an address
+//!   reachable from outside the container, and its path answers 200 from the real
+//!   `strata serve` / `strata worker` run with the manifests' own settings (and the scrape path
+//!   404 on the API's port);
 //! - commands are real subcommands of the binary;
 //! - stop windows outlast the shutdown sequence (preStop, readiness grace, drain);
 //! - Services, NetworkPolicies, the HPA and the PDB point at the right pods and ports;
@@ -332,6 +334,24 @@ impl Process {
             "worker" => settings.worker_metrics_port,
             _ => None,
         }
+    }
+
+    /// The port this process serves `GET /metrics` on, if any.
+    fn metrics_port(&self) -> Option<u16> {
+        let settings = self.settings();
+        match self.subcommand() {
+            "serve" => Some(settings.metrics_port),
+            "worker" => settings.worker_metrics_port,
+            _ => None,
+        }
+    }
+
+    /// Every port this process listens on.
+    fn serving_ports(&self) -> BTreeSet<u16> {
+        self.listening_port()
+            .into_iter()
+            .chain(self.metrics_port())
+            .collect()
     }
 }
 
@@ -1131,14 +1151,21 @@ fn probes_target_the_port_each_process_listens_on_with_the_right_path() {
             )),
             _ => {}
         }
-        if let Some(port) = listening {
-            let reachable = matches!(settings.host.as_str(), "0.0.0.0" | "::" | "[::]");
-            if !reachable {
-                problems.push(format!(
-                    "{origin}: STRATA_HOST={} is unreachable from outside the container",
-                    settings.host
-                ));
-            }
+        let reachable = |host: &str| matches!(host, "0.0.0.0" | "::" | "[::]");
+        if listening.is_some() && !reachable(&settings.host) {
+            problems.push(format!(
+                "{origin}: STRATA_HOST={} is unreachable from outside the container",
+                settings.host
+            ));
+        }
+        if process.subcommand() == "serve" && !reachable(settings.metrics_host()) {
+            problems.push(format!(
+                "{origin}: metrics on {}, unreachable from outside the container \
+                 (STRATA_METRICS_HOST, default STRATA_HOST)",
+                settings.metrics_host()
+            ));
+        }
+        for port in process.serving_ports() {
             if !process
                 .declared_ports
                 .values()
@@ -1150,10 +1177,22 @@ fn probes_target_the_port_each_process_listens_on_with_the_right_path() {
                 ));
             }
         }
+        let metrics = process.metrics_port();
+        if process.subcommand() == "serve" && metrics == listening {
+            problems.push(format!(
+                "{origin}: /metrics would share the API's port {listening:?}"
+            ));
+        }
         for probe in &process.probes {
-            if Some(probe.port) != listening {
+            // The scrape goes to the metrics listener, every other probe to the API's port.
+            let (expected_port, setting) = match (process.subcommand(), probe.kind) {
+                ("serve", ProbeKind::Scrape) => (metrics, "STRATA_METRICS_PORT"),
+                ("serve", _) => (listening, "STRATA_PORT"),
+                _ => (listening, "STRATA_WORKER_METRICS_PORT"),
+            };
+            if Some(probe.port) != expected_port {
                 problems.push(format!(
-                    "{origin}: {:?} probe on port {}, but the process listens on {listening:?}",
+                    "{origin}: {:?} probe on port {}, but {setting} is {expected_port:?}",
                     probe.kind, probe.port
                 ));
             }
@@ -1181,6 +1220,7 @@ fn probes_target_the_port_each_process_listens_on_with_the_right_path() {
                 ProbeKind::Startup,
                 ProbeKind::Readiness,
                 ProbeKind::Liveness,
+                ProbeKind::Scrape,
             ] {
                 if !process.probes.iter().any(|p| p.kind == kind_needed) {
                     problems.push(format!("{origin} ({kind}): no {kind_needed:?} probe"));
@@ -1397,6 +1437,12 @@ fn the_image_runs_strata_serve_as_an_unprivileged_user_on_the_exposed_port() {
         image.expose,
         settings.port
     );
+    assert!(
+        image.expose.contains(&settings.metrics_port),
+        "EXPOSE {:?} does not include the image's metrics port ({})",
+        image.expose,
+        settings.metrics_port
+    );
     let user = image.user.as_deref().expect("the image sets USER");
     let uid: u64 = user
         .split(':')
@@ -1563,7 +1609,7 @@ fn kubernetes_objects_point_at_the_right_pods_and_ports() {
                     };
                 }
             }
-            let serving: BTreeSet<u16> = process.listening_port().into_iter().collect();
+            let serving = process.serving_ports();
             if allowed != serving {
                 problems.push(format!(
                     "{origin}: ingress open on {allowed:?} for {}, which serves {serving:?}",
@@ -1790,14 +1836,17 @@ async fn every_probe_path_answers_200_from_the_real_binary() {
         .build()
         .expect("client");
 
+    // Keyed by the listener: `strata serve` scrapes go to its metrics port, the rest to its API
+    // port; `strata worker` serves everything on one.
     let mut paths: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for process in &deploy.processes {
         for probe in &process.probes {
             paths
-                .entry(match process.subcommand() {
-                    "serve" => "serve",
-                    "worker" => "worker",
-                    other => panic!("{}: probes on `strata {other}`", process.origin),
+                .entry(match (process.subcommand(), probe.kind) {
+                    ("serve", ProbeKind::Scrape) => "serve metrics",
+                    ("serve", _) => "serve",
+                    ("worker", _) => "worker",
+                    (other, _) => panic!("{}: probes on `strata {other}`", process.origin),
                 })
                 .or_default()
                 .insert(probe.path.clone());
@@ -1815,7 +1864,12 @@ async fn every_probe_path_answers_200_from_the_real_binary() {
                 .insert(words[at + 1].to_owned());
         }
     }
-    assert!(paths.contains_key("serve") && paths.contains_key("worker"));
+    assert!(
+        ["serve", "serve metrics", "worker"]
+            .iter()
+            .all(|listener| paths.contains_key(listener)),
+        "{paths:?}"
+    );
 
     // Each from a Kubernetes container, with its ConfigMap and Secret (the compose processes
     // share the same settings shape; their variables are checked by loading them above).
@@ -1826,24 +1880,39 @@ async fn every_probe_path_answers_200_from_the_real_binary() {
             .unwrap_or_else(|| panic!("no Kubernetes container runs strata {subcommand}"))
     };
 
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let mut api = start(
         kubernetes("serve"),
         database.url(),
-        &[("STRATA_PORT", port.to_string())],
+        &[
+            ("STRATA_PORT", port.to_string()),
+            ("STRATA_METRICS_PORT", metrics_port.to_string()),
+        ],
     );
     let base = format!("http://127.0.0.1:{port}");
+    let metrics_base = format!("http://127.0.0.1:{metrics_port}");
     wait_for_200(&client, &format!("{base}/health/ready"), &mut api).await;
+    let status = |url: String| {
+        let client = client.clone();
+        async move { client.get(url).send().await.expect("request").status() }
+    };
     for path in &paths["serve"] {
-        let response = client
-            .get(format!("{base}{path}"))
-            .send()
-            .await
-            .expect("request");
         assert_eq!(
-            response.status(),
+            status(format!("{base}{path}")).await,
             reqwest::StatusCode::OK,
             "strata serve: GET {path}"
+        );
+    }
+    for path in &paths["serve metrics"] {
+        assert_eq!(
+            status(format!("{metrics_base}{path}")).await,
+            reqwest::StatusCode::OK,
+            "strata serve, metrics port: GET {path}"
+        );
+        assert_eq!(
+            status(format!("{base}{path}")).await,
+            reqwest::StatusCode::NOT_FOUND,
+            "strata serve, API port: GET {path} is for operators only"
         );
     }
     drop(api);

@@ -105,14 +105,17 @@ impl Cluster {
     /// Starts `strata serve` on a free port and waits until it is ready.
     async fn serve(&self, name: &'static str) -> Replica {
         let port = free_port();
+        let metrics_port = free_port();
         let child = self
             .command(&["serve"])
             .env("STRATA_PORT", port.to_string())
+            .env("STRATA_METRICS_PORT", metrics_port.to_string())
             .spawn()
             .expect("strata serve starts");
         let mut replica = Replica {
             name,
             base: format!("http://127.0.0.1:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
             client: client(),
             process: Process {
                 what: format!("strata serve ({name})"),
@@ -191,6 +194,8 @@ fn client() -> Client {
 struct Replica {
     name: &'static str,
     base: String,
+    /// The metrics listener.
+    metrics: String,
     client: Client,
     process: Process,
 }
@@ -325,7 +330,7 @@ impl Replica {
     async fn metric(&self, series: &str) -> f64 {
         let text = self
             .client
-            .get(self.url("/metrics"))
+            .get(&self.metrics)
             .send()
             .await
             .expect("metrics")

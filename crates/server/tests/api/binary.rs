@@ -26,6 +26,8 @@ fn strata(database_url: &str) -> Command {
         .env("STRATA_ARGON2_MEMORY_KIB", "1024")
         .env("STRATA_ARGON2_ITERATIONS", "1")
         .env("STRATA_RATE_LIMIT_ENABLED", "false")
+        // Beside other tests' servers: not the fixed default.
+        .env("STRATA_METRICS_PORT", "0")
         .env("STRATA_LOG", "warn");
     command
 }

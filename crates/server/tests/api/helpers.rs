@@ -15,6 +15,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// A running Strata with its own database.
 pub struct TestApp {
     pub address: String,
+    /// Where `GET /metrics` is served (its own listener).
+    pub metrics_address: String,
     pub client: Client,
     pub components: Components,
     pub shutdown: ShutdownHandle,
@@ -29,6 +31,7 @@ pub fn settings(database_url: &str, overrides: &[(&str, Value)]) -> Settings {
         .merge(("env", "test"))
         .merge(("host", "127.0.0.1"))
         .merge(("port", 0))
+        .merge(("metrics_port", 0))
         .merge(("workers", 1))
         .merge(("database_url", database_url))
         .merge(("redis_url", strata_redis::testing::server_url()))
@@ -59,11 +62,13 @@ impl TestApp {
         let settings = settings(database.url(), overrides);
         let app = Application::build(&settings).expect("application builds");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let metrics_address = format!("http://127.0.0.1:{}", app.metrics_port());
         let components = app.components().clone();
         let shutdown = app.shutdown_handle();
         let server = tokio::spawn(app.run_until_stopped());
         Self {
             address,
+            metrics_address,
             client: Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -77,6 +82,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// `path` on the metrics listener.
+    pub fn metrics_url(&self, path: &str) -> String {
+        format!("{}{path}", self.metrics_address)
     }
 
     pub async fn request(

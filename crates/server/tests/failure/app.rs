@@ -22,6 +22,7 @@ pub fn settings(database_url: &str, redis_url: &str, overrides: &[(&str, Value)]
         .merge(("env", "test"))
         .merge(("host", "127.0.0.1"))
         .merge(("port", 0))
+        .merge(("metrics_port", 0))
         .merge(("workers", 2))
         .merge(("database_url", database_url))
         .merge(("redis_url", redis_url))
@@ -37,6 +38,9 @@ pub fn settings(database_url: &str, redis_url: &str, overrides: &[(&str, Value)]
         .merge(("db_acquire_timeout_ms", 1000))
         .merge(("db_query_timeout_ms", 1000))
         .merge(("health_timeout_ms", 500))
+        // These tests kill a dependency and look at readiness at once; a reused check would hide
+        // the outage for its interval (`redis_down::readiness_reuses_a_recent_check_*` tests that).
+        .merge(("health_cache_ms", 0))
         .merge(("shutdown_grace_secs", 0))
         .merge(("shutdown_timeout_secs", 5))
         .merge(("rate_limit_enabled", true))

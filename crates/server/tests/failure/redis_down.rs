@@ -113,6 +113,32 @@ async fn a_cached_product_is_served_from_postgres_quickly_while_redis_is_down() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reuses_a_recent_check_then_names_redis_down_once_its_interval_is_over() {
+    let interval = Duration::from_secs(5);
+    let mut s = Scenario::start(&[("health_cache_ms", json!(interval.as_millis()))]).await;
+    // The scenario's last step was a readiness check; the probes that follow within its interval
+    // are answered from it, without reaching Redis.
+    s.redis.kill();
+    let (ready, checks) = s.app.readiness().await;
+    assert_eq!(ready.status(), StatusCode::OK, "{ready:?}");
+    assert_eq!(checks[1], ("redis".to_owned(), "up".to_owned()));
+    let took = s
+        .app
+        .eventually(
+            interval + NO_HANG,
+            "readiness 503 after the interval",
+            || async {
+                let (ready, _) = s.app.readiness().await;
+                ready.assert_within(NO_HANG);
+                ready.status == Some(StatusCode::SERVICE_UNAVAILABLE)
+            },
+        )
+        .await;
+    eprintln!("readiness showed the outage {took:?} after the kill");
+    assert_ready_names_redis_down(&s.app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_is_503_naming_redis_while_liveness_stays_200() {
     let mut s = Scenario::start(&[]).await;
     s.redis.kill();

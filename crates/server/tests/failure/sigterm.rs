@@ -41,6 +41,7 @@ fn serve(database_url: &str, port: u16) -> Serve {
         )
         .env("STRATA_JWT_SECRET", JWT_SECRET)
         .env("STRATA_PORT", port.to_string())
+        .env("STRATA_METRICS_PORT", "0")
         .env("STRATA_WORKERS", "2")
         // Slow, serial hashing: each login holds the one hashing slot for a while.
         .env("STRATA_ARGON2_MEMORY_KIB", "65536")
