@@ -1,5 +1,7 @@
 //! Refresh-token storage and the access-token blacklist.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use strata_domain::{RefreshTokenRecord, UserId};
@@ -47,13 +49,31 @@ pub trait RefreshTokenRepository: Send + Sync + 'static {
     ) -> Result<(), PortError>;
 }
 
-/// Access tokens revoked before their expiry, by `jti`, shared by every instance.
+/// What the revocation list holds against one access token, read in one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenRevocation {
+    /// The token itself was revoked (its session logged out).
+    pub revoked: bool,
+    /// Every token of its user issued before this instant is revoked (a password or role change).
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// Access tokens revoked before their expiry, shared by every instance: one token by its `jti`,
+/// or every token of a user issued before an instant.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait TokenBlacklist: Send + Sync + 'static {
-    /// Blacklists `jti` until `expires_at` (after that the token is refused as expired anyway).
-    /// A `jti` whose expiry has passed needs no entry and succeeds.
-    async fn revoke(&self, jti: Uuid, expires_at: DateTime<Utc>) -> Result<(), PortError>;
-    /// True when `jti` was revoked.
-    async fn is_revoked(&self, jti: Uuid) -> Result<bool, PortError>;
+    /// Refuses the token `jti` of `user` for `ttl`, which the caller makes outlast every
+    /// verifier's acceptance of the token. A zero `ttl` needs no entry and succeeds.
+    async fn revoke(&self, user: UserId, jti: Uuid, ttl: Duration) -> Result<(), PortError>;
+    /// Refuses every token of `user` issued before `instant`, for `ttl`. A later instant already
+    /// recorded is kept: the user's not-before never moves back.
+    async fn revoke_issued_before(
+        &self,
+        user: UserId,
+        instant: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<(), PortError>;
+    /// Whether the token `jti` of `user` was revoked, and the user's not-before instant.
+    async fn lookup(&self, user: UserId, jti: Uuid) -> Result<TokenRevocation, PortError>;
 }

@@ -114,11 +114,13 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
         self.db
             .timed(
                 conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    // The row lock taken by this UPDATE serialises concurrent rotations of one token:
-                    // the loser re-checks the predicate after the winner commits and matches nothing.
+                    lock_family(conn, row.family_id).await?;
+                    // The family's lock makes this UPDATE see any revocation committed before it;
+                    // its row lock still gives concurrent rotations of one token one winner.
                     let marked = diesel::update(
                         refresh_tokens::table
                             .find(old_id)
+                            .filter(refresh_tokens::family_id.eq(row.family_id))
                             .filter(refresh_tokens::rotated_at.is_null())
                             .filter(refresh_tokens::revoked_at.is_null()),
                     )
@@ -144,17 +146,12 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
         let mut conn = self.db.connection().await?;
         self.db
             .timed(
-                diesel::update(
-                    refresh_tokens::table
-                        .filter(refresh_tokens::family_id.eq(family_id))
-                        .filter(refresh_tokens::revoked_at.is_null()),
-                )
-                .set(refresh_tokens::revoked_at.eq(now))
-                .prepared()
-                .execute(&mut conn),
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    lock_family(conn, family_id).await?;
+                    revoke_families(conn, &[family_id], now).await
+                }),
             )
             .await
-            .map(|_| ())
     }
 
     async fn revoke_all_for_user(
@@ -163,21 +160,78 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
         except_family: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        let mut query = diesel::update(refresh_tokens::table)
-            .filter(refresh_tokens::user_id.eq(user_id.0))
-            .filter(refresh_tokens::revoked_at.is_null())
-            .into_boxed();
-        if let Some(family) = except_family {
-            query = query.filter(refresh_tokens::family_id.ne(family));
-        }
         let mut conn = self.db.connection().await?;
         self.db
             .timed(
-                query
-                    .set(refresh_tokens::revoked_at.eq(now))
-                    .execute(&mut conn),
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    // In id order, so that two of these for one user cannot deadlock.
+                    let families: Vec<Uuid> = diesel::sql_query(
+                        "SELECT family_id, pg_advisory_xact_lock(hashtextextended(family_id::text, \
+                         $3)) AS locked FROM (SELECT DISTINCT family_id FROM refresh_tokens \
+                         WHERE user_id = $1 AND revoked_at IS NULL \
+                         AND family_id IS DISTINCT FROM $2 ORDER BY family_id) AS live",
+                    )
+                    .bind::<diesel::sql_types::Uuid, _>(user_id.0)
+                    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(except_family)
+                    .bind::<diesel::sql_types::BigInt, _>(FAMILY_LOCK_SEED)
+                    .prepared()
+                    .load::<Family>(conn)
+                    .await?
+                    .into_iter()
+                    .map(|family| family.family_id)
+                    .collect();
+                    // A session started after the SELECT is left alone: it began after the
+                    // revocation did, like one started after it ended.
+                    revoke_families(conn, &families, now).await
+                }),
             )
             .await
-            .map(|_| ())
     }
+}
+
+/// Distinguishes this adapter's advisory locks from any other use of `pg_advisory_xact_lock`
+/// (a shared key would only serialise unrelated work, never break it).
+const FAMILY_LOCK_SEED: i64 = 0x7265_6672_6573_6800;
+
+#[derive(QueryableByName)]
+struct Family {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    family_id: Uuid,
+}
+
+/// Takes the family's lock until the transaction ends. Rotation and revocation both take it, so a
+/// revocation's UPDATE runs after any rotation in progress has committed and sees its successor,
+/// which a row lock cannot give: the successor is a new row, outside the UPDATE's snapshot.
+async fn lock_family(
+    conn: &mut diesel_async::AsyncPgConnection,
+    family_id: Uuid,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2))")
+        .bind::<diesel::sql_types::Uuid, _>(family_id)
+        .bind::<diesel::sql_types::BigInt, _>(FAMILY_LOCK_SEED)
+        .prepared()
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Marks every token of `families` revoked at `now`; the caller holds their locks.
+async fn revoke_families(
+    conn: &mut diesel_async::AsyncPgConnection,
+    families: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<(), diesel::result::Error> {
+    if families.is_empty() {
+        return Ok(());
+    }
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::family_id.eq_any(families))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(now))
+    .prepared()
+    .execute(conn)
+    .await
+    .map(|_| ())
 }

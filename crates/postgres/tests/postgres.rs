@@ -270,6 +270,111 @@ async fn revoking_a_family_or_all_other_sessions_marks_exactly_those_tokens() ->
     Ok(())
 }
 
+/// How a session is ended while one of its tokens is being rotated.
+#[derive(Debug, Clone, Copy)]
+enum Revocation {
+    /// Logout: the rotating family.
+    Family,
+    /// A password change: every session of the user but another one.
+    AllOfTheUser,
+}
+
+/// Runs a rotation of a family's token and `revocation` of that family so that they overlap in
+/// the worst order: the rotation has marked the old token and is about to store its successor when
+/// the revocation starts. The successor's insert is held back by a transaction of the test that
+/// stores a row with the same digest and keeps it uncommitted, and released once both the rotation
+/// and the revocation are waiting on a lock. Returns the rotation's outcome and the successor as
+/// stored, if it was.
+async fn rotate_while_revoking(
+    revocation: Revocation,
+) -> anyhow::Result<(RotateOutcome, Option<RefreshTokenRecord>)> {
+    let test_db = TestDatabase::create().await?;
+    let db = test_db.database();
+    let users = PgUserRepository::new(db.clone());
+    let tokens = PgRefreshTokenRepository::new(db.clone());
+    let user = users.create(&new_user("ada@example.com", now())).await?;
+    let family = Uuid::now_v7();
+    let current = token(user.id, family);
+    tokens.insert(&current).await?;
+    let successor = token(user.id, family);
+
+    let mut hold = db.connection().await?;
+    diesel::sql_query("BEGIN").execute(&mut hold).await?;
+    diesel::sql_query(
+        "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, now(), now() + interval '1 day')",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
+    .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
+    .bind::<diesel::sql_types::Uuid, _>(user.id.0)
+    .bind::<diesel::sql_types::Bytea, _>(successor.token_hash.clone())
+    .execute(&mut hold)
+    .await?;
+
+    let rotation = tokio::spawn({
+        let (tokens, successor) = (tokens.clone(), successor.clone());
+        async move { tokens.rotate(current.id, &successor, now()).await }
+    });
+    wait_for_lock_waiters(&db, 1).await?;
+    let revoking = tokio::spawn({
+        let tokens = tokens.clone();
+        async move {
+            match revocation {
+                Revocation::Family => tokens.revoke_family(family, now()).await,
+                Revocation::AllOfTheUser => {
+                    tokens
+                        .revoke_all_for_user(user.id, Some(Uuid::now_v7()), now())
+                        .await
+                }
+            }
+        }
+    });
+    wait_for_lock_waiters(&db, 2).await?;
+    diesel::sql_query("ROLLBACK").execute(&mut hold).await?;
+    drop(hold);
+
+    let outcome = rotation.await??;
+    revoking.await??;
+    Ok((outcome, tokens.find_by_hash(&successor.token_hash).await?))
+}
+
+/// Waits until `n` sessions of the test's database wait on a lock.
+async fn wait_for_lock_waiters(db: &Database, n: i64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting = strata_postgres::testing::count(
+            db,
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await?;
+        if waiting >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{waiting} of {n} sessions wait on a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_racing_a_revocation_of_its_family_leaves_no_live_token() -> anyhow::Result<()> {
+    for revocation in [Revocation::Family, Revocation::AllOfTheUser] {
+        let (outcome, successor) = rotate_while_revoking(revocation).await?;
+        if let Some(successor) = successor {
+            assert_eq!(outcome, RotateOutcome::Rotated, "{revocation:?}");
+            assert!(
+                successor.revoked_at.is_some(),
+                "{revocation:?}: the successor stored by a rotation that overlapped the \
+                 revocation is revoked too"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_health_check_pings_and_an_unreachable_server_is_unavailable_quickly()
 -> anyhow::Result<()> {

@@ -6,9 +6,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{TimeZone, Utc};
 use redis::AsyncCommands;
-use strata_ports::{Cache, HealthCheck, PortError, TokenBlacklist};
+use strata_domain::UserId;
+use strata_ports::{Cache, HealthCheck, PortError, TokenBlacklist, TokenRevocation};
 use strata_redis::testing::{isolated, isolated_settings, raw};
 use strata_redis::{RedisCache, RedisConnection, RedisSettings, RedisTokenBlacklist};
 use uuid::Uuid;
@@ -55,33 +56,140 @@ async fn prefixes_keep_instances_apart() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_revoked_jti_is_reported_until_its_token_expires() -> anyhow::Result<()> {
-    let settings = isolated_settings();
-    let connection = RedisConnection::new(&settings)?;
+async fn a_revoked_token_is_reported_for_the_ttl_it_was_given() -> anyhow::Result<()> {
+    let connection = isolated()?;
     let blacklist = RedisTokenBlacklist::new(connection.clone());
+    let user = UserId(Uuid::now_v7());
     let (revoked, other) = (Uuid::now_v7(), Uuid::now_v7());
-    blacklist
-        .revoke(revoked, Utc::now() + chrono::Duration::minutes(15))
-        .await?;
-    assert!(blacklist.is_revoked(revoked).await?);
-    assert!(!blacklist.is_revoked(other).await?);
+    let ttl = Duration::from_secs(15 * 60 + 11);
+    blacklist.revoke(user, revoked, ttl).await?;
+    assert!(blacklist.lookup(user, revoked).await?.revoked);
+    assert!(!blacklist.lookup(user, other).await?.revoked);
+    assert!(
+        !blacklist
+            .lookup(UserId(Uuid::now_v7()), revoked)
+            .await?
+            .revoked,
+        "the entry is the user's"
+    );
 
     let ttl_ms: i64 = raw()
         .await?
-        .pttl(connection.key(&format!("revoked:{revoked}")))
+        .pttl(blacklist.token_key(user, revoked))
         .await?;
     assert!(
-        (15 * 60_000..=15 * 60_000 + 1_000).contains(&ttl_ms),
-        "entry lives as long as the token: {ttl_ms} ms"
+        (911_000 - 1_000..=911_000).contains(&ttl_ms),
+        "the entry lives for the TTL given: {ttl_ms} ms"
     );
 
-    let expired = Uuid::now_v7();
-    blacklist
-        .revoke(expired, Utc::now() - chrono::Duration::seconds(1))
+    let nothing_left = Uuid::now_v7();
+    blacklist.revoke(user, nothing_left, Duration::ZERO).await?;
+    let exists: bool = raw()
+        .await?
+        .exists(blacklist.token_key(user, nothing_left))
         .await?;
+    assert!(!exists, "a token no verifier accepts needs no entry");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_users_not_before_and_a_revoked_token_are_read_in_one_lookup() -> anyhow::Result<()> {
+    let connection = isolated()?;
+    let blacklist = RedisTokenBlacklist::new(connection.clone());
+    let (user, jti) = (UserId(Uuid::now_v7()), Uuid::now_v7());
+    assert_eq!(
+        blacklist.lookup(user, jti).await?,
+        TokenRevocation::default()
+    );
+
+    // To the µs, whatever the date: a fixed instant with a sub-second part.
+    let changed = Utc
+        .timestamp_opt(1_800_000_000, 123_456_000)
+        .single()
+        .unwrap();
+    let ttl = Duration::from_secs(911);
+    blacklist.revoke_issued_before(user, changed, ttl).await?;
+    blacklist.revoke(user, jti, ttl).await?;
+    assert_eq!(
+        blacklist.lookup(user, jti).await?,
+        TokenRevocation {
+            revoked: true,
+            not_before: Some(changed),
+        }
+    );
+    assert_eq!(
+        blacklist.lookup(user, Uuid::now_v7()).await?,
+        TokenRevocation {
+            revoked: false,
+            not_before: Some(changed),
+        },
+        "the not-before covers every token of the user"
+    );
+    assert_eq!(
+        blacklist
+            .lookup(UserId(Uuid::now_v7()), jti)
+            .await?
+            .not_before,
+        None,
+        "and no other user's"
+    );
+
+    // The lookup is one MGET; on a cluster it reaches one node only if its keys share a slot (the
+    // cluster client would split it into one MGET per slot, and the round trips with it).
+    if connection.is_cluster() {
+        let mut conn = raw().await?;
+        let mut slots = HashSet::new();
+        for key in [
+            blacklist.token_key(user, jti),
+            blacklist.not_before_key(user),
+        ] {
+            let slot: u16 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query_async(&mut conn)
+                .await?;
+            slots.insert(slot);
+        }
+        assert_eq!(slots.len(), 1, "{slots:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_users_not_before_never_moves_back_nor_expires_early() -> anyhow::Result<()> {
+    let connection = isolated()?;
+    let blacklist = RedisTokenBlacklist::new(connection.clone());
+    let user = UserId(Uuid::now_v7());
+    let later = Utc
+        .timestamp_opt(1_800_000_000, 500_000_000)
+        .single()
+        .unwrap();
+    let earlier = later - chrono::Duration::microseconds(1);
+    blacklist
+        .revoke_issued_before(user, later, Duration::from_secs(60))
+        .await?;
+    // A change that landed second but happened first: the later instant stays, and lives as
+    // long as the longer TTL asks.
+    blacklist
+        .revoke_issued_before(user, earlier, Duration::from_secs(600))
+        .await?;
+    let lookup = blacklist.lookup(user, Uuid::now_v7()).await?;
+    assert_eq!(lookup.not_before, Some(later));
+    let ttl_ms: i64 = raw().await?.pttl(blacklist.not_before_key(user)).await?;
+    assert!((599_000..=600_000).contains(&ttl_ms), "{ttl_ms} ms");
+
+    let latest = later + chrono::Duration::microseconds(1);
+    blacklist
+        .revoke_issued_before(user, latest, Duration::from_secs(60))
+        .await?;
+    assert_eq!(
+        blacklist.lookup(user, Uuid::now_v7()).await?.not_before,
+        Some(latest)
+    );
+    let ttl_ms: i64 = raw().await?.pttl(blacklist.not_before_key(user)).await?;
     assert!(
-        !blacklist.is_revoked(expired).await?,
-        "an expired token needs no entry"
+        ttl_ms > 590_000,
+        "a shorter TTL does not cut a longer one: {ttl_ms} ms"
     );
     Ok(())
 }

@@ -37,6 +37,11 @@ enum AdminCommand {
         /// The user's email.
         email: String,
     },
+    /// Take the admin role away; the user's access tokens stop working at once.
+    Revoke {
+        /// The user's email.
+        email: String,
+    },
 }
 
 #[tokio::main]
@@ -84,6 +89,18 @@ async fn run() -> anyhow::Result<()> {
                 .await
                 .map_err(|error| anyhow::anyhow!("cannot grant admin to {email}: {error}"))?;
             println!("{} is now an admin (id {})", user.email, user.id);
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Revoke { email },
+        } => {
+            let components = Components::build(&settings)?;
+            let user = components
+                .users
+                .revoke_admin(&email)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot revoke admin from {email}: {error}"))?;
+            println!("{} is no longer an admin (id {})", user.email, user.id);
             Ok(())
         }
     }

@@ -130,6 +130,62 @@ pub struct RegisterInput {
     pub display_name: String,
 }
 
+/// Ends access tokens before they expire, on every instance at once: the revocation side of
+/// [`AuthService::authenticate`], shared with the use cases that change what a token vouches for
+/// (a password, a role).
+#[derive(Clone)]
+pub struct AccessRevocation {
+    blacklist: Arc<dyn TokenBlacklist>,
+    jwt: Arc<JwtCodec>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AccessRevocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessRevocation").finish_non_exhaustive()
+    }
+}
+
+impl AccessRevocation {
+    /// Revocations through `blacklist` of the tokens `jwt` issues, timed by `clock`.
+    pub fn new(
+        blacklist: Arc<dyn TokenBlacklist>,
+        jwt: Arc<JwtCodec>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            blacklist,
+            jwt,
+            clock,
+        }
+    }
+
+    /// Refuses one token for as long as any instance would accept it otherwise, leeway and clock
+    /// skew included (a token past `exp` but inside the leeway is still refused).
+    pub async fn revoke_token(
+        &self,
+        user: UserId,
+        jti: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), strata_ports::PortError> {
+        let ttl = self.jwt.revocation_ttl(expires_at, self.clock.now());
+        self.blacklist.revoke(user, jti, ttl).await
+    }
+
+    /// Refuses every token of `user` issued before now, and returns that instant. A token issued
+    /// at or after it, even within the same second, is still accepted: tokens carry their issue
+    /// instant to the µs.
+    pub async fn revoke_earlier_tokens(
+        &self,
+        user: UserId,
+    ) -> Result<DateTime<Utc>, strata_ports::PortError> {
+        let now = self.clock.now();
+        let ttl = self.jwt.revocation_ttl_of_earlier_tokens(now);
+        self.blacklist.revoke_issued_before(user, now, ttl).await?;
+        Ok(now)
+    }
+}
+
 /// Passwords offered at login longer than this are refused before hashing (cost bound).
 const MAX_LOGIN_PASSWORD_CHARS: usize = 1024;
 
@@ -138,6 +194,7 @@ pub struct AuthService {
     users: Arc<dyn UserRepository>,
     refresh_tokens: Arc<dyn RefreshTokenRepository>,
     blacklist: Arc<dyn TokenBlacklist>,
+    revocation: AccessRevocation,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
@@ -161,6 +218,7 @@ impl AuthService {
         Self {
             users,
             refresh_tokens,
+            revocation: AccessRevocation::new(blacklist.clone(), jwt.clone(), clock.clone()),
             blacklist,
             hasher,
             clock,
@@ -168,6 +226,11 @@ impl AuthService {
             jwt,
             settings,
         }
+    }
+
+    /// The revocations this service checks, for the use cases that must end tokens.
+    pub fn access_revocation(&self) -> AccessRevocation {
+        self.revocation.clone()
     }
 
     /// Creates a customer account and signs it in.
@@ -224,6 +287,9 @@ impl AuthService {
         }
         errors.into_result()?;
         let password = Password::unchecked(password);
+        // Taken before the credentials are read: tokens issued from a password that a concurrent
+        // change replaces then look issued before the change, which refuses them.
+        let now = self.clock.now();
         let credentials = match Email::parse(email) {
             Ok(email) => self.users.find_credentials(&email).await?,
             Err(_) => None,
@@ -239,7 +305,6 @@ impl AuthService {
         if !verdict.matches {
             return Err(AuthError::InvalidCredentials);
         }
-        let now = self.clock.now();
         if verdict.needs_rehash {
             self.upgrade_hash(credentials.user.id, &password, now).await;
         }
@@ -271,6 +336,8 @@ impl AuthService {
         if refresh_token.is_empty() || refresh_token.len() > 256 {
             return Err(AuthError::Unauthenticated);
         }
+        // Taken before the user is read, as in `login`: a token carrying a role that a concurrent
+        // change replaces then looks issued before the change.
         let now = self.clock.now();
         let Some(current) = self
             .refresh_tokens
@@ -315,15 +382,15 @@ impl AuthService {
         }
     }
 
-    /// Ends the caller's session: the access token is blacklisted until it expires and the
-    /// session's refresh tokens are revoked.
+    /// Ends the caller's session: the access token is refused for as long as any instance would
+    /// otherwise accept it, and the session's refresh tokens are revoked.
     pub async fn logout(&self, principal: &Principal) -> Result<(), AuthError> {
         let now = self.clock.now();
         self.refresh_tokens
             .revoke_family(principal.session_id, now)
             .await?;
-        self.blacklist
-            .revoke(principal.jti, principal.expires_at)
+        self.revocation
+            .revoke_token(principal.user_id, principal.jti, principal.expires_at)
             .await?;
         tracing::info!(user_id = %principal.user_id, "logged out");
         Ok(())
@@ -338,7 +405,8 @@ impl AuthService {
             .map(|claims| UserId(claims.sub))
     }
 
-    /// Verifies an access token and checks it has not been revoked.
+    /// Verifies an access token and checks, in one lookup, that neither it nor every token of its
+    /// user issued before some instant (a password or role change) was revoked.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthError> {
         let claims = self.jwt.verify(access_token).map_err(|error| match error {
             JwtError::Expired => AuthError::TokenExpired,
@@ -347,9 +415,16 @@ impl AuthService {
                 AuthError::Unauthenticated
             }
         })?;
-        match self.blacklist.is_revoked(claims.jti).await {
-            Ok(false) => {}
-            Ok(true) => return Err(AuthError::TokenRevoked),
+        let user_id = UserId(claims.sub);
+        match self.blacklist.lookup(user_id, claims.jti).await {
+            Ok(revocation) => {
+                let issued_before_a_change = revocation
+                    .not_before
+                    .is_some_and(|not_before| claims.issued_at() < not_before);
+                if revocation.revoked || issued_before_a_change {
+                    return Err(AuthError::TokenRevoked);
+                }
+            }
             Err(error) => match self.settings.revocation_check {
                 RevocationCheckPolicy::Deny => return Err(error.into()),
                 RevocationCheckPolicy::Allow => {
@@ -358,7 +433,7 @@ impl AuthService {
             },
         }
         Ok(Principal {
-            user_id: UserId(claims.sub),
+            user_id,
             role: claims.role,
             jti: claims.jti,
             session_id: claims.sid,

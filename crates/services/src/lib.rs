@@ -33,8 +33,8 @@ mod idempotency;
 mod test_support;
 
 pub use auth::{
-    AuthError, AuthService, AuthSettings, Principal, RegisterInput, RevocationCheckPolicy,
-    TokenPair,
+    AccessRevocation, AuthError, AuthService, AuthSettings, Principal, RegisterInput,
+    RevocationCheckPolicy, TokenPair,
 };
 pub use cache_aside::Representation;
 pub use catalog::{

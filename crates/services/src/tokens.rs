@@ -31,6 +31,11 @@ pub struct AccessClaims {
     pub sid: Uuid,
     /// Issued at, seconds since the epoch.
     pub iat: i64,
+    /// Issued at, µs since the epoch: `iat` alone cannot tell a token issued just before a
+    /// revocation of every earlier token from one issued just after it in the same second.
+    /// Absent from tokens of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_us: Option<i64>,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
     /// Issuer.
@@ -46,6 +51,33 @@ impl AccessClaims {
             .single()
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
+
+    /// When the token was issued, to the µs when it says so. Otherwise the start of its `iat`
+    /// second: the earliest it can have been issued, so that a revocation later in that second
+    /// refuses it rather than let it through.
+    pub fn issued_at(&self) -> DateTime<Utc> {
+        let whole_second = Utc
+            .timestamp_opt(self.iat, 0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.iat_us
+            .filter(|micros| micros.div_euclid(1_000_000) == self.iat)
+            .and_then(DateTime::<Utc>::from_timestamp_micros)
+            .unwrap_or(whole_second)
+    }
+}
+
+/// How far the clocks of two instances may disagree. The verifier's leeway on `exp` tolerates it
+/// for valid tokens, and revocations are kept that much longer than the revoking instance's own
+/// clock says is needed, for verifiers whose clocks lag behind it.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(5);
+
+/// `instant` plus `duration`, saturating at the latest representable instant.
+fn later_by(instant: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|duration| instant.checked_add_signed(duration))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Key material for one signing key.
@@ -184,7 +216,7 @@ impl JwtCodec {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = CLOCK_SKEW.as_secs();
         Ok(Self {
             settings,
             encoding,
@@ -197,6 +229,30 @@ impl JwtCodec {
     /// Lifetime of the tokens this codec issues.
     pub fn access_ttl(&self) -> Duration {
         self.settings.access_ttl
+    }
+
+    /// The instant from which no instance accepts a token expiring at `exp` any more. This codec
+    /// accepts it while the current whole second is at most `exp` plus the leeway, so until one
+    /// second past that; an instance whose clock lags by up to [`CLOCK_SKEW`] accepts it for that
+    /// much longer again.
+    pub fn accepted_until(&self, exp: DateTime<Utc>) -> DateTime<Utc> {
+        let beyond_exp = Duration::from_secs(self.validation.leeway + 1) + CLOCK_SKEW;
+        later_by(exp, beyond_exp)
+    }
+
+    /// How long, from `now`, a token expiring at `exp` must stay revoked to be refused for as long
+    /// as any instance would accept it (zero when none would any more).
+    pub fn revocation_ttl(&self, exp: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+        (self.accepted_until(exp) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// How long a revocation of every token issued before `now` must be kept: such a token
+    /// expires at most one access lifetime after `now`, and is accepted until
+    /// [`accepted_until`](Self::accepted_until) that.
+    pub fn revocation_ttl_of_earlier_tokens(&self, now: DateTime<Utc>) -> Duration {
+        self.revocation_ttl(later_by(now, self.access_ttl()), now)
     }
 
     /// Issues a token for `sub` in session `sid`, valid from `now` for the configured lifetime.
@@ -215,6 +271,7 @@ impl JwtCodec {
             jti,
             sid,
             iat: now.timestamp(),
+            iat_us: Some(now.timestamp_micros()),
             exp: now.timestamp() + ttl,
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
@@ -297,6 +354,75 @@ mod tests {
         )?;
         assert_eq!(codec.verify(&token)?, claims);
         assert_eq!(claims.exp - claims.iat, 900);
+        Ok(())
+    }
+
+    #[test]
+    fn a_token_is_never_accepted_from_the_instant_its_revocation_may_end() -> anyhow::Result<()> {
+        let codec = JwtCodec::new(settings(SECRET, None))?;
+        let mut accepted = Vec::new();
+        for past_exp in 0..=8 {
+            let now = Utc::now();
+            let issued = now - chrono::Duration::seconds(900 + past_exp);
+            let token = issue(&codec, issued);
+            let exp = codec.verify(&token).map(|claims| claims.expires_at());
+            if let Ok(exp) = exp {
+                accepted.push(past_exp);
+                // Whatever second this ran in: while the codec accepts, a revocation lasting
+                // until `accepted_until` still covers the token, with the skew to spare.
+                assert!(
+                    codec.accepted_until(exp) - Utc::now()
+                        > chrono::Duration::from_std(CLOCK_SKEW)?,
+                    "{past_exp} s past exp"
+                );
+            }
+        }
+        assert!(
+            accepted.contains(&0) && accepted.contains(&4),
+            "{accepted:?}"
+        );
+        assert!(!accepted.contains(&7), "{accepted:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_issue_instant_is_carried_to_the_microsecond() -> anyhow::Result<()> {
+        let codec = JwtCodec::new(settings(SECRET, None))?;
+        let at = Utc
+            .timestamp_opt(1_800_000_000, 123_456_789)
+            .single()
+            .unwrap();
+        let (token, claims) = codec.issue(
+            Uuid::now_v7(),
+            Role::Customer,
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            at,
+        )?;
+        let whole_second = Utc.timestamp_opt(1_800_000_000, 0).single().unwrap();
+        let microsecond = Utc
+            .timestamp_opt(1_800_000_000, 123_456_000)
+            .single()
+            .unwrap();
+        assert_eq!(
+            (claims.iat, claims.iat_us),
+            (1_800_000_000, Some(1_800_000_000_123_456))
+        );
+        assert_eq!(claims.issued_at(), microsecond);
+        let payload: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap_or_default())?,
+        )?;
+        assert_eq!(payload["iat_us"], 1_800_000_000_123_456_i64);
+
+        // Without it (an older version's token), or with one from another second than `iat`
+        // (never written so), only the start of the `iat` second is known.
+        for iat_us in [None, Some(1_800_000_001_000_000)] {
+            let claims = AccessClaims {
+                iat_us,
+                ..claims.clone()
+            };
+            assert_eq!(claims.issued_at(), whole_second, "{iat_us:?}");
+        }
         Ok(())
     }
 

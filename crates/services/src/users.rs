@@ -14,7 +14,7 @@ use strata_ports::{
 };
 use uuid::Uuid;
 
-use crate::auth::Principal;
+use crate::auth::{AccessRevocation, Principal};
 use crate::cache_aside::CacheAside;
 use crate::cursor::CursorCodec;
 use crate::failure::Failure;
@@ -88,6 +88,7 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
     cursors: CursorCodec,
     profiles: CacheAside<User>,
+    revocation: Option<AccessRevocation>,
 }
 
 impl UserService {
@@ -108,7 +109,23 @@ impl UserService {
             clock,
             cursors,
             profiles: CacheAside::new("profile", cache, profile_ttl),
+            revocation: None,
         }
+    }
+
+    /// Ends access tokens through `revocation` when a password or a role changes. Without it
+    /// those changes are refused: a change that left earlier tokens valid would be worse.
+    pub fn with_access_revocation(mut self, revocation: AccessRevocation) -> Self {
+        self.revocation = Some(revocation);
+        self
+    }
+
+    fn revocation(&self) -> Result<&AccessRevocation, UserError> {
+        self.revocation.as_ref().ok_or_else(|| {
+            UserError::Failure(Failure::Unexpected(anyhow::anyhow!(
+                "the user service was built without access-token revocation"
+            )))
+        })
     }
 
     /// The caller's own profile, cache-aside. A cache that cannot be reached is bypassed.
@@ -121,7 +138,8 @@ impl UserService {
     }
 
     /// Changes the caller's display name and/or password. A password change needs the current
-    /// password and ends the caller's other sessions.
+    /// password, ends the caller's other sessions, and ends every access token issued before it,
+    /// the caller's too (its session goes on by a refresh).
     pub async fn update_me(
         &self,
         principal: &Principal,
@@ -146,6 +164,13 @@ impl UserService {
                 "current_password",
                 "required",
                 "is required to change the password",
+            ));
+        } else if changes.current_password.as_deref() == Some("") {
+            // Not needed without `password`, but an empty one sent is a mistake, never a password.
+            errors.push(FieldError::new(
+                "current_password",
+                "required",
+                "must not be empty",
             ));
         }
         if changes.display_name.is_none() && changes.password.is_none() {
@@ -180,6 +205,11 @@ impl UserService {
                 .into());
             }
             update.password_hash = Some(self.hasher.hash(password).await?);
+            // First before anything changes, so that with the revocation list unreachable the
+            // change fails whole (503) rather than leave the earlier tokens valid.
+            self.revocation()?
+                .revoke_earlier_tokens(principal.user_id)
+                .await?;
         }
         let now = self.clock.now();
         let user = self
@@ -192,6 +222,13 @@ impl UserService {
             self.refresh_tokens
                 .revoke_all_for_user(user.id, Some(principal.session_id), now)
                 .await?;
+            // Again now that no other session can refresh: a refresh that rotated one of them
+            // just before its revocation issued an access token after the first instant, but
+            // before this one. Failing here leaves only such a token valid, so the change, made,
+            // is reported made.
+            if let Err(error) = self.revocation()?.revoke_earlier_tokens(user.id).await {
+                tracing::warn!(user_id = %user.id, error = %error, "tokens refreshed while the password changed stay valid until they expire");
+            }
         }
         Ok(user)
     }
@@ -254,16 +291,32 @@ impl UserService {
         self.users.find_by_id(id).await?.ok_or(UserError::NotFound)
     }
 
-    /// Makes the user with this email an admin (operator command).
+    /// Makes the user with this email an admin (operator command). Access tokens issued before
+    /// end at once: the user refreshes to carry the new role.
     pub async fn grant_admin(&self, email: &str) -> Result<User, UserError> {
+        self.change_role(email, Role::Admin).await
+    }
+
+    /// Makes the user with this email a customer (operator command). Access tokens issued before,
+    /// which carry the admin role, end at once.
+    pub async fn revoke_admin(&self, email: &str) -> Result<User, UserError> {
+        self.change_role(email, Role::Customer).await
+    }
+
+    /// Sets the role, then ends every access token issued before: those carry the old role, and
+    /// so does one issued by a refresh that read the user just before the change. Fails when the
+    /// tokens could not be ended; running it again is safe.
+    async fn change_role(&self, email: &str, role: Role) -> Result<User, UserError> {
         let email =
             Email::parse(email).map_err(|e| ValidationErrors::single(e.for_field("email")))?;
+        let revocation = self.revocation()?;
         let user = self
             .users
-            .set_role(&email, Role::Admin, self.clock.now())
+            .set_role(&email, role, self.clock.now())
             .await?
             .ok_or(UserError::NotFound)?;
         self.invalidate_profile(user.id).await;
+        revocation.revoke_earlier_tokens(user.id).await?;
         Ok(user)
     }
 }

@@ -1,21 +1,21 @@
 //! AuthService against mockall mocks of every port.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use mockall::predicate::eq;
 use strata_domain::{DisplayName, Email, RefreshTokenRecord, Role, User, UserId};
 use strata_ports::{
-    CreateUserError, HashError, MockIdGenerator, MockPasswordHasher, MockRefreshTokenRepository,
-    MockTokenBlacklist, MockUserRepository, PasswordVerdict, PortError, RotateOutcome,
-    UserCredentials,
+    CreateUserError, HashError, MockClock, MockIdGenerator, MockPasswordHasher,
+    MockRefreshTokenRepository, MockTokenBlacklist, MockUserRepository, PasswordVerdict, PortError,
+    RotateOutcome, TokenRevocation, UserCredentials,
 };
 use uuid::Uuid;
 
 use super::*;
 use crate::test_support::{fixed_clock, now};
-use crate::tokens::{JwtKey, JwtSettings};
+use crate::tokens::{AccessClaims, JwtKey, JwtSettings};
 
 fn jwt() -> Arc<JwtCodec> {
     Arc::new(
@@ -50,6 +50,7 @@ struct Ports {
     blacklist: MockTokenBlacklist,
     hasher: MockPasswordHasher,
     policy: RevocationCheckPolicy,
+    clock: MockClock,
 }
 
 impl Ports {
@@ -60,11 +61,12 @@ impl Ports {
             blacklist: MockTokenBlacklist::new(),
             hasher: MockPasswordHasher::new(),
             policy: RevocationCheckPolicy::Deny,
+            clock: fixed_clock(),
         }
     }
 
     fn service(self) -> AuthService {
-        let clock = fixed_clock();
+        let clock = self.clock;
         let mut ids = MockIdGenerator::new();
         ids.expect_new_id().returning(Uuid::now_v7);
         AuthService::new(
@@ -438,71 +440,251 @@ async fn expired_revoked_and_unknown_refresh_tokens_are_refused_distinctly() {
     ));
 }
 
-fn principal() -> Principal {
+/// A clock at [`now`] that the test moves on, to tell when a use case read it.
+fn movable_clock() -> (MockClock, Arc<Mutex<DateTime<Utc>>>) {
+    let instant = Arc::new(Mutex::new(now()));
+    let mut clock = MockClock::new();
+    let read = instant.clone();
+    clock
+        .expect_now()
+        .returning(move || *read.lock().expect("clock"));
+    (clock, instant)
+}
+
+#[tokio::test]
+async fn a_login_stamps_its_tokens_with_an_instant_from_before_the_password_was_read() {
+    let mut ports = Ports::new();
+    let (clock, instant) = movable_clock();
+    ports.clock = clock;
+    let known = user(Role::Customer);
+    ports.users.expect_find_credentials().returning(move |_| {
+        // A password change may land between this read and the token: the token must still
+        // look older than the change.
+        *instant.lock().expect("clock") = now() + chrono::Duration::milliseconds(300);
+        Ok(Some(UserCredentials {
+            user: known.clone(),
+            password_hash: "h".into(),
+        }))
+    });
+    ports.hasher.expect_verify().returning(|_, _| {
+        Ok(PasswordVerdict {
+            matches: true,
+            needs_rehash: false,
+        })
+    });
+    ports.refresh.expect_insert().returning(|_| Ok(()));
+    let tokens = ports
+        .service()
+        .login("ada@example.com", "correct horse battery")
+        .await
+        .expect("logged in");
+    let claims = jwt().verify(&tokens.access_token).expect("valid");
+    assert_eq!(claims.issued_at(), now());
+}
+
+#[tokio::test]
+async fn a_refresh_stamps_its_token_with_an_instant_from_before_the_role_was_read() {
+    let mut ports = Ports::new();
+    let (clock, instant) = movable_clock();
+    ports.clock = clock;
+    let known = user(Role::Admin);
+    let current = record(known.id);
+    ports
+        .refresh
+        .expect_find_by_hash()
+        .returning(move |_| Ok(Some(current.clone())));
+    ports.users.expect_find_by_id().returning(move |_| {
+        *instant.lock().expect("clock") = now() + chrono::Duration::milliseconds(300);
+        Ok(Some(known.clone()))
+    });
+    ports
+        .refresh
+        .expect_rotate()
+        .returning(|_, _, _| Ok(RotateOutcome::Rotated));
+    let tokens = ports.service().refresh("presented").await.expect("rotated");
+    let claims = jwt().verify(&tokens.access_token).expect("valid");
+    assert_eq!(claims.issued_at(), now());
+}
+
+fn principal(expires_in: chrono::Duration) -> Principal {
     Principal {
         user_id: UserId(Uuid::now_v7()),
         role: Role::Customer,
         jti: Uuid::now_v7(),
         session_id: Uuid::now_v7(),
-        expires_at: now() + chrono::Duration::minutes(15),
+        expires_at: now() + expires_in,
     }
 }
 
 #[tokio::test]
-async fn logout_revokes_the_session_and_blacklists_the_token_until_it_expires() {
-    let mut ports = Ports::new();
-    let caller = principal();
-    ports
-        .refresh
-        .expect_revoke_family()
-        .with(eq(caller.session_id), eq(now()))
-        .times(1)
-        .returning(|_, _| Ok(()));
-    ports
-        .blacklist
-        .expect_revoke()
-        .with(eq(caller.jti), eq(caller.expires_at))
-        .times(1)
-        .returning(|_, _| Ok(()));
-    ports.service().logout(&caller).await.expect("logged out");
+async fn logout_revokes_the_session_and_the_token_past_its_expiry_by_the_leeway_and_skew() {
+    // (token's exp from now, how long the revocation must be kept): until exp plus the leeway
+    // (5 s), the second the verifier compares in, and the skew between instances (5 s).
+    let cases = [
+        (chrono::Duration::minutes(15), Duration::from_secs(900 + 11)),
+        (chrono::Duration::zero(), Duration::from_secs(11)),
+        (chrono::Duration::seconds(-3), Duration::from_secs(8)),
+        (
+            chrono::Duration::milliseconds(-5_500),
+            Duration::from_millis(5_500),
+        ),
+        (chrono::Duration::seconds(-11), Duration::ZERO),
+    ];
+    for (expires_in, ttl) in cases {
+        let mut ports = Ports::new();
+        let caller = principal(expires_in);
+        ports
+            .refresh
+            .expect_revoke_family()
+            .with(eq(caller.session_id), eq(now()))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        ports
+            .blacklist
+            .expect_revoke()
+            .with(eq(caller.user_id), eq(caller.jti), eq(ttl))
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        ports.service().logout(&caller).await.expect("logged out");
+    }
 }
 
 #[tokio::test]
-async fn a_blacklisted_token_is_refused_as_revoked() {
+async fn ending_earlier_tokens_keeps_the_instant_for_a_lifetime_plus_leeway_and_skew() {
     let mut ports = Ports::new();
-    ports.blacklist.expect_is_revoked().returning(|_| Ok(true));
-    let service = ports.service();
-    let (token, _) = jwt()
+    let user_id = UserId(Uuid::now_v7());
+    ports
+        .blacklist
+        .expect_revoke_issued_before()
+        .with(eq(user_id), eq(now()), eq(Duration::from_secs(900 + 11)))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let instant = ports
+        .service()
+        .access_revocation()
+        .revoke_earlier_tokens(user_id)
+        .await
+        .expect("revoked");
+    assert_eq!(instant, now());
+}
+
+/// A token for a fresh user issued at `at`, with its claims.
+fn issued_at(at: DateTime<Utc>) -> (String, AccessClaims) {
+    jwt()
         .issue(
             Uuid::now_v7(),
             Role::Customer,
             Uuid::now_v7(),
             Uuid::now_v7(),
-            Utc::now(),
+            at,
         )
-        .expect("token");
+        .expect("token")
+}
+
+/// `claims` signed as a version that did not write `iat_us`.
+fn without_iat_us(mut claims: AccessClaims) -> String {
+    claims.iat_us = None;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+    )
+    .expect("signed")
+}
+
+#[tokio::test]
+async fn a_token_issued_before_its_users_not_before_is_revoked_even_within_the_same_second() {
+    let not_before = now() + chrono::Duration::milliseconds(500);
+    let us = chrono::Duration::microseconds;
+    // (issued at, refused): strictly earlier is refused; the instant itself and later are not.
+    let cases = [
+        (not_before - chrono::Duration::seconds(1), true),
+        (not_before - us(1), true),
+        (now(), true),
+        (not_before, false),
+        (not_before + us(1), false),
+        (not_before + chrono::Duration::milliseconds(499), false),
+    ];
+    for (at, refused) in cases {
+        let (token, claims) = issued_at(at);
+        let mut ports = Ports::new();
+        ports
+            .blacklist
+            .expect_lookup()
+            .with(eq(UserId(claims.sub)), eq(claims.jti))
+            .times(1)
+            .returning(move |_, _| {
+                Ok(TokenRevocation {
+                    revoked: false,
+                    not_before: Some(not_before),
+                })
+            });
+        let outcome = ports.service().authenticate(&token).await;
+        assert_eq!(
+            matches!(outcome, Err(AuthError::TokenRevoked)),
+            refused,
+            "issued {} µs from the not-before: {outcome:?}",
+            (at - not_before).num_microseconds().unwrap_or_default()
+        );
+        if !refused {
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
+    }
+
+    // A token of an older version knows only its second, so it counts from the start of it.
+    let (_, claims) = issued_at(not_before + us(1));
+    let mut ports = Ports::new();
+    ports.blacklist.expect_lookup().returning(move |_, _| {
+        Ok(TokenRevocation {
+            revoked: false,
+            not_before: Some(not_before),
+        })
+    });
     assert!(matches!(
-        service.authenticate(&token).await,
+        ports.service().authenticate(&without_iat_us(claims)).await,
         Err(AuthError::TokenRevoked)
     ));
 }
 
 #[tokio::test]
+async fn a_blacklisted_token_is_refused_as_revoked_and_an_unlisted_one_accepted() {
+    let (token, claims) = issued_at(Utc::now());
+    let mut ports = Ports::new();
+    ports
+        .blacklist
+        .expect_lookup()
+        .with(eq(UserId(claims.sub)), eq(claims.jti))
+        .returning(|_, _| {
+            Ok(TokenRevocation {
+                revoked: true,
+                not_before: None,
+            })
+        });
+    assert!(matches!(
+        ports.service().authenticate(&token).await,
+        Err(AuthError::TokenRevoked)
+    ));
+
+    let mut ports = Ports::new();
+    ports
+        .blacklist
+        .expect_lookup()
+        .returning(|_, _| Ok(TokenRevocation::default()));
+    let principal = ports.service().authenticate(&token).await.expect("valid");
+    assert_eq!(
+        (principal.user_id, principal.jti),
+        (UserId(claims.sub), claims.jti)
+    );
+}
+
+#[tokio::test]
 async fn an_unreachable_blacklist_denies_by_default_and_allows_when_configured() {
-    let (token, claims) = jwt()
-        .issue(
-            Uuid::now_v7(),
-            Role::Customer,
-            Uuid::now_v7(),
-            Uuid::now_v7(),
-            Utc::now(),
-        )
-        .expect("token");
+    let (token, claims) = issued_at(Utc::now());
 
     let mut deny = Ports::new();
     deny.blacklist
-        .expect_is_revoked()
-        .returning(|_| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+        .expect_lookup()
+        .returning(|_, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
     let error = deny
         .service()
         .authenticate(&token)
@@ -517,8 +699,8 @@ async fn an_unreachable_blacklist_denies_by_default_and_allows_when_configured()
     allow.policy = RevocationCheckPolicy::Allow;
     allow
         .blacklist
-        .expect_is_revoked()
-        .returning(|_| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+        .expect_lookup()
+        .returning(|_, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
     let principal = allow.service().authenticate(&token).await.expect("allowed");
     assert_eq!(principal.jti, claims.jti);
 }
@@ -530,15 +712,7 @@ async fn garbage_and_expired_access_tokens_are_distinguished() {
         service.authenticate("garbage").await,
         Err(AuthError::Unauthenticated)
     ));
-    let (expired, _) = jwt()
-        .issue(
-            Uuid::now_v7(),
-            Role::Customer,
-            Uuid::now_v7(),
-            Uuid::now_v7(),
-            Utc::now() - chrono::Duration::hours(2),
-        )
-        .expect("token");
+    let (expired, _) = issued_at(Utc::now() - chrono::Duration::hours(2));
     assert!(matches!(
         service.authenticate(&expired).await,
         Err(AuthError::TokenExpired)

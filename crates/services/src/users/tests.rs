@@ -3,16 +3,37 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mockall::Sequence;
 use mockall::predicate::eq;
 use strata_domain::{DisplayName, Email, Role, User, UserId};
 use strata_ports::{
-    MockCache, MockPasswordHasher, MockRefreshTokenRepository, MockUserRepository, PasswordVerdict,
-    PortError, UserCredentials,
+    MockCache, MockPasswordHasher, MockRefreshTokenRepository, MockTokenBlacklist,
+    MockUserRepository, PasswordVerdict, PortError, UserCredentials,
 };
 use uuid::Uuid;
 
 use super::*;
-use crate::test_support::{fixed_clock, now};
+use crate::test_support::{fixed_clock, now, unavailable};
+use crate::tokens::{JwtCodec, JwtKey, JwtSettings};
+
+/// How long a revocation of every earlier token is kept: a token's lifetime (900 s) plus the
+/// leeway (5 s), the second `exp` is compared in, and the clock skew allowed (5 s).
+const EARLIER_TOKENS_TTL: Duration = Duration::from_secs(900 + 5 + 1 + 5);
+
+fn jwt() -> Arc<JwtCodec> {
+    Arc::new(
+        JwtCodec::new(JwtSettings {
+            issuer: "strata".into(),
+            audience: "strata-api".into(),
+            access_ttl: Duration::from_secs(900),
+            algorithm: jsonwebtoken::Algorithm::HS256,
+            kid: None,
+            key: JwtKey::Hmac(b"0123456789abcdef0123456789abcdef".to_vec()),
+            previous_keys: Vec::new(),
+        })
+        .expect("codec"),
+    )
+}
 
 fn user(id: UserId) -> User {
     User {
@@ -40,6 +61,7 @@ struct Ports {
     refresh: MockRefreshTokenRepository,
     cache: MockCache,
     hasher: MockPasswordHasher,
+    blacklist: MockTokenBlacklist,
 }
 
 impl Ports {
@@ -49,20 +71,73 @@ impl Ports {
             refresh: MockRefreshTokenRepository::new(),
             cache: MockCache::new(),
             hasher: MockPasswordHasher::new(),
+            blacklist: MockTokenBlacklist::new(),
         }
     }
 
-    fn service(self) -> UserService {
-        let clock = fixed_clock();
+    fn without_revocation(self) -> UserService {
         UserService::new(
             Arc::new(self.users),
             Arc::new(self.refresh),
             Arc::new(self.cache),
             Arc::new(self.hasher),
-            Arc::new(clock),
+            Arc::new(fixed_clock()),
             CursorCodec::new(b"test cursor key"),
             Duration::from_secs(300),
         )
+    }
+
+    fn service(mut self) -> UserService {
+        let blacklist = std::mem::replace(&mut self.blacklist, MockTokenBlacklist::new());
+        let revocation = AccessRevocation::new(Arc::new(blacklist), jwt(), Arc::new(fixed_clock()));
+        self.without_revocation().with_access_revocation(revocation)
+    }
+
+    /// A caller's password change that passes every check; the test says what happens to the
+    /// update.
+    fn changing_the_password(caller: &Principal) -> Self {
+        let stored = user(caller.user_id);
+        let mut ports = Self::new();
+        ports
+            .users
+            .expect_find_credentials_by_id()
+            .returning(move |_| {
+                Ok(Some(UserCredentials {
+                    user: stored.clone(),
+                    password_hash: "h".into(),
+                }))
+            });
+        ports.hasher.expect_verify().returning(|_, _| {
+            Ok(PasswordVerdict {
+                matches: true,
+                needs_rehash: false,
+            })
+        });
+        ports
+            .hasher
+            .expect_hash()
+            .returning(|_| Ok("new-hash".into()));
+        ports.cache.expect_delete_many().returning(|_| Ok(()));
+        ports
+    }
+
+    /// The update storing `new-hash` happens once, in `order`, and succeeds.
+    fn storing_the_new_hash(&mut self, caller: &Principal, order: &mut Sequence) {
+        let updated = user(caller.user_id);
+        self.users
+            .expect_update()
+            .withf(|_, update, _| update.password_hash.as_deref() == Some("new-hash"))
+            .times(1)
+            .in_sequence(order)
+            .returning(move |_, _, _| Ok(Some(updated.clone())));
+    }
+}
+
+fn new_password() -> ProfileChanges {
+    ProfileChanges {
+        password: Some("a brand new password".into()),
+        current_password: Some("the old password".into()),
+        ..ProfileChanges::default()
     }
 }
 
@@ -221,49 +296,105 @@ async fn a_wrong_current_password_is_refused() {
 }
 
 #[tokio::test]
-async fn a_password_change_invalidates_the_profile_and_ends_other_sessions() {
+async fn a_password_change_ends_other_sessions_and_every_earlier_access_token() {
     let caller = principal(Role::Customer);
-    let stored = user(caller.user_id);
-    let updated = stored.clone();
-    let mut ports = Ports::new();
+    let mut ports = Ports::changing_the_password(&caller);
+    let mut order = Sequence::new();
     ports
-        .users
-        .expect_find_credentials_by_id()
-        .returning(move |_| {
-            Ok(Some(UserCredentials {
-                user: stored.clone(),
-                password_hash: "h".into(),
-            }))
-        });
-    ports.hasher.expect_verify().returning(|_, _| {
-        Ok(PasswordVerdict {
-            matches: true,
-            needs_rehash: false,
-        })
-    });
-    ports
-        .hasher
-        .expect_hash()
-        .returning(|_| Ok("new-hash".into()));
-    ports
-        .users
-        .expect_update()
-        .withf(|_, update, _| update.password_hash.as_deref() == Some("new-hash"))
-        .returning(move |_, _, _| Ok(Some(updated.clone())));
-    ports
-        .cache
-        .expect_delete_many()
+        .blacklist
+        .expect_revoke_issued_before()
+        .with(eq(caller.user_id), eq(now()), eq(EARLIER_TOKENS_TTL))
         .times(1)
-        .returning(|_| Ok(()));
+        .in_sequence(&mut order)
+        .returning(|_, _, _| Ok(()));
+    ports.storing_the_new_hash(&caller, &mut order);
     ports
         .refresh
         .expect_revoke_all_for_user()
         .with(eq(caller.user_id), eq(Some(caller.session_id)), eq(now()))
         .times(1)
+        .in_sequence(&mut order)
         .returning(|_, _, _| Ok(()));
+    // Again once the other sessions can no longer refresh.
+    ports
+        .blacklist
+        .expect_revoke_issued_before()
+        .with(eq(caller.user_id), eq(now()), eq(EARLIER_TOKENS_TTL))
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_, _, _| Ok(()));
+    ports
+        .service()
+        .update_me(&caller, new_password())
+        .await
+        .expect("updated");
+}
+
+#[tokio::test]
+async fn with_the_revocation_list_unreachable_a_password_change_changes_nothing() {
+    let caller = principal(Role::Customer);
+    let mut ports = Ports::changing_the_password(&caller);
+    ports.users.expect_update().never();
+    ports.refresh.expect_revoke_all_for_user().never();
+    ports
+        .blacklist
+        .expect_revoke_issued_before()
+        .returning(|_, _, _| Err(unavailable()));
+    let error = ports
+        .service()
+        .update_me(&caller, new_password())
+        .await
+        .expect_err("unavailable");
+    assert!(
+        matches!(error, UserError::Failure(Failure::Unavailable(_))),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_password_change_made_is_reported_made_when_only_the_second_revocation_fails() {
+    let caller = principal(Role::Customer);
+    let mut ports = Ports::changing_the_password(&caller);
+    ports
+        .refresh
+        .expect_revoke_all_for_user()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let mut order = Sequence::new();
+    ports
+        .blacklist
+        .expect_revoke_issued_before()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_, _, _| Ok(()));
+    ports.storing_the_new_hash(&caller, &mut order);
+    ports
+        .blacklist
+        .expect_revoke_issued_before()
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_, _, _| Err(unavailable()));
+    ports
+        .service()
+        .update_me(&caller, new_password())
+        .await
+        .expect("the password did change");
+}
+
+#[tokio::test]
+async fn a_display_name_change_revokes_nothing() {
+    let caller = principal(Role::Customer);
+    let updated = user(caller.user_id);
+    let mut ports = Ports::new();
+    ports
+        .users
+        .expect_update()
+        .returning(move |_, _, _| Ok(Some(updated.clone())));
+    ports.cache.expect_delete_many().returning(|_| Ok(()));
+    ports.blacklist.expect_revoke_issued_before().never();
+    ports.refresh.expect_revoke_all_for_user().never();
     let changes = ProfileChanges {
-        password: Some("a brand new password".into()),
-        current_password: Some("the old password".into()),
+        display_name: Some("Countess".into()),
         ..ProfileChanges::default()
     };
     ports
@@ -347,6 +478,7 @@ async fn a_full_page_carries_a_cursor_that_resumes_after_its_last_item() {
 async fn granting_admin_to_an_unknown_email_is_not_found() {
     let mut ports = Ports::new();
     ports.users.expect_set_role().returning(|_, _, _| Ok(None));
+    ports.blacklist.expect_revoke_issued_before().never();
     assert!(matches!(
         ports.service().grant_admin("ghost@example.com").await,
         Err(UserError::NotFound)
@@ -356,4 +488,82 @@ async fn granting_admin_to_an_unknown_email_is_not_found() {
         service.grant_admin("bad").await,
         Err(UserError::Validation(_))
     ));
+}
+
+#[tokio::test]
+async fn a_role_change_ends_every_earlier_access_token_after_it_is_stored() {
+    for role in [Role::Admin, Role::Customer] {
+        let changed = User {
+            role,
+            ..user(UserId(Uuid::now_v7()))
+        };
+        let id = changed.id;
+        let mut ports = Ports::new();
+        let mut order = Sequence::new();
+        ports
+            .users
+            .expect_set_role()
+            .withf(move |email, set, at| {
+                email.as_str() == "ada@example.com" && *set == role && *at == now()
+            })
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(move |_, _, _| Ok(Some(changed.clone())));
+        ports.cache.expect_delete_many().returning(|_| Ok(()));
+        ports
+            .blacklist
+            .expect_revoke_issued_before()
+            .with(eq(id), eq(now()), eq(EARLIER_TOKENS_TTL))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(()));
+        let service = ports.service();
+        let user = match role {
+            Role::Admin => service.grant_admin("Ada@example.com").await,
+            Role::Customer => service.revoke_admin("Ada@example.com").await,
+        }
+        .expect("changed");
+        assert_eq!(user.role, role);
+    }
+}
+
+#[tokio::test]
+async fn a_role_change_whose_tokens_could_not_be_ended_is_an_error() {
+    let mut ports = Ports::new();
+    let changed = user(UserId(Uuid::now_v7()));
+    ports
+        .users
+        .expect_set_role()
+        .returning(move |_, _, _| Ok(Some(changed.clone())));
+    ports.cache.expect_delete_many().returning(|_| Ok(()));
+    ports
+        .blacklist
+        .expect_revoke_issued_before()
+        .returning(|_, _, _| Err(unavailable()));
+    let error = ports
+        .service()
+        .revoke_admin("ada@example.com")
+        .await
+        .expect_err("tokens not ended");
+    assert!(
+        matches!(error, UserError::Failure(Failure::Unavailable(_))),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_access_revocation_password_and_role_changes_are_refused() {
+    let caller = principal(Role::Customer);
+    let mut ports = Ports::changing_the_password(&caller);
+    ports.users.expect_set_role().never();
+    let service = ports.without_revocation();
+    for result in [
+        service.update_me(&caller, new_password()).await,
+        service.revoke_admin("ada@example.com").await,
+    ] {
+        assert!(
+            matches!(result, Err(UserError::Failure(Failure::Unexpected(_)))),
+            "{result:?}"
+        );
+    }
 }
