@@ -485,8 +485,12 @@ impl Application {
         let mut server = HttpServer::new(move || build_app(state.clone()))
             // actix answers 408 to a connection whose request head has not been read within this
             // (default 5 s), counted from the accept: under a surge of connections the server,
-            // not the client, is what is slow, so it gets as long as a request may take.
-            .client_request_timeout(Settings::ms(settings.request_timeout_ms))
+            // not the client, is what is slow, so it gets as long as a request may take, and
+            // never less than that default (a short request timeout must not turn a busy
+            // moment into 408s for requests that were never read).
+            .client_request_timeout(
+                Settings::ms(settings.request_timeout_ms).max(Duration::from_secs(5)),
+            )
             .disable_signals()
             .shutdown_timeout(settings.shutdown_timeout_secs);
         if let Some(workers) = settings.workers {
