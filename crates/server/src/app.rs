@@ -414,22 +414,20 @@ fn jwt_settings(settings: &Settings) -> anyhow::Result<(JwtSettings, Vec<u8>)> {
             ));
         }
     };
-    let mut previous_keys = Vec::new();
-    if let Some(previous) = &settings.jwt_previous_secrets {
-        for entry in previous
-            .expose_secret()
-            .split(',')
-            .filter(|e| !e.trim().is_empty())
-        {
-            let (kid, secret) = entry.split_once('=').ok_or_else(|| {
-                anyhow!("STRATA_JWT_PREVIOUS_SECRETS: expected kid=secret[,kid=secret]")
-            })?;
-            previous_keys.push((
-                kid.trim().to_owned(),
-                JwtKey::Hmac(secret.trim().as_bytes().to_vec()),
-            ));
-        }
-    }
+    // The same parser that validated the setting at start-up, so the keys used are the keys
+    // checked.
+    let previous_keys = match &settings.jwt_previous_secrets {
+        Some(previous) => crate::secrets::previous_keys(
+            previous.expose_secret(),
+            settings.jwt_kid.as_deref(),
+            settings.env == crate::config::Environment::Production,
+        )
+        .map_err(|problem| anyhow!("STRATA_JWT_PREVIOUS_SECRETS: {problem}"))?
+        .into_iter()
+        .map(|(kid, secret)| (kid.to_owned(), JwtKey::Hmac(secret.as_bytes().to_vec())))
+        .collect(),
+        None => Vec::new(),
+    };
     let cursor_key = match (&settings.cursor_secret, &key) {
         (Some(secret), _) => secret.expose_secret().as_bytes().to_vec(),
         (None, JwtKey::Hmac(secret)) => derive_key(secret, "pagination cursors"),
