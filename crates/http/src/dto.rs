@@ -49,6 +49,73 @@ fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S:
     }
 }
 
+/// The `pattern` of a name (a display name, a product name): the domain trims it, then wants at
+/// least one character and no control character (Unicode `Cc`). The schema attributes spell it
+/// out (they take literals only); a test holds them to this.
+pub const NAME_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
+/// The `pattern` of a product description: no control character but line feeds and tabs.
+pub const DESCRIPTION_PATTERN: &str = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$";
+
+/// A field a PATCH may leave out but not set to null: null would read as "clear it", which these
+/// fields do not support, and silently taking it for "leave it" would hide the client's mistake.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// An integer field: JSON has one number type, and JSON Schema's `integer` (what the document
+/// says) is any number with a zero fractional part, so `2.0` and `2e0` are the integer 2.
+fn integral<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Integral;
+
+    impl serde::de::Visitor<'_> for Integral {
+        type Value = Option<i64>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("an integer")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(Some(value))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            i64::try_from(value).map(Some).map_err(|_| {
+                E::invalid_value(serde::de::Unexpected::Unsigned(value), &"a 64-bit integer")
+            })
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            // 2^63 is exactly representable; every whole f64 below it (and from -2^63) fits.
+            const BOUND: f64 = 9_223_372_036_854_775_808.0;
+            if value.fract() == 0.0 && (-BOUND..BOUND).contains(&value) {
+                // Exact: `value` is whole and within i64's range.
+                #[allow(clippy::cast_possible_truncation)]
+                Ok(Some(value as i64))
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    deserializer.deserialize_any(Integral)
+}
+
 /// POST /v1/auth/register
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +131,13 @@ pub struct RegisterRequest {
     pub password: String,
     /// Public name, 1–80 characters.
     #[serde(default)]
-    #[schema(required = true, min_length = 1, max_length = 80, examples("Ada"))]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 80,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        examples("Ada")
+    )]
     pub display_name: String,
 }
 
@@ -79,7 +152,7 @@ pub struct LoginRequest {
     pub email: String,
     /// Password.
     #[serde(default)]
-    #[schema(required = true, format = Password, examples("strata-demo-password"))]
+    #[schema(required = true, format = Password, min_length = 1, examples("strata-demo-password"))]
     pub password: String,
 }
 
@@ -94,19 +167,28 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-/// PATCH /v1/users/me
+/// PATCH /v1/users/me: `display_name`, `password` (with `current_password`), or both.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(examples(json!({"display_name": "Countess"}), json!({"password": "a new long passphrase", "current_password": "correct horse battery"})))]
 pub struct UpdateMeRequest {
     /// New public name.
-    #[schema(min_length = 1, max_length = 80, examples("Countess"))]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 80,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        examples("Countess")
+    )]
     pub display_name: Option<String>,
     /// New password.
-    #[schema(format = Password, min_length = 8, max_length = 128)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, format = Password, min_length = 8, max_length = 128)]
     pub password: Option<String>,
     /// Current password, required with `password`.
-    #[schema(format = Password)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, format = Password, min_length = 1)]
     pub current_password: Option<String>,
 }
 
@@ -213,8 +295,8 @@ pub struct PageQuery {
     /// 1–100, default 20.
     #[param(value_type = Option<u16>, minimum = 1, maximum = 100, default = 20, nullable = false)]
     pub limit: Option<String>,
-    /// Opaque position from the previous page.
-    #[param(nullable = false)]
+    /// Opaque position from the previous page (its `next_cursor`).
+    #[param(nullable = false, min_length = 1)]
     pub cursor: Option<String>,
 }
 
@@ -245,10 +327,11 @@ impl From<Money> for MoneyView {
 #[schema(as = MoneyInput, examples(json!({"amount_minor": 4999, "currency": "USD"})))]
 pub struct PriceRequest {
     /// Minor units, 0 or more.
+    #[serde(default, deserialize_with = "integral")]
     #[schema(value_type = i64, required = true, minimum = 0, maximum = 100_000_000_000_i64, examples(4999))]
     pub amount_minor: Option<i64>,
     /// ISO 4217 code in upper case.
-    #[schema(value_type = String, required = true, pattern = "^[A-Z]{3}$", examples("USD"))]
+    #[schema(required = true, schema_with = crate::openapi::schemas::currency)]
     pub currency: Option<String>,
 }
 
@@ -270,15 +353,19 @@ pub struct CreateProductRequest {
     #[schema(value_type = String, required = true, pattern = "^[A-Z0-9-]{3,32}$", examples("LAMP-001"))]
     pub sku: Option<String>,
     /// Name, 1–200 characters.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, examples("Walnut desk lamp"))]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$", examples("Walnut desk lamp"))]
     pub name: Option<String>,
     /// Up to 5000 characters.
-    #[schema(max_length = 5000)]
+    #[schema(
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: Option<String>,
     /// Unit price.
     #[schema(value_type = PriceRequest, required = true)]
     pub price: Option<PriceRequest>,
     /// Initial stock, default 0.
+    #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 0, maximum = 1_000_000_000, default = 0)]
     pub stock: Option<i64>,
     /// Default true.
@@ -299,23 +386,40 @@ impl From<CreateProductRequest> for ProductDraft {
     }
 }
 
-/// PATCH /v1/products/{id}: only the fields given change; stock has its own endpoint.
+/// PATCH /v1/products/{id}: at least one field; only the fields given change (null is not a
+/// value: leave a field out to keep it); stock has its own endpoint.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(examples(json!({"name": "Walnut desk lamp (2nd edition)", "price": {"amount_minor": 5499, "currency": "USD"}})))]
+#[schema(min_properties = 1, examples(json!({"name": "Walnut desk lamp (2nd edition)", "price": {"amount_minor": 5499, "currency": "USD"}})))]
 pub struct UpdateProductRequest {
     /// New SKU.
-    #[schema(pattern = "^[A-Z0-9-]{3,32}$")]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, pattern = "^[A-Z0-9-]{3,32}$")]
     pub sku: Option<String>,
     /// New name.
-    #[schema(min_length = 1, max_length = 200)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: Option<String>,
     /// New description.
-    #[schema(max_length = 5000)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(
+        nullable = false,
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub description: Option<String>,
     /// New price.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub price: Option<PriceRequest>,
     /// Reactivate (true) or deactivate (false).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub active: Option<bool>,
 }
 
@@ -337,6 +441,7 @@ impl From<UpdateProductRequest> for ProductPatch {
 #[schema(examples(json!({"delta": 25}), json!({"delta": -3})))]
 pub struct StockAdjustRequest {
     /// Units to add (negative to remove), non-zero.
+    #[serde(default, deserialize_with = "integral")]
     #[schema(value_type = i64, required = true, minimum = -1_000_000_000, maximum = 1_000_000_000, examples(25))]
     pub delta: Option<i64>,
 }
@@ -404,7 +509,7 @@ pub struct ProductListQuery {
     #[param(value_type = Option<i64>, minimum = 0, nullable = false, example = 10000)]
     pub max_price: Option<String>,
     /// ISO 4217 code.
-    #[param(pattern = "^[A-Z]{3}$", nullable = false, example = "USD")]
+    #[param(schema_with = crate::openapi::schemas::currency)]
     pub currency: Option<String>,
     /// `created_at` (default) or `price`.
     #[param(schema_with = crate::openapi::schemas::product_sort)]
@@ -412,8 +517,8 @@ pub struct ProductListQuery {
     /// `desc` (default) or `asc`.
     #[param(schema_with = crate::openapi::schemas::sort_order)]
     pub order: Option<String>,
-    /// Opaque position from the previous page.
-    #[param(nullable = false)]
+    /// Opaque position from the previous page (its `next_cursor`).
+    #[param(nullable = false, min_length = 1)]
     pub cursor: Option<String>,
     /// 1–100, default 20.
     #[param(value_type = Option<u16>, minimum = 1, maximum = 100, default = 20, nullable = false)]
@@ -444,6 +549,7 @@ pub struct OrderItemRequest {
     #[schema(value_type = uuid::Uuid, required = true)]
     pub product_id: Option<String>,
     /// 1–1000.
+    #[serde(default, deserialize_with = "integral")]
     #[schema(value_type = i64, required = true, minimum = 1, maximum = 1000, examples(2))]
     pub quantity: Option<i64>,
 }
@@ -552,8 +658,8 @@ pub struct OrderListQuery {
     /// Admins only: one user's orders.
     #[param(value_type = Option<uuid::Uuid>, nullable = false)]
     pub user_id: Option<String>,
-    /// Opaque position from the previous page.
-    #[param(nullable = false)]
+    /// Opaque position from the previous page (its `next_cursor`).
+    #[param(nullable = false, min_length = 1)]
     pub cursor: Option<String>,
     /// 1–100, default 20.
     #[param(value_type = Option<u16>, minimum = 1, maximum = 100, default = 20, nullable = false)]
@@ -597,14 +703,6 @@ impl From<Plan> for PlanView {
             interval: plan.interval.as_str(),
         }
     }
-}
-
-/// `{"items": [...]}` without pagination (a short, complete list).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = List<T>)]
-pub struct ListView<T> {
-    /// Every item.
-    pub items: Vec<T>,
 }
 
 /// POST /v1/subscriptions and POST /v1/subscriptions/me/change-plan

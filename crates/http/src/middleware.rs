@@ -281,7 +281,9 @@ fn log_failure(span: &tracing::Span, started: Instant, cause: &str) {
 }
 
 /// Gives a body to the bare error responses actix produces itself (405 from a resource with no
-/// route for the method, and the like), so that every error is problem+json.
+/// route for the method, and the like), so that every error is problem+json. The bare response's
+/// own headers stay: actix's 405 carries `Allow`, listing the methods the resource's routes were
+/// registered with, and the layers inside this one (CORS, rate limits) have added theirs.
 fn as_problem(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     let code = match response.status() {
         StatusCode::NOT_FOUND => ProblemCode::NotFound,
@@ -300,8 +302,23 @@ fn as_problem(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         ),
         _ => code.describe().2.to_owned(),
     };
-    let (request, _) = response.into_parts();
-    ServiceResponse::new(request, ApiError::new(code, detail).error_response())
+    let (request, bare) = response.into_parts();
+    let mut problem = ApiError::new(code, detail).error_response();
+    let own: Vec<HeaderName> = problem.headers().keys().cloned().collect();
+    for (name, value) in bare.headers() {
+        // The body is replaced, so what described the old one goes with it.
+        let describes_body = [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+            header::TRANSFER_ENCODING,
+        ]
+        .contains(name);
+        if !describes_body && !own.contains(name) {
+            problem.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    ServiceResponse::new(request, problem)
 }
 
 fn log_access(span: &tracing::Span, response: &ServiceResponse<BoxBody>, started: Instant) {

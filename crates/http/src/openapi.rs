@@ -53,7 +53,9 @@ catalog, orders, and subscriptions with prorated plan changes and invoices.
 - **JSON** in and out; request bodies must be `application/json` (else 415) and at most 64 KiB \
 (else 413). Unknown body fields are refused (422), and so are unknown query parameters of \
 `GET /v1/products`, `GET /v1/orders` and the proration preview: a misspelt name is never \
-silently ignored.
+silently ignored. A `PATCH` changes the fields it names and must name one; `null` is not a \
+value there (leave a field out to keep it). An integer field takes any whole JSON number (`2`, \
+`2.0`).
 - **Money** is integer minor units plus an ISO 4217 code: `{\"amount_minor\": 4999, \"currency\": \"USD\"}`; \
 never floats. **IDs** are UUIDv7. **Timestamps** are RFC 3339 UTC with microseconds.
 - **Authentication**: `Authorization: Bearer <access token>` (see the `bearer` scheme). Access \
@@ -61,7 +63,7 @@ tokens live 15 minutes; refresh tokens are opaque, rotate on use, and a rotated 
 again revokes its whole session.
 - **Pagination**: `?limit=1..100` (default 20) `&cursor=<opaque>`; answers are \
 `{\"items\": [...], \"next_cursor\": \"...\" | null}` (keyset: stable under inserts). A cursor \
-from another list or other filters is 422.
+is what `next_cursor` gave: an empty one, or one from another list or other filters, is 422.
 - **Caching**: cacheable GETs send a strong `ETag`; send it back as `If-None-Match` for a 304 \
 without a body.
 - **Idempotency**: `POST /v1/orders`, `POST /v1/subscriptions` and \
@@ -76,7 +78,8 @@ the same on every endpoint, and the `request_id` (also the `X-Request-Id` header
 answer 503 `SERVICE_UNAVAILABLE` (a dependency down, the instance at capacity, or the request \
 timeout) with `Retry-After`, and 500 `INTERNAL` (a bug; nothing of the cause is shown). A path \
 that matches no route is 404 `NOT_FOUND`; a method a path does not support is 405 \
-`METHOD_NOT_ALLOWED`. `components.responses` holds one sample of every code.
+`METHOD_NOT_ALLOWED`, with `Allow` listing the methods it does support. \
+`components.responses` holds one sample of every code.
 - **Tracing**: a W3C `traceparent` request header is continued by the server's spans (exported \
 over OTLP when configured); problem bodies then carry its `trace_id`.";
 
@@ -147,7 +150,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "health", description = "Liveness and readiness probes (never rate limited)."),
         (name = "docs", description = "This document and its offline Swagger UI (never rate limited)."),
     ),
-    modifiers(&Catalogue),
+    modifiers(&Catalogue, &BodyRules),
 )]
 pub struct ApiDoc;
 
@@ -390,6 +393,23 @@ pub(crate) mod schemas {
             &[Role::Customer.as_str(), Role::Admin.as_str()],
             "`customer` or `admin`.",
         )
+    }
+
+    /// An ISO 4217 code the domain accepts: every one, enumerated from the domain's own check (a
+    /// three-letter pattern would call `ABC` valid, which the API refuses).
+    pub(crate) fn currency() -> utoipa::openapi::schema::Object {
+        let letters = || b'A'..=b'Z';
+        let codes: Vec<String> = letters()
+            .flat_map(|a| letters().flat_map(move |b| letters().map(move |c| [a, b, c])))
+            .filter_map(|code| String::from_utf8(code.to_vec()).ok())
+            .filter(|code| strata_domain::Currency::parse(code).is_ok())
+            .collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(codes))
+            .description(Some("An active ISO 4217 code, in upper case."))
+            .examples(["USD"])
+            .build()
     }
 
     /// Always `Bearer`.
@@ -709,14 +729,15 @@ pub(crate) mod examples {
         })
     }
 
-    /// The plans.
+    /// The plans, all on one page.
     pub(crate) fn plans() -> Value {
-        value(ListView {
+        value(PageView {
             items: vec![
                 plan_view("basic-monthly", "Basic (monthly)", 900, "month"),
                 plan_view("pro-monthly", "Pro (monthly)", 2900, "month"),
                 plan_view("pro-yearly", "Pro (yearly)", 29000, "year"),
             ],
+            next_cursor: None,
         })
     }
 
@@ -1060,11 +1081,25 @@ impl Modify for Catalogue {
         let mut examples = Examples::default();
         for code in ProblemCode::ALL {
             let sample = default_sample(code);
-            components.responses.insert(
-                code.as_str().to_owned(),
-                problem_response(&mut examples, None, &[sample], catalogue_description(code))
-                    .into(),
-            );
+            let mut response =
+                problem_response(&mut examples, None, &[sample], catalogue_description(code));
+            if code == ProblemCode::MethodNotAllowed {
+                response.headers.insert(
+                    "Allow".to_owned(),
+                    HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String).build()))
+                        .description(Some(
+                            "The methods the path does support (RFC 9110 §10.2.1), such as \
+                             `GET, PATCH`.",
+                        ))
+                        .example(Some(Value::from("GET, PATCH")))
+                        .build()
+                        .into(),
+                );
+            }
+            components
+                .responses
+                .insert(code.as_str().to_owned(), response.into());
         }
         // Samples many operations share, named for what they are rather than where first seen.
         examples.name_as("SERVICE_UNAVAILABLE_overloaded", &ApiError::overloaded());
@@ -1085,6 +1120,54 @@ impl Modify for Catalogue {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.examples.append(&mut examples.stored);
         refer_to_item_schemas(&mut components.schemas);
+    }
+}
+
+/// States the rules of request bodies that the schema attributes cannot: which fields a profile
+/// update needs together, a stock change that is not zero, and limits the services own.
+pub struct BodyRules;
+
+impl Modify for BodyRules {
+    fn modify(&self, openapi: &mut Document) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let schemas = &mut components.schemas;
+        if let Some(update_me) = object_mut(schemas.get_mut("UpdateMeRequest")) {
+            // One keyword: utoipa keeps extra keywords in a hash map, whose order would change
+            // from one build of the document to the next if it held two.
+            update_me
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(
+                    "allOf".to_owned(),
+                    serde_json::json!([
+                        {"anyOf": [{"required": ["display_name"]}, {"required": ["password"]}]},
+                        {"dependentRequired": {"password": ["current_password"]}},
+                    ]),
+                );
+        }
+        let delta = object_mut(schemas.get_mut("StockAdjustRequest"))
+            .and_then(|stock| object_mut(stock.properties.get_mut("delta")));
+        if let Some(delta) = delta {
+            delta
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("not".to_owned(), serde_json::json!({"const": 0}));
+        }
+        let password = object_mut(schemas.get_mut("LoginRequest"))
+            .and_then(|login| object_mut(login.properties.get_mut("password")));
+        if let Some(password) = password {
+            password.max_length = Some(strata_services::auth::MAX_LOGIN_PASSWORD_CHARS);
+        }
+    }
+}
+
+/// The object schema in `schema`, if it is one written out (not a reference).
+fn object_mut(schema: Option<&mut RefOr<Schema>>) -> Option<&mut utoipa::openapi::schema::Object> {
+    match schema {
+        Some(RefOr::T(Schema::Object(object))) => Some(object),
+        _ => None,
     }
 }
 
@@ -1841,18 +1924,15 @@ fn field_error_schema() -> Schema {
         .into()
 }
 
-/// The generic list schemas (`Page_Product`, `List_Plan`) get their item schema inlined; where it
-/// is exactly a named schema (`Product`), refer to that instead.
+/// The generic page schemas (`Page_Product`) get their item schema inlined; where it is exactly a
+/// named schema (`Product`), refer to that instead.
 fn refer_to_item_schemas(schemas: &mut BTreeMap<String, RefOr<Schema>>) {
     let named: BTreeMap<String, Value> = schemas
         .iter()
         .filter_map(|(name, schema)| Some((name.clone(), serde_json::to_value(schema).ok()?)))
         .collect();
     for (name, schema) in schemas.iter_mut() {
-        let Some(item) = name
-            .strip_prefix("Page_")
-            .or_else(|| name.strip_prefix("List_"))
-        else {
+        let Some(item) = name.strip_prefix("Page_") else {
             continue;
         };
         let (Some(item_schema), Ok(mut list)) = (named.get(item), serde_json::to_value(&*schema))

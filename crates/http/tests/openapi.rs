@@ -694,3 +694,345 @@ fn the_role_enumeration_is_the_domain_s() {
         &serde_json::json!([Role::Customer.as_str(), Role::Admin.as_str()])
     );
 }
+
+// ---- What the document calls valid is what the server accepts ----
+
+/// Whether `value` is valid under `schema`, for the JSON Schema keywords the document's request
+/// schemas use. `pattern` and `format` are not evaluated (no regex engine here): samples that
+/// depend on them do not belong in the tables below.
+fn valid(document: &Value, schema: &Value, value: &Value) -> bool {
+    let schema = resolve(document, schema);
+    if schema == &Value::Bool(false) {
+        return false;
+    }
+    let Some(rules) = schema.as_object() else {
+        return true;
+    };
+    let types: Vec<&str> = match rules.get("type") {
+        Some(Value::String(name)) => vec![name.as_str()],
+        Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let type_matches = |name: &str| match name {
+        "null" => value.is_null(),
+        "boolean" => value.is_boolean(),
+        "string" => value.is_string(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "number" => value.is_number(),
+        // JSON Schema: any number with a zero fractional part.
+        "integer" => value.as_f64().is_some_and(|n| n.fract() == 0.0),
+        _ => true,
+    };
+    if !types.is_empty() && !types.iter().any(|name| type_matches(name)) {
+        return false;
+    }
+    if let Some(constant) = rules.get("const") {
+        // Numbers are equal when their values are (0 and 0.0 are one number).
+        let equal = match (constant.as_f64(), value.as_f64()) {
+            (Some(a), Some(b)) => a == b,
+            _ => constant == value,
+        };
+        if !equal {
+            return false;
+        }
+    }
+    let bound = |key: &str| rules.get(key).and_then(Value::as_f64);
+    if let Some(values) = rules.get("enum").and_then(Value::as_array)
+        && !values.contains(value)
+    {
+        return false;
+    }
+    if let Some(text) = value.as_str() {
+        let chars = text.chars().count() as f64;
+        if bound("minLength").is_some_and(|min| chars < min)
+            || bound("maxLength").is_some_and(|max| chars > max)
+        {
+            return false;
+        }
+    }
+    if let Some(number) = value.as_f64()
+        && (bound("minimum").is_some_and(|min| number < min)
+            || bound("maximum").is_some_and(|max| number > max))
+    {
+        return false;
+    }
+    if let Some(object) = value.as_object() {
+        let properties = rules.get("properties").and_then(Value::as_object);
+        for name in rules
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !object.contains_key(name.as_str().unwrap_or_default()) {
+                return false;
+            }
+        }
+        if bound("minProperties").is_some_and(|min| (object.len() as f64) < min) {
+            return false;
+        }
+        for (name, needs) in rules
+            .get("dependentRequired")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            if object.contains_key(name)
+                && needs
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|need| !object.contains_key(need.as_str().unwrap_or_default()))
+            {
+                return false;
+            }
+        }
+        for (name, field) in object {
+            let allowed = match properties.and_then(|p| p.get(name)) {
+                Some(property) => valid(document, property, field),
+                None => rules.get("additionalProperties") != Some(&Value::Bool(false)),
+            };
+            if !allowed {
+                return false;
+            }
+        }
+    }
+    let all = |key: &str| {
+        rules
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    };
+    if !all("allOf").all(|part| valid(document, part, value)) {
+        return false;
+    }
+    if rules.contains_key("anyOf") && !all("anyOf").any(|part| valid(document, part, value)) {
+        return false;
+    }
+    if rules.contains_key("oneOf")
+        && all("oneOf")
+            .filter(|part| valid(document, part, value))
+            .count()
+            != 1
+    {
+        return false;
+    }
+    if rules
+        .get("not")
+        .is_some_and(|part| valid(document, part, value))
+    {
+        return false;
+    }
+    true
+}
+
+fn schema_ref(name: &str) -> Value {
+    serde_json::json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// Bodies the server refuses with 422 for a reason a schema can state (each is also refused in
+/// the API tests), and bodies it accepts; the document must agree on every one.
+#[test]
+fn request_schemas_refuse_what_the_server_refuses_and_accept_what_it_accepts() {
+    use serde_json::json;
+    let document = document();
+    let refused = [
+        ("RefreshRequest", json!({})),
+        ("RefreshRequest", json!({"refresh_token": ""})),
+        (
+            "LoginRequest",
+            json!({"email": "ada@example.com", "password": ""}),
+        ),
+        ("UpdateProductRequest", json!({})),
+        ("UpdateProductRequest", json!({"name": null})),
+        (
+            "UpdateProductRequest",
+            json!({"name": "Lamp", "description": null}),
+        ),
+        ("UpdateProductRequest", json!({"price": null})),
+        ("UpdateMeRequest", json!({})),
+        ("UpdateMeRequest", json!({"display_name": null})),
+        (
+            "UpdateMeRequest",
+            json!({"current_password": "correct horse battery"}),
+        ),
+        (
+            "UpdateMeRequest",
+            json!({"password": "a new long passphrase"}),
+        ),
+        (
+            "UpdateMeRequest",
+            json!({"display_name": "Ada", "password": "a new long passphrase"}),
+        ),
+        (
+            "UpdateMeRequest",
+            json!({"password": "a new long passphrase", "current_password": ""}),
+        ),
+        (
+            "UpdateMeRequest",
+            json!({"display_name": "Ada", "current_password": ""}),
+        ),
+        ("MoneyInput", json!({"amount_minor": 1, "currency": "EBI"})),
+        ("MoneyInput", json!({"amount_minor": 1, "currency": "usd"})),
+        ("StockAdjustRequest", json!({"delta": 1.5})),
+        ("StockAdjustRequest", json!({"delta": 0})),
+        ("StockAdjustRequest", json!({"delta": 0.0})),
+    ];
+    let accepted = [
+        ("RefreshRequest", json!({"refresh_token": "q3V8cW1z"})),
+        ("UpdateProductRequest", json!({"name": "Lamp"})),
+        ("UpdateProductRequest", json!({"active": false})),
+        ("UpdateMeRequest", json!({"display_name": "Ada"})),
+        (
+            "UpdateMeRequest",
+            json!({"password": "a new long passphrase", "current_password": "x"}),
+        ),
+        (
+            "UpdateMeRequest",
+            json!({"display_name": "Ada", "password": "a new long passphrase", "current_password": "x"}),
+        ),
+        (
+            "UpdateMeRequest",
+            json!({"display_name": "Ada", "current_password": "x"}),
+        ),
+        ("MoneyInput", json!({"amount_minor": 1, "currency": "EUR"})),
+        ("StockAdjustRequest", json!({"delta": 2.0})),
+        (
+            "CreateProductRequest",
+            json!({"sku": "LAMP-1", "name": "Lamp", "price": {"amount_minor": 1, "currency": "JPY"}, "stock": null}),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, body) in &refused {
+        if valid(&document, &schema_ref(name), body) {
+            wrong.push(format!("{name} calls {body} valid; the server refuses it"));
+        }
+    }
+    for (name, body) in &accepted {
+        if !valid(&document, &schema_ref(name), body) {
+            wrong.push(format!(
+                "{name} calls {body} invalid; the server accepts it"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Every query parameter of one operation, by name.
+fn query_parameters(operation: &Value) -> BTreeMap<String, Value> {
+    operation["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["in"] == "query")
+        .map(|p| (p["name"].as_str().unwrap_or_default().to_owned(), p.clone()))
+        .collect()
+}
+
+#[test]
+fn every_list_is_a_page_with_limit_and_a_cursor_that_is_never_empty() {
+    let document = document();
+    let mut lists = 0;
+    for ((method, path), operation) in operations(&document) {
+        let body = &operation["responses"]["200"]["content"]["application/json"]["schema"];
+        let schema = resolve(&document, body);
+        // A list's answer is an envelope around `items` (an order's own `items` are its lines).
+        let envelope = schema["properties"].as_object().is_some_and(|properties| {
+            properties.contains_key("items")
+                && properties
+                    .keys()
+                    .all(|key| key == "items" || key == "next_cursor")
+        });
+        if method != "GET" || !envelope {
+            continue;
+        }
+        lists += 1;
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            required.contains(&"items") && required.contains(&"next_cursor"),
+            "{path}: a list answers a page, {{items, next_cursor}}"
+        );
+        let query = query_parameters(&operation);
+        let limit = &query
+            .get("limit")
+            .unwrap_or_else(|| panic!("{path}: no limit"))["schema"];
+        assert_eq!(
+            (&limit["minimum"], &limit["maximum"], &limit["default"]),
+            (&Value::from(1), &Value::from(100), &Value::from(20)),
+            "{path}"
+        );
+        let cursor = &query
+            .get("cursor")
+            .unwrap_or_else(|| panic!("{path}: no cursor"))["schema"];
+        assert!(
+            !valid(&document, cursor, &Value::from("")),
+            "{path}: an empty cursor is not a cursor (the server answers 422)"
+        );
+    }
+    assert!(lists >= 5, "{lists}");
+}
+
+#[test]
+fn a_currency_is_one_the_domain_knows() {
+    let letters = b'A'..=b'Z';
+    let known: BTreeSet<String> = letters
+        .clone()
+        .flat_map(|a| {
+            letters
+                .clone()
+                .flat_map(move |b| (b'A'..=b'Z').map(move |c| [a, b, c]))
+        })
+        .filter_map(|code| String::from_utf8(code.to_vec()).ok())
+        .filter(|code| strata_domain::Currency::parse(code).is_ok())
+        .collect();
+    let document = document();
+    let enumerated = |schema: &Value| -> BTreeSet<String> {
+        schema["enum"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        enumerated(&document["components"]["schemas"]["MoneyInput"]["properties"]["currency"]),
+        known
+    );
+    let list = &operations(&document)[&("GET".to_owned(), "/v1/products".to_owned())];
+    assert_eq!(
+        enumerated(&query_parameters(list)["currency"]["schema"]),
+        known
+    );
+}
+
+#[test]
+fn names_refuse_the_control_characters_the_domain_refuses() {
+    let document = document();
+    let schemas = &document["components"]["schemas"];
+    for (schema, field) in [
+        ("RegisterRequest", "display_name"),
+        ("UpdateMeRequest", "display_name"),
+        ("CreateProductRequest", "name"),
+        ("UpdateProductRequest", "name"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["pattern"],
+            strata_http::dto::NAME_PATTERN,
+            "{schema}.{field}"
+        );
+    }
+    for schema in ["CreateProductRequest", "UpdateProductRequest"] {
+        assert_eq!(
+            schemas[schema]["properties"]["description"]["pattern"],
+            strata_http::dto::DESCRIPTION_PATTERN,
+            "{schema}.description"
+        );
+    }
+}

@@ -187,7 +187,7 @@ impl AccessRevocation {
 }
 
 /// Passwords offered at login longer than this are refused before hashing (cost bound).
-const MAX_LOGIN_PASSWORD_CHARS: usize = 1024;
+pub const MAX_LOGIN_PASSWORD_CHARS: usize = 1024;
 
 /// The authentication use cases.
 pub struct AuthService {
@@ -333,7 +333,17 @@ impl AuthService {
 
     /// Rotates a refresh token. Presenting a token that was already rotated revokes its whole family.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError> {
-        if refresh_token.is_empty() || refresh_token.len() > 256 {
+        // A missing token is a malformed request, named like any missing field; a token that
+        // is there but not one of ours is a credential refused.
+        if refresh_token.is_empty() {
+            return Err(ValidationErrors::single(FieldError::new(
+                "refresh_token",
+                "required",
+                "must not be empty",
+            ))
+            .into());
+        }
+        if refresh_token.len() > 256 {
             return Err(AuthError::Unauthenticated);
         }
         // Taken before the user is read, as in `login`: a token carrying a role that a concurrent

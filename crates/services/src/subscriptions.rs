@@ -116,7 +116,14 @@ struct InvoicesCursor {
     id: Uuid,
 }
 
+/// Where a page of plans ends: the last plan's code (the list is ordered by code, which is unique).
+#[derive(Serialize, Deserialize)]
+struct PlansCursor {
+    code: String,
+}
+
 const PLANS_KEY: &str = "plans:all";
+const PLANS_CURSOR_SCOPE: &str = "plans";
 const CREATE_OPERATION: &str = "subscriptions.create";
 const CHANGE_OPERATION: &str = "subscriptions.change_plan";
 
@@ -169,6 +176,60 @@ impl SubscriptionService {
         let mut plans = self.all_plans().await?;
         plans.retain(|plan| plan.active);
         Ok(plans)
+    }
+
+    /// A page of the plans on offer, by code: `limit` plans (1–100, default 20) after `cursor`.
+    /// The page is cut from the cached list by key (the codes after the cursor's), not by
+    /// position, so it is stable while plans come and go, like every other list; the list stays
+    /// one cached value because plan changes read it whole.
+    pub async fn plan_page(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<Page<Plan>, BillingError> {
+        let mut errors = ValidationErrors::new();
+        let limit = errors.check("limit", PageLimit::parse(limit));
+        let after = match cursor {
+            None => Some(None),
+            Some(raw) => errors.check(
+                "cursor",
+                self.cursors
+                    .decode::<PlansCursor>(PLANS_CURSOR_SCOPE, raw)
+                    .map(|cursor| Some(cursor.code))
+                    .map_err(|_| {
+                        FieldError::new("cursor", "invalid_cursor", "is not a cursor of this list")
+                    }),
+            ),
+        };
+        let (Some(limit), Some(after)) = (limit, after) else {
+            return Err(errors.into());
+        };
+        let mut offered = self.plans().await?;
+        // The cursor's key is the order's: sorted here rather than trusted to the adapter.
+        offered.sort_by(|a, b| a.code.as_str().cmp(b.code.as_str()));
+        let mut items: Vec<Plan> = offered
+            .into_iter()
+            .filter(|plan| {
+                after
+                    .as_deref()
+                    .is_none_or(|after| plan.code.as_str() > after)
+            })
+            .take(limit.get() + 1)
+            .collect();
+        let next_cursor = if items.len() > limit.get() {
+            items.truncate(limit.get());
+            items.last().map(|last| {
+                self.cursors.encode(
+                    PLANS_CURSOR_SCOPE,
+                    &PlansCursor {
+                        code: last.code.as_str().to_owned(),
+                    },
+                )
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
 
     /// The active plan named by `raw`, or a validation error on `plan_code`.

@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::dto::{
-    CancelSubscriptionRequest, InvoiceView, ListView, PageQuery, PageView, PlanChoiceQuery,
+    CancelSubscriptionRequest, InvoiceView, PageQuery, PageView, PlanChoiceQuery,
     PlanChoiceRequest, PlanView, ProrationView, SubscribedView, SubscriptionView,
 };
 use crate::etag;
@@ -28,15 +28,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// List the plans.
 ///
-/// Every active plan (a short, complete list), cached, with an ETag.
+/// The active plans by code, keyset-paginated like every list (the first page usually holds
+/// them all), cached, with an ETag.
 #[utoipa::path(
     get,
     path = "/v1/plans",
     tag = "plans",
     operation_id = "listPlans",
-    params(crate::openapi::IfNoneMatch),
+    params(PageQuery, crate::openapi::IfNoneMatch),
     responses(
-        (status = 200, description = "The plans.", body = ListView<PlanView>,
+        (status = 200, description = "A page of plans.", body = PageView<PlanView>,
             headers(
                 ("ETag" = String, description = "Strong validator of the list."),
                 ("Cache-Control" = String, description = "`public, no-cache`: revalidate before each use."),
@@ -49,12 +50,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )),
     ),
 )]
-async fn plans(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let plans = state.subscriptions.plans().await?;
-    let view = ListView {
-        items: plans.into_iter().map(PlanView::from).collect::<Vec<_>>(),
-    };
-    etag::respond(&req, &view, "public, no-cache")
+async fn plans(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = state
+        .subscriptions
+        .plan_page(query.cursor.as_deref(), query.limit.as_deref())
+        .await?;
+    etag::respond(&req, &PageView::<PlanView>::from(page), "public, no-cache")
 }
 
 /// Subscribe to a plan.

@@ -204,6 +204,58 @@ async fn logout_revokes_the_access_token_and_the_session() {
     );
 }
 
+#[tokio::test]
+async fn a_refresh_or_login_body_missing_its_fields_is_422_naming_each_of_them() {
+    let app = TestApp::spawn().await;
+    for (path, body, expected) in [
+        ("/v1/auth/refresh", json!({}), vec!["refresh_token"]),
+        (
+            "/v1/auth/refresh",
+            json!({"refresh_token": ""}),
+            vec!["refresh_token"],
+        ),
+        ("/v1/auth/login", json!({}), vec!["email", "password"]),
+    ] {
+        let refused = problem(
+            app.post(path, body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(fields(&refused), expected, "{path} {body}");
+        assert!(
+            refused["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["code"] == "required"),
+            "{refused}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logout_takes_no_body_and_an_empty_one_does_not_change_that() {
+    let app = TestApp::spawn().await;
+    let token = access(&app.register("ada@example.com").await);
+    let logout = app
+        .request(
+            Method::POST,
+            "/v1/auth/logout",
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    problem(
+        app.request(Method::POST, "/v1/auth/logout", None, Some(json!({})))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+    )
+    .await;
+}
+
 fn sign(claims: &Value, secret: &[u8]) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

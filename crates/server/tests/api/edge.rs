@@ -222,3 +222,99 @@ async fn every_problem_type_uri_resolves_to_its_page() {
     let unknown = app.get_public("/problems/no-such-problem").await;
     assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
 }
+
+/// A concrete path for a documented template: every `{param}` gets a plausible value (routing
+/// decides 405 before any handler looks at it).
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| match segment {
+            "{file}" => "swagger-ui.css",
+            "{code}" => "not-found",
+            s if s.starts_with('{') => "0193a5b2-1f00-7c3e-8d2a-5b6c7d8e9f01",
+            s => s,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The methods of an `Allow` header value.
+fn allowed(response: &reqwest::Response) -> std::collections::BTreeSet<String> {
+    response
+        .headers()
+        .get_all("allow")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|method| method.trim().to_owned())
+        .filter(|method| !method.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_documented_path_answers_another_method_with_405_and_allow_naming_its_methods() {
+    let app = TestApp::spawn().await;
+    let document: serde_json::Value = app.get_json("/openapi.json").await;
+    let candidates = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ];
+    let mut checked = 0;
+    for (template, item) in document["paths"].as_object().expect("paths") {
+        let documented: std::collections::BTreeSet<String> = item
+            .as_object()
+            .expect("path item")
+            .keys()
+            .map(|key| key.to_uppercase())
+            .filter(|key| candidates.iter().any(|m| m.as_str() == key))
+            .collect();
+        let path = concrete(template);
+        for method in &candidates {
+            if documented.contains(method.as_str()) {
+                continue;
+            }
+            let response = app
+                .client
+                .request(method.clone(), app.url(&path))
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {template}"
+            );
+            assert_eq!(
+                allowed(&response),
+                documented,
+                "Allow of {method} {template}"
+            );
+            if *method == Method::HEAD {
+                // No body to a HEAD, but the same representation metadata.
+                assert_eq!(
+                    response.headers()["content-type"],
+                    "application/problem+json",
+                    "HEAD {template}"
+                );
+            } else {
+                problem(
+                    response,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "METHOD_NOT_ALLOWED",
+                )
+                .await;
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 100,
+        "only {checked} method and path pairs checked"
+    );
+}

@@ -417,3 +417,104 @@ async fn redis_keeps_the_ready_body_and_an_entry_of_another_format_is_replaced()
         .unwrap();
     assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
 }
+
+#[tokio::test]
+async fn a_patch_must_change_something_and_null_is_not_a_value() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let product = app.create_product(&admin, "PATCH-1", 1000, 3).await;
+    let path = format!("/v1/products/{}", product["id"].as_str().unwrap());
+    let patch = |body: Value| app.request(Method::PATCH, &path, Some(&admin), Some(body));
+    problem(
+        patch(json!({})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
+    // Leaving a field out keeps it; null would read as "clear it", which a PATCH here cannot do.
+    for (body, field) in [
+        (json!({"name": null}), "name"),
+        (
+            json!({"name": "Renamed", "description": null}),
+            "description",
+        ),
+        (json!({"active": null, "sku": "PATCH-2"}), "active"),
+        (json!({"price": null}), "price"),
+    ] {
+        let refused = problem(
+            patch(body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(fields(&refused), [field], "{body}");
+        assert_eq!(refused["errors"][0]["code"], "invalid_type", "{body}");
+    }
+    let unchanged = app.get_json(&path).await;
+    assert_eq!(unchanged["name"], product["name"]);
+    assert_eq!(unchanged["sku"], "PATCH-1");
+}
+
+#[tokio::test]
+async fn an_integer_field_takes_a_whole_number_however_it_is_written() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    // JSON has one number type: 2.0 and 2e0 are the integer 2 (as JSON Schema's `integer` says).
+    let created = app
+        .request(
+            Method::POST,
+            "/v1/products",
+            Some(&admin),
+            Some(json!({
+                "sku": "FLOAT-1",
+                "name": "Whole",
+                "price": {"amount_minor": 1500.0, "currency": "USD"},
+                "stock": 4.0,
+            })),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let product: Value = created.json().await.unwrap();
+    assert_eq!(product["price"]["amount_minor"], 1500);
+    assert_eq!(product["stock"], 4);
+    let id = product["id"].as_str().unwrap().to_owned();
+    let stock_path = format!("/v1/products/{id}/stock");
+    let adjusted = app
+        .client
+        .post(app.url(&stock_path))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(r#"{"delta": 2e0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(adjusted.status(), StatusCode::OK);
+    assert_eq!(adjusted.json::<Value>().await.unwrap()["stock"], 6);
+
+    let customer = access(&app.register("ada@example.com").await);
+    let order = app
+        .place_order(
+            &customer,
+            json!([{"product_id": id, "quantity": 1.0}]),
+            None,
+        )
+        .await;
+    assert_eq!(order.status(), StatusCode::CREATED);
+
+    for fraction in [json!(1.5), json!(-0.25)] {
+        let refused = problem(
+            app.request(
+                Method::POST,
+                &stock_path,
+                Some(&admin),
+                Some(json!({ "delta": fraction })),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(fields(&refused), ["delta"]);
+        assert_eq!(refused["errors"][0]["code"], "invalid_type");
+    }
+}

@@ -26,6 +26,58 @@ async fn the_three_plans_are_on_offer_with_an_etag() {
     assert_eq!(codes, ["basic-monthly", "pro-monthly", "pro-yearly"]);
     assert_eq!(body["items"][2]["interval"], "year");
     assert_eq!(body["items"][0]["price"]["currency"], "USD");
+    assert_eq!(body["next_cursor"], Value::Null, "one page holds them all");
+}
+
+#[tokio::test]
+async fn the_plans_are_a_page_like_every_list() {
+    let app = TestApp::spawn().await;
+    let first = app.get_json("/v1/plans?limit=2").await;
+    let codes = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["code"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(codes(&first), ["basic-monthly", "pro-monthly"]);
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second = app
+        .get_json(&format!("/v1/plans?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(codes(&second), ["pro-yearly"]);
+    assert_eq!(second["next_cursor"], Value::Null);
+
+    for bad in ["limit=0", "limit=101", "cursor=", "cursor=not-a-cursor"] {
+        let refused = problem(
+            app.get_public(&format!("/v1/plans?{bad}")).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        let field = bad.split('=').next().unwrap();
+        assert_eq!(fields(&refused), [field], "{bad}");
+    }
+    // A cursor of another list is not a cursor of this one.
+    let admin = app.admin_token().await;
+    app.register("ada@example.com").await;
+    let users: Value = app
+        .get("/v1/users?limit=1", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let foreign = users["next_cursor"].as_str().expect("a users cursor");
+    problem(
+        app.get_public(&format!("/v1/plans?cursor={foreign}")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -190,3 +190,44 @@ async fn an_admin_reads_a_user_by_id_and_unknown_ids_are_404() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_profile_patch_must_change_something_and_null_is_not_a_value() {
+    let app = TestApp::spawn().await;
+    let token = access(&app.register("ada@example.com").await);
+    let patch = |body: Value| app.request(Method::PATCH, "/v1/users/me", Some(&token), Some(body));
+    for body in [
+        json!({}),
+        json!({"current_password": PASSWORD}),
+        json!({"display_name": "Countess", "current_password": ""}),
+    ] {
+        problem(
+            patch(body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
+    for (body, field) in [
+        (json!({"display_name": null}), "display_name"),
+        (
+            json!({"display_name": "Countess", "password": null}),
+            "password",
+        ),
+        (
+            json!({"display_name": "Countess", "current_password": null}),
+            "current_password",
+        ),
+    ] {
+        let refused = problem(
+            patch(body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(fields(&refused), [field], "{body}");
+        assert_eq!(refused["errors"][0]["code"], "invalid_type", "{body}");
+    }
+    let me: Value = app.get("/v1/users/me", &token).await.json().await.unwrap();
+    assert_eq!(me["display_name"], "Test User");
+}

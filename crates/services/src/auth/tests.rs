@@ -434,10 +434,14 @@ async fn expired_revoked_and_unknown_refresh_tokens_are_refused_distinctly() {
         service.refresh("unknown").await,
         Err(AuthError::Unauthenticated)
     ));
-    assert!(matches!(
-        service.refresh("").await,
-        Err(AuthError::Unauthenticated)
-    ));
+    match service.refresh("").await {
+        Err(AuthError::Validation(errors)) => {
+            assert_eq!(errors.0.len(), 1);
+            assert_eq!(errors.0[0].field, "refresh_token");
+            assert_eq!(errors.0[0].code, "required");
+        }
+        other => panic!("a missing refresh token is a validation error, got {other:?}"),
+    }
 }
 
 /// A clock at [`now`] that the test moves on, to tell when a use case read it.
