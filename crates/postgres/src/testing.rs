@@ -194,6 +194,19 @@ impl TestDatabase {
         self.db.clone()
     }
 
+    /// A pool straight to PostgreSQL, past the pooler when one is set: for a test's own lock
+    /// holders and observers, which must not take the few server connections the code under test
+    /// takes turns on (behind PgBouncer they would leave it none).
+    pub fn direct(&self) -> Database {
+        Database::connect_lazy(
+            &with_database(&server_url(), &self.name),
+            &PoolSettings {
+                max_size: 4,
+                ..PoolSettings::default()
+            },
+        )
+    }
+
     /// A separate pool big and patient enough that many concurrent transactions queue rather than
     /// fail with `Unavailable` on a small machine.
     pub fn roomy(&self) -> Database {

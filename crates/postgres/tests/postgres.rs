@@ -298,7 +298,8 @@ async fn rotate_while_revoking(
     tokens.insert(&current).await?;
     let successor = token(user.id, family);
 
-    let mut hold = db.connection().await?;
+    let direct = test_db.direct();
+    let mut hold = direct.connection().await?;
     diesel::sql_query("BEGIN").execute(&mut hold).await?;
     diesel::sql_query(
         "INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at) \
@@ -315,7 +316,7 @@ async fn rotate_while_revoking(
         let (tokens, successor) = (tokens.clone(), successor.clone());
         async move { tokens.rotate(current.id, &successor, now()).await }
     });
-    wait_for_lock_waiters(&db, 1).await?;
+    wait_for_lock_waiters(&direct, 1).await?;
     let revoking = tokio::spawn({
         let tokens = tokens.clone();
         async move {
@@ -329,7 +330,7 @@ async fn rotate_while_revoking(
             }
         }
     });
-    wait_for_lock_waiters(&db, 2).await?;
+    wait_for_lock_waiters(&direct, 2).await?;
     diesel::sql_query("ROLLBACK").execute(&mut hold).await?;
     drop(hold);
 
