@@ -28,6 +28,22 @@ pub(crate) fn now() -> DateTime<Utc> {
     *NOW
 }
 
+/// The codec every service test signs and checks tokens with: HS256, a 15-minute access token.
+pub(crate) fn jwt() -> std::sync::Arc<crate::tokens::JwtCodec> {
+    std::sync::Arc::new(
+        crate::tokens::JwtCodec::new(crate::tokens::JwtSettings {
+            issuer: "strata".into(),
+            audience: "strata-api".into(),
+            access_ttl: std::time::Duration::from_secs(900),
+            algorithm: jsonwebtoken::Algorithm::HS256,
+            kid: None,
+            key: crate::tokens::JwtKey::Hmac(b"0123456789abcdef0123456789abcdef".to_vec()),
+            previous_keys: Vec::new(),
+        })
+        .expect("codec"),
+    )
+}
+
 /// A fresh caller with `role`.
 pub(crate) fn principal(role: Role) -> Principal {
     Principal {

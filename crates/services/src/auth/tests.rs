@@ -14,23 +14,8 @@ use strata_ports::{
 use uuid::Uuid;
 
 use super::*;
-use crate::test_support::{fixed_clock, now};
-use crate::tokens::{AccessClaims, JwtKey, JwtSettings};
-
-fn jwt() -> Arc<JwtCodec> {
-    Arc::new(
-        JwtCodec::new(JwtSettings {
-            issuer: "strata".into(),
-            audience: "strata-api".into(),
-            access_ttl: Duration::from_secs(900),
-            algorithm: jsonwebtoken::Algorithm::HS256,
-            kid: None,
-            key: JwtKey::Hmac(b"0123456789abcdef0123456789abcdef".to_vec()),
-            previous_keys: Vec::new(),
-        })
-        .expect("codec"),
-    )
-}
+use crate::test_support::{fixed_clock, jwt, now};
+use crate::tokens::AccessClaims;
 
 fn user(role: Role) -> User {
     User {

@@ -13,27 +13,11 @@ use strata_ports::{
 use uuid::Uuid;
 
 use super::*;
-use crate::test_support::{fixed_clock, now, unavailable};
-use crate::tokens::{JwtCodec, JwtKey, JwtSettings};
+use crate::test_support::{fixed_clock, jwt, now, unavailable};
 
 /// How long a revocation of every earlier token is kept: a token's lifetime (900 s) plus the
 /// leeway (5 s), the second `exp` is compared in, and the clock skew allowed (5 s).
 const EARLIER_TOKENS_TTL: Duration = Duration::from_secs(900 + 5 + 1 + 5);
-
-fn jwt() -> Arc<JwtCodec> {
-    Arc::new(
-        JwtCodec::new(JwtSettings {
-            issuer: "strata".into(),
-            audience: "strata-api".into(),
-            access_ttl: Duration::from_secs(900),
-            algorithm: jsonwebtoken::Algorithm::HS256,
-            kid: None,
-            key: JwtKey::Hmac(b"0123456789abcdef0123456789abcdef".to_vec()),
-            previous_keys: Vec::new(),
-        })
-        .expect("codec"),
-    )
-}
 
 fn user(id: UserId) -> User {
     User {
