@@ -2,11 +2,13 @@
 //! start-up: a bad value stops the process with an error naming the variable. Secrets (and the two
 //! URLs) may instead be read from files, `<VARIABLE>_FILE`, as container platforms mount them.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::Env;
+use figment::providers::{Env, Serialized};
+use figment::value::{Dict, Value};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use strata_http::edge::{Budgets, EdgeSettings, GroupBudget, IpNet};
@@ -556,6 +558,165 @@ fn read_files(mut figment: Figment) -> Result<Figment, ConfigError> {
     Ok(figment)
 }
 
+/// A `STRATA_*` variable that names no setting: ignored, and reported for the caller to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVariable {
+    /// The variable.
+    pub variable: String,
+    /// The setting it resembles, if one does.
+    pub suggestion: Option<String>,
+}
+
+impl std::fmt::Display for UnknownVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is not a setting and is ignored", self.variable)?;
+        if let Some(suggestion) = &self.suggestion {
+            write!(f, " (did you mean {suggestion}?)")?;
+        }
+        Ok(())
+    }
+}
+
+/// The keys of [`Settings`]: asked of serde with a key it lacks, which `deny_unknown_fields`
+/// answers with all of them, so that no hand-kept list can drift from the struct.
+fn setting_keys() -> Option<&'static [&'static str]> {
+    let error = Figment::from(("?", 0)).extract::<Settings>().err()?;
+    match error.kind {
+        figment::error::Kind::UnknownField(_, keys) => Some(keys),
+        _ => None,
+    }
+}
+
+/// Keys that name no setting are taken out, so that what platforms put under our prefix cannot
+/// stop the process: Kubernetes' service links (for a Service named `strata-…`) silently, any
+/// other with a report. One within a typo of a setting is refused instead: a misspelt secret or
+/// proxy list ignored with only a log line would leave production on a default.
+fn without_unknown(figment: Figment) -> Result<(Figment, Vec<UnknownVariable>), ConfigError> {
+    // Failing either, extraction itself names the problem.
+    let (Some(keys), Ok(data)) = (setting_keys(), figment.extract::<Dict>()) else {
+        return Ok((figment, Vec::new()));
+    };
+    let mut kept = Dict::new();
+    let mut unknown = Vec::new();
+    for (key, value) in data {
+        let variable = variable_for(&key);
+        if is_service_link(&variable, &value) {
+            continue;
+        }
+        if keys.contains(&key.as_str()) {
+            kept.insert(key, value);
+            continue;
+        }
+        let nearest = |within: &dyn Fn(&str) -> usize| {
+            keys.iter()
+                .map(|setting| (*setting, typo_distance(&key, setting)))
+                .filter(|(setting, distance)| *distance <= within(setting))
+                .min_by_key(|(_, distance)| *distance)
+                .map(|(setting, _)| variable_for(setting))
+        };
+        // One or two edits (one in a short name) is a slip of the keyboard.
+        if let Some(setting) = nearest(&|setting| if setting.len() < 6 { 1 } else { 2 }) {
+            return Err(config_error(
+                &variable,
+                format!("is not a setting: did you mean {setting}?"),
+            ));
+        }
+        unknown.push(UnknownVariable {
+            variable,
+            suggestion: nearest(&|setting| setting.len() / 2),
+        });
+    }
+    Ok((Figment::from(Serialized::defaults(kept)), unknown))
+}
+
+/// Whether a variable is one of the Docker-link variables the kubelet sets for each Service of the
+/// namespace (`<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORT>]`, `<NAME>_PORT`,
+/// `<NAME>_PORT_<n>_<PROTOCOL>[_PROTO|_PORT|_ADDR]`). The value must have the link's shape too,
+/// so that an operator's port number under such a name is still reported.
+fn is_service_link(variable: &str, value: &Value) -> bool {
+    let text = match value {
+        Value::String(_, text) => text.clone(),
+        Value::Num(..) => value.to_u128().map(|n| n.to_string()).unwrap_or_default(),
+        _ => return false,
+    };
+    let is_port = |text: &str| text.parse::<u16>().is_ok();
+    let is_address = |text: &str| text.parse::<IpAddr>().is_ok();
+    let is_link = |text: &str| {
+        ["tcp://", "udp://", "sctp://"].iter().any(|scheme| {
+            text.strip_prefix(scheme)
+                .is_some_and(|address| address.parse::<SocketAddr>().is_ok())
+        })
+    };
+    if let Some(name) = variable.strip_suffix("_SERVICE_HOST") {
+        return !name.is_empty() && is_address(&text);
+    }
+    if let Some(at) = variable.find("_SERVICE_PORT") {
+        let rest = &variable[at + "_SERVICE_PORT".len()..];
+        return at > 0
+            && (rest.is_empty() || rest.len() > 1 && rest.starts_with('_'))
+            && is_port(&text);
+    }
+    variable.match_indices("_PORT").any(|(at, _)| {
+        let rest = &variable[at + "_PORT".len()..];
+        if at == 0 {
+            return false;
+        }
+        if rest.is_empty() {
+            return is_link(&text);
+        }
+        let parts: Vec<&str> = rest.split('_').skip(1).collect();
+        let (port, protocol, field) = match parts.as_slice() {
+            [port, protocol] => (*port, *protocol, None),
+            [port, protocol, field] => (*port, *protocol, Some(*field)),
+            _ => return false,
+        };
+        if !rest.starts_with('_') || !is_port(port) || !["TCP", "UDP", "SCTP"].contains(&protocol) {
+            return false;
+        }
+        match field {
+            None => is_link(&text),
+            Some("PROTO") => text == protocol.to_ascii_lowercase(),
+            Some("PORT") => text == port,
+            Some("ADDR") => is_address(&text),
+            Some(_) => false,
+        }
+    })
+}
+
+/// Edits (insertions, deletions, substitutions, swaps of neighbours: `PROT` for `PORT`) between
+/// two names, the optimal string alignment distance.
+fn typo_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows: Vec<Vec<usize>> = (0..=a.len())
+        .map(|i| {
+            (0..=b.len())
+                .map(|j| {
+                    if i == 0 {
+                        j
+                    } else if j == 0 {
+                        i
+                    } else {
+                        0
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
 /// The variable that gave a setting its value: the `_FILE` variant when it was read from a file.
 fn source(variable: &str, file: &Option<PathBuf>) -> String {
     match file {
@@ -567,7 +728,13 @@ fn source(variable: &str, file: &Option<PathBuf>) -> String {
 impl Settings {
     /// Reads and validates the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_figment(
+        Self::from_env_reporting_unknown().map(|(settings, _)| settings)
+    }
+
+    /// [`Settings::from_env`], also returning the unknown `STRATA_*` variables it ignored, for
+    /// the caller to log once logging is set up.
+    pub fn from_env_reporting_unknown() -> Result<(Self, Vec<UnknownVariable>), ConfigError> {
+        Self::from_figment_reporting_unknown(
             Figment::new()
                 .merge(Env::prefixed("STRATA_").ignore(&[
                     "database_url",
@@ -586,6 +753,14 @@ impl Settings {
 
     /// Reads and validates `figment` (tests pass their own).
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        Self::from_figment_reporting_unknown(figment).map(|(settings, _)| settings)
+    }
+
+    /// [`Settings::from_figment`], also returning the unknown `STRATA_*` variables it ignored.
+    pub fn from_figment_reporting_unknown(
+        figment: Figment,
+    ) -> Result<(Self, Vec<UnknownVariable>), ConfigError> {
+        let (figment, unknown) = without_unknown(figment)?;
         let settings: Settings = read_files(figment)?.extract().map_err(|error| {
             let key = error.path.first().cloned().unwrap_or_default();
             let variable = if key.is_empty() {
@@ -596,7 +771,7 @@ impl Settings {
             config_error(&variable, error.kind.to_string())
         })?;
         settings.validate()?;
-        Ok(settings)
+        Ok((settings, unknown))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -994,9 +1169,84 @@ mod tests {
     #[test]
     fn an_unknown_strata_variable_is_refused_by_name() {
         Jail::expect_with(|jail| {
+            jail.clear_env();
             jail.set_env("STRATA_PROT", "8080");
             let error = load().expect_err("must fail");
             assert_eq!(error.variable, "STRATA_PROT");
+            assert!(error.message.contains("STRATA_PORT?"), "{error}");
+            jail.clear_env();
+            jail.set_env("STRATA_JWT_SECERT", GOOD);
+            let error = load().expect_err("a misspelt secret");
+            assert_eq!(error.variable, "STRATA_JWT_SECERT");
+            assert!(error.message.contains("STRATA_JWT_SECRET?"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_strata_variable_far_from_every_setting_is_ignored_and_reported() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("STRATA_RELEASE_CHANNEL", "stable");
+            jail.set_env("STRATA_DB_POOL", "4");
+            let (settings, unknown) =
+                Settings::from_env_reporting_unknown().map_err(|e| e.to_string())?;
+            assert_eq!(settings.db_pool_size, 16);
+            let named: Vec<(&str, Option<&str>)> = unknown
+                .iter()
+                .map(|u| (u.variable.as_str(), u.suggestion.as_deref()))
+                .collect();
+            assert_eq!(
+                named,
+                [
+                    ("STRATA_DB_POOL", Some("STRATA_DB_POOL_SIZE")),
+                    ("STRATA_RELEASE_CHANNEL", None),
+                ]
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_ignored_silently() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            // A Service named strata-api (one port, "http", 80) and one named strata (IPv6, two
+            // ports): the second's STRATA_PORT is a link, never a port number.
+            for (name, value) in [
+                ("STRATA_API_SERVICE_HOST", "10.0.0.1"),
+                ("STRATA_API_SERVICE_PORT", "80"),
+                ("STRATA_API_SERVICE_PORT_HTTP", "80"),
+                ("STRATA_API_PORT", "tcp://10.0.0.1:80"),
+                ("STRATA_API_PORT_80_TCP", "tcp://10.0.0.1:80"),
+                ("STRATA_API_PORT_80_TCP_PROTO", "tcp"),
+                ("STRATA_API_PORT_80_TCP_PORT", "80"),
+                ("STRATA_API_PORT_80_TCP_ADDR", "10.0.0.1"),
+                ("STRATA_SERVICE_HOST", "fd00::5"),
+                ("STRATA_SERVICE_PORT", "80"),
+                ("STRATA_SERVICE_PORT_WEB", "80"),
+                ("STRATA_SERVICE_PORT_STATS", "9000"),
+                ("STRATA_PORT", "tcp://[fd00::5]:80"),
+                ("STRATA_PORT_80_TCP", "tcp://[fd00::5]:80"),
+                ("STRATA_PORT_80_TCP_PROTO", "tcp"),
+                ("STRATA_PORT_80_TCP_PORT", "80"),
+                ("STRATA_PORT_80_TCP_ADDR", "fd00::5"),
+                ("STRATA_PORT_9000_UDP", "udp://[fd00::5]:9000"),
+                ("STRATA_PORT_9000_UDP_PROTO", "udp"),
+                ("STRATA_PORT_9000_UDP_PORT", "9000"),
+                ("STRATA_PORT_9000_UDP_ADDR", "fd00::5"),
+            ] {
+                jail.set_env(name, value);
+            }
+            let (settings, unknown) =
+                Settings::from_env_reporting_unknown().map_err(|e| e.to_string())?;
+            assert_eq!(settings.port, 8080);
+            assert!(unknown.is_empty(), "{unknown:?}");
+            // Only a link's value makes a link: a port number under a link's name is an operator's.
+            jail.set_env("STRATA_WORKER_PORT", "9091");
+            let (_, unknown) = Settings::from_env_reporting_unknown().map_err(|e| e.to_string())?;
+            assert_eq!(unknown.len(), 1, "{unknown:?}");
+            assert_eq!(unknown[0].variable, "STRATA_WORKER_PORT");
             Ok(())
         });
     }

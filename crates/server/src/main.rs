@@ -58,8 +58,15 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = Settings::from_env()?;
+    let (settings, unknown) = Settings::from_env_reporting_unknown()?;
     let _telemetry = telemetry::init(&settings.log, settings.log_format(), std::io::stdout);
+    for unknown in unknown {
+        tracing::warn!(
+            variable = %unknown.variable,
+            suggestion = unknown.suggestion.as_deref(),
+            "{unknown}"
+        );
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(&settings)?;

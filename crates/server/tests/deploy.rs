@@ -34,6 +34,7 @@ use figment::Figment;
 use serde::Deserialize as _;
 use serde_yaml_ng::Value;
 use strata_postgres::testing::TestDatabase;
+use strata_server::config::UnknownVariable;
 use strata_server::{ConfigError, Settings};
 
 /// Compose stops a container with SIGKILL this long after SIGTERM unless told otherwise.
@@ -575,7 +576,11 @@ impl Deploy {
                     }
                     None => {}
                 }
-                let (env, env_names) = self.kubernetes_env(&origin, container);
+                let (mut env, env_names) = self.kubernetes_env(&origin, container);
+                let service_links = pod_spec["enableServiceLinks"].as_bool().unwrap_or(true);
+                for (name, value) in self.kubelet_links(service_links) {
+                    env.entry(name).or_insert(value);
+                }
                 let declared_ports: BTreeMap<String, u16> = sequence(&container["ports"])
                     .iter()
                     .flat_map(|port| {
@@ -722,6 +727,45 @@ impl Deploy {
         (env, names)
     }
 
+    /// What the kubelet adds to every container's environment: the links of the API server's
+    /// Service always, those of every Service of the namespace (the ones under deploy/k8s; the
+    /// namespace may hold more) unless the pod sets `enableServiceLinks: false`. A variable the
+    /// container sets itself wins over a link, as in the kubelet.
+    fn kubelet_links(&self, service_links: bool) -> BTreeMap<String, String> {
+        let https = ServicePort {
+            name: Some("https".into()),
+            port: 443,
+            protocol: "TCP".into(),
+        };
+        let mut links = service_link_variables("kubernetes", "10.96.0.1", &[https]);
+        if !service_links {
+            return links;
+        }
+        for (index, (_, service)) in self.objects_of("Service").enumerate() {
+            let spec = &service["spec"];
+            // Headless and ExternalName Services have no cluster IP, hence no links.
+            if str_at(spec, "clusterIP") == Some("None")
+                || str_at(spec, "type") == Some("ExternalName")
+            {
+                continue;
+            }
+            let name = str_at(&service["metadata"], "name").expect("a Service has a name");
+            let cluster_ip = str_at(spec, "clusterIP")
+                .map_or_else(|| format!("10.96.1.{}", index + 10), str::to_owned);
+            let ports: Vec<ServicePort> = sequence(&spec["ports"])
+                .iter()
+                .map(|port| ServicePort {
+                    name: str_at(port, "name").map(str::to_owned),
+                    port: u16::try_from(port["port"].as_u64().expect("a Service port"))
+                        .expect("a port number"),
+                    protocol: str_at(port, "protocol").unwrap_or("TCP").to_owned(),
+                })
+                .collect();
+            links.extend(service_link_variables(name, &cluster_ip, &ports));
+        }
+        links
+    }
+
     fn config_map_data(&self, origin: &str, name: &str) -> BTreeMap<String, String> {
         let map = self
             .object("ConfigMap", name)
@@ -765,6 +809,62 @@ impl Deploy {
 }
 
 /// `image: strata:tag` or `registry/strata:tag`.
+/// One port of a Service.
+struct ServicePort {
+    name: Option<String>,
+    port: u16,
+    protocol: String,
+}
+
+/// A Service name as the kubelet spells it in variable names.
+fn link_name(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// The Docker-link variables the kubelet gives a pod for one Service, built as `FromServices` in
+/// kubernetes/pkg/kubelet/envvars builds them.
+fn service_link_variables(
+    service: &str,
+    cluster_ip: &str,
+    ports: &[ServicePort],
+) -> BTreeMap<String, String> {
+    let prefix = link_name(service);
+    let host_port = |port: u16| match cluster_ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(_)) => format!("[{cluster_ip}]:{port}"),
+        _ => format!("{cluster_ip}:{port}"),
+    };
+    let mut variables = BTreeMap::from([(format!("{prefix}_SERVICE_HOST"), cluster_ip.to_owned())]);
+    let Some(first) = ports.first() else {
+        return variables;
+    };
+    variables.insert(format!("{prefix}_SERVICE_PORT"), first.port.to_string());
+    for port in ports {
+        if let Some(name) = &port.name {
+            variables.insert(
+                format!("{prefix}_SERVICE_PORT_{}", link_name(name)),
+                port.port.to_string(),
+            );
+        }
+    }
+    for (index, port) in ports.iter().enumerate() {
+        let protocol = port.protocol.to_ascii_lowercase();
+        let link = format!("{protocol}://{}", host_port(port.port));
+        if index == 0 {
+            variables.insert(format!("{prefix}_PORT"), link.clone());
+        }
+        let port_prefix = format!(
+            "{prefix}_PORT_{}_{}",
+            port.port,
+            port.protocol.to_ascii_uppercase()
+        );
+        variables.insert(format!("{port_prefix}_PROTO"), protocol);
+        variables.insert(format!("{port_prefix}_PORT"), port.port.to_string());
+        variables.insert(format!("{port_prefix}_ADDR"), cluster_ip.to_owned());
+        variables.insert(port_prefix, link);
+    }
+    variables
+}
+
 fn is_strata_image(image: &str) -> bool {
     let repository = image.split('@').next().unwrap_or(image);
     let name = repository.rsplit('/').next().unwrap_or(repository);
@@ -945,6 +1045,13 @@ fn interpolate_tree(value: &Value, variables: &BTreeMap<String, String>, path: &
 /// `Settings::from_figment` (which refuses unknown names and validates). Built from a map rather
 /// than the process environment, so tests need not mutate the environment other threads read.
 fn load_settings(env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+    load_settings_reporting_unknown(env).map(|(settings, _)| settings)
+}
+
+/// [`load_settings`], also returning the `STRATA_*` variables that `strata` would warn about.
+fn load_settings_reporting_unknown(
+    env: &BTreeMap<String, String>,
+) -> Result<(Settings, Vec<UnknownVariable>), ConfigError> {
     let mut figment = Figment::new();
     for (name, raw) in env {
         let key = match name.as_str() {
@@ -965,7 +1072,20 @@ fn load_settings(env: &BTreeMap<String, String>) -> Result<Settings, ConfigError
             .expect("parsing a value is infallible");
         figment = figment.merge((key, value));
     }
-    Settings::from_figment(figment)
+    Settings::from_figment_reporting_unknown(figment)
+}
+
+/// [`load_settings`], also refusing the `STRATA_*` names that `strata` ignores with a warning:
+/// the manifests must set none.
+fn load_settings_strictly(env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+    let (settings, unknown) = load_settings_reporting_unknown(env)?;
+    match unknown.first() {
+        Some(unknown) => Err(ConfigError {
+            variable: unknown.variable.clone(),
+            message: unknown.to_string(),
+        }),
+        None => Ok(settings),
+    }
 }
 
 /// `raw` with each placeholder the manifests ship swapped for a random key: production refuses
@@ -997,7 +1117,7 @@ fn is_strata_variable(name: &str) -> bool {
 /// secret, is about the combination, which the whole-environment load checks.)
 fn refused_setting(name: &str, value: &str) -> Option<String> {
     let env = BTreeMap::from([(name.to_owned(), value.to_owned())]);
-    match load_settings(&env) {
+    match load_settings_strictly(&env) {
         Err(error) if error.variable == name => Some(error.to_string()),
         _ => None,
     }
@@ -1127,11 +1247,193 @@ fn every_variable_the_manifests_set_is_one_strata_reads_and_accepts() {
 
     // Each process's whole environment, as the binary loads it at start-up.
     for process in &deploy.processes {
-        if let Err(error) = load_settings(&process.env) {
+        if let Err(error) = load_settings_strictly(&process.env) {
             problems.push(format!("{}: {error}", process.origin));
         }
     }
     assert_no_problems("variables Strata would refuse", &problems);
+}
+
+#[test]
+fn every_pod_template_turns_service_links_off() {
+    let deploy = Deploy::load();
+    let mut problems = Vec::new();
+    for process in &deploy.processes {
+        if let Source::Kubernetes { pod_spec, .. } = &process.source
+            && pod_spec["enableServiceLinks"].as_bool() != Some(false)
+        {
+            problems.push(format!(
+                "{}: enableServiceLinks is not false: every Service of the namespace would add \
+                 its <NAME>_PORT... variables to the environment",
+                process.origin
+            ));
+        }
+    }
+    assert_no_problems("pods given service links", &problems);
+}
+
+#[test]
+fn every_kubernetes_process_starts_even_with_every_services_links() {
+    let deploy = Deploy::load();
+    // Turned off in our pod templates, but an overlay or another tool may turn them back on.
+    let links = deploy.kubelet_links(true);
+    for variable in [
+        "STRATA_API_SERVICE_HOST",
+        "STRATA_API_SERVICE_PORT_HTTP",
+        "STRATA_API_PORT",
+        "STRATA_API_PORT_80_TCP_ADDR",
+    ] {
+        assert!(links.contains_key(variable), "{variable} in {links:?}");
+    }
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for process in &deploy.processes {
+        if !matches!(process.source, Source::Kubernetes { .. }) {
+            continue;
+        }
+        checked += 1;
+        let mut linked = process.env.clone();
+        for (name, value) in &links {
+            linked.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+        match (
+            load_settings_strictly(&process.env),
+            load_settings_reporting_unknown(&linked),
+        ) {
+            (_, Err(error)) => problems.push(format!("{}: {error}", process.origin)),
+            (_, Ok((_, unknown))) if !unknown.is_empty() => problems.push(format!(
+                "{}: service links reported as unknown settings: {unknown:?}",
+                process.origin
+            )),
+            (Ok(without), Ok((with, _))) => {
+                let read = |settings: &Settings| {
+                    (
+                        settings.host.clone(),
+                        settings.port,
+                        settings.metrics_port,
+                        settings.worker_metrics_port,
+                    )
+                };
+                if read(&without) != read(&with) {
+                    problems.push(format!(
+                        "{}: service links changed a setting",
+                        process.origin
+                    ));
+                }
+            }
+            (Err(error), Ok(_)) => problems.push(format!("{}: {error}", process.origin)),
+        }
+    }
+    assert!(checked >= 3, "only {checked} Kubernetes processes");
+    assert_no_problems("processes refusing the kubelet's environment", &problems);
+}
+
+/// An environment as the kubelet builds it in a namespace holding PostgreSQL, Redis and Services
+/// whose names start with `strata` (one with the app's own name, one on IPv6), written out by
+/// hand rather than derived by this file's own code.
+fn hand_written_kubelet_env() -> BTreeMap<String, String> {
+    [
+        ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+        ("KUBERNETES_SERVICE_PORT", "443"),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+        ("KUBERNETES_PORT", "tcp://10.96.0.1:443"),
+        ("KUBERNETES_PORT_443_TCP", "tcp://10.96.0.1:443"),
+        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+        ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+        ("KUBERNETES_PORT_443_TCP_ADDR", "10.96.0.1"),
+        ("POSTGRES_SERVICE_HOST", "10.96.3.7"),
+        ("POSTGRES_SERVICE_PORT", "5432"),
+        ("POSTGRES_PORT", "tcp://10.96.3.7:5432"),
+        ("POSTGRES_PORT_5432_TCP", "tcp://10.96.3.7:5432"),
+        ("POSTGRES_PORT_5432_TCP_PROTO", "tcp"),
+        ("POSTGRES_PORT_5432_TCP_PORT", "5432"),
+        ("POSTGRES_PORT_5432_TCP_ADDR", "10.96.3.7"),
+        ("REDIS_SERVICE_HOST", "10.96.3.8"),
+        ("REDIS_SERVICE_PORT", "6379"),
+        ("REDIS_PORT", "tcp://10.96.3.8:6379"),
+        ("STRATA_API_SERVICE_HOST", "10.96.1.10"),
+        ("STRATA_API_SERVICE_PORT", "80"),
+        ("STRATA_API_SERVICE_PORT_HTTP", "80"),
+        ("STRATA_API_PORT", "tcp://10.96.1.10:80"),
+        ("STRATA_API_PORT_80_TCP", "tcp://10.96.1.10:80"),
+        ("STRATA_API_PORT_80_TCP_PROTO", "tcp"),
+        ("STRATA_API_PORT_80_TCP_PORT", "80"),
+        ("STRATA_API_PORT_80_TCP_ADDR", "10.96.1.10"),
+        ("STRATA_WORKER_SERVICE_HOST", "10.96.1.11"),
+        ("STRATA_WORKER_SERVICE_PORT", "9091"),
+        ("STRATA_WORKER_SERVICE_PORT_METRICS", "9091"),
+        ("STRATA_WORKER_PORT", "tcp://10.96.1.11:9091"),
+        ("STRATA_WORKER_PORT_9091_TCP", "tcp://10.96.1.11:9091"),
+        ("STRATA_WORKER_PORT_9091_TCP_PROTO", "tcp"),
+        ("STRATA_WORKER_PORT_9091_TCP_PORT", "9091"),
+        ("STRATA_WORKER_PORT_9091_TCP_ADDR", "10.96.1.11"),
+        // A Service named `strata` links STRATA_PORT itself, to an address, not a port number.
+        ("STRATA_SERVICE_HOST", "fd00:10:96::5"),
+        ("STRATA_SERVICE_PORT", "80"),
+        ("STRATA_SERVICE_PORT_WEB", "80"),
+        ("STRATA_SERVICE_PORT_SYSLOG", "514"),
+        ("STRATA_PORT", "tcp://[fd00:10:96::5]:80"),
+        ("STRATA_PORT_80_TCP", "tcp://[fd00:10:96::5]:80"),
+        ("STRATA_PORT_80_TCP_PROTO", "tcp"),
+        ("STRATA_PORT_80_TCP_PORT", "80"),
+        ("STRATA_PORT_80_TCP_ADDR", "fd00:10:96::5"),
+        ("STRATA_PORT_514_UDP", "udp://[fd00:10:96::5]:514"),
+        ("STRATA_PORT_514_UDP_PROTO", "udp"),
+        ("STRATA_PORT_514_UDP_PORT", "514"),
+        ("STRATA_PORT_514_UDP_ADDR", "fd00:10:96::5"),
+        ("STRATA_LOG_FORMAT", "json"),
+        ("STRATA_LOG", "info"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect()
+}
+
+#[test]
+fn a_hand_written_kubelet_environment_loads_without_a_warning() {
+    let (settings, unknown) =
+        load_settings_reporting_unknown(&hand_written_kubelet_env()).expect("strata starts");
+    assert!(unknown.is_empty(), "{unknown:?}");
+    assert_eq!((settings.port, settings.metrics_port), (8080, 9464));
+}
+
+#[test]
+fn the_binary_starts_past_its_configuration_in_a_kubelet_built_environment() {
+    // Nothing listens there: `strata migrate` gets past its configuration, then fails to connect.
+    let database_url = format!("postgres://strata@127.0.0.1:{}/strata", free_port());
+    let run = |extra: &[(&str, &str)]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("migrate")
+            .env_clear()
+            .envs(hand_written_kubelet_env())
+            .env("STRATA_ENV", "test")
+            .env("DATABASE_URL", &database_url)
+            .envs(extra.iter().copied())
+            .output()
+            .expect("strata runs");
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (stdout, stderr) = run(&[("STRATA_RELEASE_CHANNEL", "stable")]);
+    assert!(!stderr.contains("invalid configuration"), "{stderr}");
+    assert!(stderr.contains("migrating the database"), "{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.contains("\"WARN\"") && line.contains("STRATA_RELEASE_CHANNEL")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("STRATA_API_PORT"), "{stdout}");
+
+    let (_, stderr) = run(&[("STRATA_JWT_SECERT", "a-misspelt-setting")]);
+    assert!(
+        stderr.contains("invalid configuration: STRATA_JWT_SECERT")
+            && stderr.contains("STRATA_JWT_SECRET?"),
+        "{stderr}"
+    );
 }
 
 #[test]
