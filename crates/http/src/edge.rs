@@ -383,10 +383,11 @@ fn routed_path(req: &ServiceRequest) -> &str {
     req.match_info().as_str()
 }
 
-/// True for the liveness and readiness probes, which are never shed nor limited: a probe refused
-/// under load reads as a dead instance, and its restart would make the overload worse.
+/// True for the liveness and readiness probes and the deep health check, which are never shed nor
+/// limited: a probe refused under load reads as a dead instance, and its restart would make the
+/// overload worse; a deep check refused under load would page someone about the wrong thing.
 fn is_probe(path: &str) -> bool {
-    path == "/health/live" || path == "/health/ready"
+    path == "/health/live" || path == "/health/ready" || path == "/health"
 }
 
 /// Which budget a request spends, if any, from its method and its routed path.
@@ -777,6 +778,8 @@ mod tests {
             (Method::GET, "/metrics", Some(Group::Read)),
             (Method::GET, "/health/ready", None),
             (Method::GET, "/health/live", None),
+            (Method::GET, "/health", None),
+            (Method::GET, "/health/", Some(Group::Read)),
             (Method::GET, "/openapi.json", None),
             (Method::GET, "/docs/", None),
             (Method::GET, "/problems/not-found", None),

@@ -1,8 +1,15 @@
-//! Liveness and readiness.
+//! Liveness, readiness and the deep health check.
 //!
-//! Liveness says the process serves HTTP. Readiness pings every dependency concurrently, each under
-//! a timeout, and answers 503 when one is down or while the server drains before shutdown, so a load
-//! balancer stops sending traffic before the process stops taking it.
+//! Liveness says the process serves HTTP. Readiness says whether this instance can serve: 503
+//! only while it drains before shutdown, so a load balancer stops sending traffic before the
+//! process stops taking it. A dependency Strata degrades around never fails readiness: every
+//! replica shares the same PostgreSQL and Redis, so a readiness that followed them would take
+//! every replica out of the load balancer at once, turning a degraded service into no service
+//! (docs/decisions/0022-readiness-is-this-instance.md). Readiness reports dependencies in its
+//! body instead, and only pings those that cost no pool connection (Redis answers over the shared
+//! multiplexed connection); the others are reported as the last deep check saw them. The deep
+//! check (`GET /health`) pings every dependency and answers 503 when one is down: it is for
+//! people and alerts.
 //!
 //! Probes come from every load balancer, kubelet and monitor at once, so their cost must not grow
 //! with their number: concurrent probes share one check (single flight), and a finished check
@@ -35,26 +42,81 @@ struct Round {
     outcome: Outcome,
 }
 
-/// The dependencies to ping and the draining flag.
-pub struct Health {
+/// Some dependencies and their latest check, shared by the probes that arrive together.
+struct Checks {
     checks: Arc<[Arc<dyn HealthCheck>]>,
-    timeout: Duration,
-    reuse: Duration,
-    draining: AtomicBool,
     latest: Mutex<Option<Round>>,
 }
 
-impl Health {
-    /// Pings `checks`, each bounded by `timeout`; concurrent probes share a check, but a finished
-    /// one is not reused (see [`Health::reusing_results_for`]).
-    pub fn new(checks: Vec<Arc<dyn HealthCheck>>, timeout: Duration) -> Self {
+impl Checks {
+    fn new(checks: Vec<Arc<dyn HealthCheck>>) -> Self {
         Self {
             checks: checks.into(),
+            latest: Mutex::new(None),
+        }
+    }
+
+    /// The check to wait for, started here if none can be shared.
+    fn round(&self, timeout: Duration, reuse: Duration) -> Outcome {
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(round) = latest.as_ref() {
+            let age = round.started.elapsed();
+            let shareable = match round.outcome.peek() {
+                Some(_) => age < reuse,
+                // A check runs on its probes' tasks: one whose probes all went away stops, and
+                // resuming it past its timeout would report timeouts that never happened.
+                None => age <= timeout,
+            };
+            if shareable {
+                return round.outcome.clone();
+            }
+        }
+        let outcome = ping_all(self.checks.clone(), timeout).boxed().shared();
+        *latest = Some(Round {
+            started: Instant::now(),
+            outcome: outcome.clone(),
+        });
+        outcome
+    }
+
+    /// The latest finished check's answers, without starting one.
+    fn last_finished(&self) -> Option<Arc<[CheckReport]>> {
+        let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        latest
+            .as_ref()
+            .and_then(|round| round.outcome.peek().cloned())
+    }
+}
+
+/// The dependencies to ping and the draining flag.
+pub struct Health {
+    deep: Checks,
+    readiness: Checks,
+    timeout: Duration,
+    reuse: Duration,
+    draining: AtomicBool,
+}
+
+impl Health {
+    /// Pings `checks`, each bounded by `timeout`, for the deep check; readiness pings none of them
+    /// until told which are free (see [`Health::readiness_pings`]). Concurrent probes share a
+    /// check, but a finished one is not reused (see [`Health::reusing_results_for`]).
+    pub fn new(checks: Vec<Arc<dyn HealthCheck>>, timeout: Duration) -> Self {
+        Self {
+            deep: Checks::new(checks),
+            readiness: Checks::new(Vec::new()),
             timeout,
             reuse: Duration::ZERO,
             draining: AtomicBool::new(false),
-            latest: Mutex::new(None),
         }
+    }
+
+    /// Readiness pings `checks` itself: those that cost no pool connection. It reports every
+    /// other dependency as the last deep check saw it.
+    #[must_use]
+    pub fn readiness_pings(mut self, checks: Vec<Arc<dyn HealthCheck>>) -> Self {
+        self.readiness = Checks::new(checks);
+        self
     }
 
     /// A check answers the probes that arrive within `reuse` of its start (zero: only those that
@@ -75,40 +137,47 @@ impl Health {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// The state of every dependency, from the check running now or one recent enough, else from
-    /// a new one.
-    pub async fn report(&self) -> Readiness {
-        let checks = self.round().await.to_vec();
-        let draining = self.is_draining();
-        let healthy = !draining && checks.iter().all(|c| c.status == "up");
-        Readiness {
-            status: if healthy { "ok" } else { "degraded" },
-            draining,
-            checks,
-        }
+    /// Every dependency pinged, from the deep check running now or one recent enough, else from a
+    /// new one.
+    pub async fn deep_check(&self) -> HealthReport {
+        let checks = self.deep.round(self.timeout, self.reuse).await.to_vec();
+        self.reported(checks)
     }
 
-    /// The check to wait for, started here if none can be shared.
-    fn round(&self) -> Outcome {
-        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(round) = latest.as_ref() {
-            let age = round.started.elapsed();
-            let shareable = match round.outcome.peek() {
-                Some(_) => age < self.reuse,
-                // A check runs on its probes' tasks: one whose probes all went away stops, and
-                // resuming it past its timeout would report timeouts that never happened.
-                None => age <= self.timeout,
-            };
-            if shareable {
-                return round.outcome.clone();
-            }
+    /// What readiness knows without a pool connection: the dependencies it may ping, pinged as
+    /// [`Health::deep_check`] does; every other one as the last finished deep check saw it, or
+    /// `unknown` before there was one.
+    pub async fn readiness(&self) -> HealthReport {
+        let pinged = self.readiness.round(self.timeout, self.reuse).await;
+        let seen = self.deep.last_finished();
+        let checks = self
+            .deep
+            .checks
+            .iter()
+            .map(|check| {
+                let name = check.name();
+                let found =
+                    |reports: &[CheckReport]| reports.iter().find(|r| r.name == name).cloned();
+                found(&pinged)
+                    .or_else(|| seen.as_deref().and_then(found))
+                    .unwrap_or(CheckReport {
+                        name,
+                        status: "unknown",
+                        latency_ms: 0,
+                        error: None,
+                    })
+            })
+            .collect();
+        self.reported(checks)
+    }
+
+    fn reported(&self, checks: Vec<CheckReport>) -> HealthReport {
+        let degraded = checks.iter().any(|c| c.status == "down");
+        HealthReport {
+            status: if degraded { "degraded" } else { "ok" },
+            draining: self.is_draining(),
+            checks,
         }
-        let outcome = ping_all(self.checks.clone(), self.timeout).boxed().shared();
-        *latest = Some(Round {
-            started: Instant::now(),
-            outcome: outcome.clone(),
-        });
-        outcome
     }
 }
 
@@ -139,7 +208,7 @@ async fn ping_all(checks: Arc<[Arc<dyn HealthCheck>]>, timeout: Duration) -> Arc
 pub struct CheckReport {
     /// Dependency name.
     pub name: &'static str,
-    /// `up` or `down`.
+    /// `up`, `down`, or (readiness only) `unknown` for one no deep check has pinged yet.
     pub status: &'static str,
     /// Time the ping took.
     pub latency_ms: u64,
@@ -148,10 +217,10 @@ pub struct CheckReport {
     pub error: Option<&'static str>,
 }
 
-/// The readiness body.
+/// The body of readiness and of the deep check.
 #[derive(Debug, Serialize)]
-pub struct Readiness {
-    /// `ok` or `degraded`.
+pub struct HealthReport {
+    /// `ok`, or `degraded` when a dependency is down.
     pub status: &'static str,
     /// True while shutting down.
     pub draining: bool,
@@ -166,15 +235,25 @@ pub async fn live() -> HttpResponse {
         .json(serde_json::json!({ "status": "ok" }))
 }
 
-/// GET /health/ready
+/// GET /health/ready: 503 only while draining; a dependency down is `degraded` in a 200.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let report = state.health.report().await;
-    let mut response = if report.status == "ok" {
-        HttpResponse::Ok()
-    } else {
+    let report = state.health.readiness().await;
+    answer(report.draining, report)
+}
+
+/// GET /health: 503 naming the dependency when one is down.
+pub async fn deep(state: web::Data<AppState>) -> HttpResponse {
+    let report = state.health.deep_check().await;
+    answer(report.status != "ok", report)
+}
+
+fn answer(unavailable: bool, report: HealthReport) -> HttpResponse {
+    let mut response = if unavailable {
         let mut r = HttpResponse::ServiceUnavailable();
         r.insert_header((header::RETRY_AFTER, "5"));
         r
+    } else {
+        HttpResponse::Ok()
     };
     response
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -250,7 +329,64 @@ mod tests {
         Health::new(checks, Duration::from_secs(30))
     }
 
-    fn statuses(report: &Readiness) -> Vec<(&'static str, &'static str)> {
+    /// Postgres is reported by the deep check only; readiness pings Redis itself.
+    fn split(postgres: &Arc<Counting>, redis: &Arc<Counting>) -> Health {
+        health(&[postgres, redis]).readiness_pings(vec![redis.clone() as Arc<dyn HealthCheck>])
+    }
+
+    #[tokio::test]
+    async fn readiness_never_pings_a_dependency_it_was_not_given() {
+        let postgres = Counting::new("postgres", None);
+        let redis = Counting::new("redis", None);
+        let health = split(&postgres, &redis);
+        for _ in 0..3 {
+            let report = health.readiness().await;
+            assert_eq!(report.status, "ok");
+            assert_eq!(
+                statuses(&report),
+                [("postgres", "unknown"), ("redis", "up")]
+            );
+        }
+        assert_eq!((postgres.pings(), redis.pings()), (0, 3));
+    }
+
+    #[tokio::test]
+    async fn readiness_is_degraded_naming_redis_while_the_deep_check_sees_it_too() {
+        let postgres = Counting::new("postgres", None);
+        let redis = Counting::new("redis", None);
+        redis.down.store(true, Ordering::SeqCst);
+        let health = split(&postgres, &redis);
+        let ready = health.readiness().await;
+        assert_eq!(ready.status, "degraded");
+        assert!(!ready.draining);
+        assert_eq!(
+            statuses(&ready),
+            [("postgres", "unknown"), ("redis", "down")]
+        );
+        let deep = health.deep_check().await;
+        assert_eq!(deep.status, "degraded");
+        assert_eq!(statuses(&deep), [("postgres", "up"), ("redis", "down")]);
+    }
+
+    #[tokio::test]
+    async fn readiness_reports_an_unpinged_dependency_as_the_last_deep_check_saw_it() {
+        let postgres = Counting::new("postgres", None);
+        let redis = Counting::new("redis", None);
+        postgres.down.store(true, Ordering::SeqCst);
+        let health = split(&postgres, &redis);
+        assert_eq!(health.deep_check().await.status, "degraded");
+        let ready = health.readiness().await;
+        assert_eq!(ready.status, "degraded");
+        assert_eq!(statuses(&ready), [("postgres", "down"), ("redis", "up")]);
+        assert_eq!(ready.checks[0].error, Some("unavailable"));
+        assert_eq!(
+            postgres.pings(),
+            1,
+            "readiness reused the deep check's answer"
+        );
+    }
+
+    fn statuses(report: &HealthReport) -> Vec<(&'static str, &'static str)> {
         report.checks.iter().map(|c| (c.name, c.status)).collect()
     }
 
@@ -263,7 +399,7 @@ mod tests {
         let entered = AtomicUsize::new(0);
         let probes = join_all((0..200).map(|_| async {
             entered.fetch_add(1, Ordering::SeqCst);
-            health.report().await
+            health.deep_check().await
         }));
         // Every probe has asked for readiness before the first ping may answer.
         let open = async {
@@ -282,10 +418,10 @@ mod tests {
         let postgres = Counting::new("postgres", None);
         let redis = Counting::new("redis", None);
         let health = health(&[&postgres, &redis]).reusing_results_for(Duration::from_secs(3600));
-        assert_eq!(health.report().await.status, "ok");
+        assert_eq!(health.deep_check().await.status, "ok");
         redis.down.store(true, Ordering::SeqCst);
         for _ in 0..10 {
-            assert_eq!(health.report().await.status, "ok");
+            assert_eq!(health.deep_check().await.status, "ok");
         }
         assert_eq!((postgres.pings(), redis.pings()), (1, 1));
     }
@@ -295,10 +431,10 @@ mod tests {
         let postgres = Counting::new("postgres", None);
         let redis = Counting::new("redis", None);
         let health = health(&[&postgres, &redis]).reusing_results_for(Duration::from_millis(20));
-        assert_eq!(health.report().await.status, "ok");
+        assert_eq!(health.deep_check().await.status, "ok");
         redis.down.store(true, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(30)).await;
-        let report = health.report().await;
+        let report = health.deep_check().await;
         assert_eq!(report.status, "degraded");
         assert_eq!(statuses(&report), [("postgres", "up"), ("redis", "down")]);
         assert_eq!(report.checks[1].error, Some("unavailable"));
@@ -309,10 +445,10 @@ mod tests {
     async fn draining_shows_at_once_even_while_a_check_is_reused() {
         let postgres = Counting::new("postgres", None);
         let health = health(&[&postgres]).reusing_results_for(Duration::from_secs(3600));
-        assert_eq!(health.report().await.status, "ok");
+        assert_eq!(health.deep_check().await.status, "ok");
         health.start_draining();
-        let report = health.report().await;
-        assert_eq!(report.status, "degraded");
+        let report = health.readiness().await;
+        assert_eq!(report.status, "ok", "draining is not a dependency");
         assert!(report.draining);
         assert_eq!(statuses(&report), [("postgres", "up")]);
         assert_eq!(postgres.pings(), 1);
@@ -323,7 +459,7 @@ mod tests {
         let postgres = Counting::new("postgres", None);
         let health = health(&[&postgres]);
         for _ in 0..3 {
-            assert_eq!(health.report().await.status, "ok");
+            assert_eq!(health.deep_check().await.status, "ok");
         }
         assert_eq!(postgres.pings(), 3);
     }
@@ -334,9 +470,9 @@ mod tests {
         let postgres = Counting::new("postgres", Some(gate.clone()));
         let health = health(&[&postgres]);
         // The first probe starts the check, then its caller hangs up.
-        assert!(health.report().now_or_never().is_none());
+        assert!(health.deep_check().now_or_never().is_none());
         gate.add_permits(1);
-        let report = health.report().await;
+        let report = health.deep_check().await;
         assert_eq!(statuses(&report), [("postgres", "up")]);
         assert_eq!(postgres.pings(), 1);
     }
@@ -349,10 +485,10 @@ mod tests {
             vec![postgres.clone() as Arc<dyn HealthCheck>],
             Duration::from_millis(20),
         );
-        assert!(health.report().now_or_never().is_none());
+        assert!(health.deep_check().now_or_never().is_none());
         tokio::time::sleep(Duration::from_millis(40)).await;
         gate.add_permits(1);
-        let report = health.report().await;
+        let report = health.deep_check().await;
         assert_eq!(statuses(&report), [("postgres", "up")]);
         assert_eq!(postgres.pings(), 2);
     }

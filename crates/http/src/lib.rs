@@ -67,6 +67,8 @@ pub fn build_app(
                 .configure(routes::billing::configure)
                 .configure(routes::admin::configure),
         )
+        // Before the scope, which would answer `/health` with its own 404.
+        .service(web::resource("/health").route(web::get().to(health::deep)))
         .service(
             web::scope("/health")
                 .service(web::resource("/live").route(web::get().to(health::live)))

@@ -131,6 +131,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         routes::admin::get_report,
         probes::live,
         probes::ready,
+        probes::deep,
         openapi_json,
         docs_redirect,
         docs_index,
@@ -147,7 +148,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "subscriptions", description = "Subscribing, proration previews, plan changes and cancellation."),
         (name = "invoices", description = "The caller's invoices."),
         (name = "admin", description = "The admin's dashboard (cached for a few seconds) and sales reports generated in the background."),
-        (name = "health", description = "Liveness and readiness probes (never rate limited)."),
+        (name = "health", description = "Liveness and readiness probes, and the deep health check for people and alerts (never shed, never rate limited)."),
         (name = "docs", description = "This document and its offline Swagger UI (never rate limited)."),
     ),
     modifiers(&Catalogue, &BodyRules),
@@ -922,14 +923,38 @@ pub(crate) mod examples {
         })
     }
 
-    /// An instance whose Redis is down.
-    pub(crate) fn degraded() -> Value {
+    /// An instance serving while Redis is down: ready, and degraded.
+    pub(crate) fn ready_degraded() -> Value {
         serde_json::json!({
             "status": "degraded",
             "draining": false,
             "checks": [
                 {"name": "postgres", "status": "up", "latency_ms": 2},
                 {"name": "redis", "status": "down", "latency_ms": 1000, "error": "timeout"}
+            ]
+        })
+    }
+
+    /// An instance shutting down.
+    pub(crate) fn draining() -> Value {
+        serde_json::json!({
+            "status": "ok",
+            "draining": true,
+            "checks": [
+                {"name": "postgres", "status": "up", "latency_ms": 2},
+                {"name": "redis", "status": "up", "latency_ms": 1}
+            ]
+        })
+    }
+
+    /// The deep check while Redis is down.
+    pub(crate) fn degraded() -> Value {
+        serde_json::json!({
+            "status": "degraded",
+            "draining": false,
+            "checks": [
+                {"name": "postgres", "status": "up", "latency_ms": 2},
+                {"name": "redis", "status": "down", "latency_ms": 3, "error": "unavailable"}
             ]
         })
     }
@@ -963,7 +988,8 @@ pub mod probes {
         /// Dependency name, such as `postgres` or `redis`.
         #[schema(examples("postgres"))]
         pub name: String,
-        /// `up` or `down`.
+        /// `up`, `down`, or `unknown` (readiness only: not pinged by readiness, and no deep check
+        /// has run yet).
         #[schema(schema_with = up_down)]
         pub status: String,
         /// How long the ping took, in milliseconds.
@@ -974,7 +1000,11 @@ pub mod probes {
     }
 
     fn up_down() -> Object {
-        one_of(&["up", "down"], "`up` or `down`.")
+        one_of(
+            &["up", "down", "unknown"],
+            "`up`, `down`, or `unknown` (readiness only: not pinged by readiness, and no deep \
+             check has run yet).",
+        )
     }
 
     fn down_reason() -> Object {
@@ -984,11 +1014,11 @@ pub mod probes {
         )
     }
 
-    /// The readiness report.
+    /// The body of readiness and of the deep check.
     #[derive(ToSchema)]
-    #[schema(as = Readiness)]
+    #[schema(as = HealthReport)]
     pub struct ReadinessDoc {
-        /// `ok`, or `degraded` when a dependency is down or the instance is draining.
+        /// `ok`, or `degraded` when a dependency is down.
         #[schema(schema_with = ok_degraded)]
         pub status: String,
         /// True while the instance shuts down.
@@ -1000,7 +1030,7 @@ pub mod probes {
     fn ok_degraded() -> Object {
         one_of(
             &["ok", "degraded"],
-            "`ok`, or `degraded` when a dependency is down or the instance is draining.",
+            "`ok`, or `degraded` when a dependency is down.",
         )
     }
 
@@ -1023,19 +1053,25 @@ pub mod probes {
 
     /// Readiness.
     ///
-    /// Pings PostgreSQL and Redis concurrently, each under a timeout: 200 when all answer, 503
-    /// (with the same report) when one is down or while the instance drains before shutdown.
+    /// Whether this instance can serve: 503 only while it drains before shutdown. A dependency
+    /// Strata degrades around (Redis, PostgreSQL) is reported in the body as `degraded` with 200,
+    /// so that an outage shared by every replica never empties the load balancer. Costs no pool
+    /// connection: Redis is pinged over its shared connection, PostgreSQL reported as the last
+    /// deep check (`GET /health`) saw it. Never shed, never rate limited.
     #[utoipa::path(
         get,
         path = "/health/ready",
         tag = "health",
         operation_id = "ready",
         responses(
-            (status = 200, description = "Ready: every dependency is up.", body = ReadinessDoc,
+            (status = 200, description = "Ready; `status` is `degraded` when a dependency is down.", body = ReadinessDoc,
                 headers(("Cache-Control" = String, description = "`no-store`.")),
-                example = super::examples::ready),
-            (status = 503, description = "Not ready: a dependency is down, or the instance is draining (`application/json`, the report); or the instance is at capacity (`application/problem+json`).",
-                content((ReadinessDoc = "application/json", example = super::examples::degraded)),
+                examples(
+                    ("ok" = (summary = "Every dependency up", value = json!(super::examples::ready()))),
+                    ("degraded" = (summary = "Redis down: still ready", value = json!(super::examples::ready_degraded()))),
+                )),
+            (status = 503, description = "Not ready: the instance is draining before shutdown.",
+                content((ReadinessDoc = "application/json", example = super::examples::draining)),
                 headers(
                     ("Cache-Control" = String, description = "`no-store`."),
                     ("Retry-After" = u64, description = "Seconds to wait before probing again."),
@@ -1044,6 +1080,31 @@ pub mod probes {
     )]
     #[allow(dead_code)] // documentation only: the handler is crate::health::ready
     pub(super) fn ready() {}
+
+    /// Deep health check.
+    ///
+    /// For people and alerts, not for load balancers: pings PostgreSQL and Redis concurrently,
+    /// each under a timeout, and answers 503 naming the dependency that is down. Concurrent calls
+    /// share one check. Never shed, never rate limited.
+    #[utoipa::path(
+        get,
+        path = "/health",
+        tag = "health",
+        operation_id = "health",
+        responses(
+            (status = 200, description = "Every dependency is up.", body = ReadinessDoc,
+                headers(("Cache-Control" = String, description = "`no-store`.")),
+                example = super::examples::ready),
+            (status = 503, description = "A dependency is down; `checks` names it.",
+                content((ReadinessDoc = "application/json", example = super::examples::degraded)),
+                headers(
+                    ("Cache-Control" = String, description = "`no-store`."),
+                    ("Retry-After" = u64, description = "Seconds to wait before checking again."),
+                )),
+        ),
+    )]
+    #[allow(dead_code)] // documentation only: the handler is crate::health::deep
+    pub(super) fn deep() {}
 }
 
 /// Adds what the route attributes leave out, from the catalogue: the `Problem` schema, every
@@ -1363,7 +1424,7 @@ pub fn operation_problems_listed(operation_id: &str) -> Option<Vec<ApiError>> {
         "getDashboard" => vec![DashboardError::Forbidden.into()],
         "createReport" => vec![ReportError::Forbidden.into(), report_request_invalid()],
         "getReport" => vec![ReportError::Forbidden.into(), ReportError::NotFound.into()],
-        "live" | "ready" | "getOpenApi" | "docsRedirect" | "docsPage" => vec![],
+        "live" | "ready" | "health" | "getOpenApi" | "docsRedirect" | "docsPage" => vec![],
         "getProblem" => vec![ApiError::new(P::NotFound, "no such problem type")],
         "docsAsset" => vec![ApiError::new(P::NotFound, "no such file")],
         _ => return None,

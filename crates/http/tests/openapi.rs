@@ -110,6 +110,7 @@ const SPEC_ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/v1/invoices"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
+    ("GET", "/health"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/v1/admin/exports/users"),
@@ -347,13 +348,13 @@ fn request_examples_are_accepted_by_their_dtos() {
 }
 
 #[tokio::test]
-async fn the_readiness_schema_matches_the_report() {
+async fn the_health_report_schema_matches_the_report() {
     let mut down = MockHealthCheck::new();
     down.expect_name().return_const("redis");
     down.expect_ping()
         .returning(|| Err(PortError::unavailable(anyhow::anyhow!("down"))));
     let health = Health::new(vec![Arc::new(down)], Duration::from_millis(100));
-    let report = serde_json::to_value(health.report().await).unwrap();
+    let report = serde_json::to_value(health.deep_check().await).unwrap();
     let document = document();
     let keys = |value: &Value| -> BTreeSet<String> {
         value.as_object().unwrap().keys().cloned().collect()
@@ -361,7 +362,7 @@ async fn the_readiness_schema_matches_the_report() {
     let schema_keys = |name: &str| -> BTreeSet<String> {
         keys(&document["components"]["schemas"][name]["properties"])
     };
-    assert_eq!(keys(&report), schema_keys("Readiness"));
+    assert_eq!(keys(&report), schema_keys("HealthReport"));
     assert_eq!(keys(&report["checks"][0]), schema_keys("DependencyCheck"));
 }
 

@@ -88,7 +88,7 @@ pub struct Components {
     pub ids: Arc<dyn IdGenerator>,
     /// Admission control, rate limiting and the request timeout.
     pub edge: Arc<Edge>,
-    /// Readiness.
+    /// Readiness and the deep health check.
     pub health: Arc<Health>,
     /// The `/metrics` body (the process-wide recorder, with this pool's gauges).
     pub metrics: MetricsExporter,
@@ -262,10 +262,15 @@ impl Components {
         ));
         let limiter: Arc<dyn RateLimiter> = Arc::new(RedisRateLimiter::new(redis.clone()));
         let edge = Arc::new(Edge::new(settings.edge()?, limiter));
+        let redis_check: Arc<dyn HealthCheck> = Arc::new(redis.clone());
         let checks: Vec<Arc<dyn HealthCheck>> =
-            vec![Arc::new(database.clone()), Arc::new(redis.clone())];
+            vec![Arc::new(database.clone()), redis_check.clone()];
         let health = Arc::new(
             Health::new(checks, Settings::ms(settings.health_timeout_ms))
+                // A Redis ping rides the shared multiplexed connection; a PostgreSQL ping would take
+                // a pool connection, which readiness must not (SPEC §3), so only the deep check
+                // pings it.
+                .readiness_pings(vec![redis_check])
                 .reusing_results_for(Settings::ms(settings.health_cache_ms)),
         );
         let metrics = crate::metrics::exporter(metrics_handle, database.clone());

@@ -6,7 +6,8 @@
 //! fresh PostgreSQL database and one Redis key prefix, with the same JWT secret, and shows that
 //! what one replica did is what the other sees: revocations, the rate-limit budget, the cache,
 //! Idempotency-Keys, queued jobs (processed by a `strata worker` beside them), and that killing
-//! one replica with SIGKILL mid-traffic loses no acknowledged write.
+//! one replica with SIGKILL mid-traffic loses no acknowledged write; and that a Redis outage,
+//! shared by every replica, leaves both in the load balancer's pool, serving reads.
 //!
 //! Run them with `cargo nextest run -p strata-server --test replicas`.
 
@@ -19,6 +20,11 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
 use strata_postgres::testing::TestDatabase;
+
+// The failure tests' private servers: a Redis this file can kill without touching the shared one.
+#[path = "failure/servers.rs"]
+#[allow(dead_code)] // only its Redis is used here
+mod servers;
 
 const JWT_SECRET: &str = "replica-test-secret-replica-test-secret";
 const PASSWORD: &str = "correct horse battery staple";
@@ -955,4 +961,129 @@ async fn killing_a_replica_mid_traffic_loses_no_acknowledged_order() {
         on("A"),
         stored.len()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. a Redis outage behind the load balancer
+
+/// The compose load balancer's membership rule, read from deploy/haproxy.cfg: a replica stays in
+/// the pool while its health check answers the expected status, and leaves it after `fall`
+/// failures in a row.
+struct Balancer {
+    path: String,
+    expect: StatusCode,
+    fall: usize,
+}
+
+impl Balancer {
+    fn from_haproxy_cfg() -> Self {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/haproxy.cfg");
+        let config = std::fs::read_to_string(path).expect("deploy/haproxy.cfg");
+        let words: Vec<Vec<&str>> = config
+            .lines()
+            .map(|line| line.split('#').next().unwrap_or_default())
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        let after = |key: &[&str], what: &str| -> String {
+            words
+                .iter()
+                .find_map(|line| {
+                    line.windows(key.len())
+                        .position(|w| w == key)
+                        .and_then(|at| line.get(at + key.len()))
+                })
+                .unwrap_or_else(|| panic!("haproxy.cfg has no {what}"))
+                .to_string()
+        };
+        Self {
+            path: after(&["uri"], "check path"),
+            expect: after(&["expect", "status"], "expected check status")
+                .parse::<u16>()
+                .ok()
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .expect("a status code"),
+            fall: after(&["fall"], "fall count").parse().expect("a count"),
+        }
+    }
+
+    /// One health check of `replica`: passed or failed, and the body it answered.
+    async fn check(&self, replica: &Replica) -> (bool, Value) {
+        let response = replica.get(&self.path, None).await;
+        let passed = response.status() == self.expect;
+        (passed, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn check_of<'a>(body: &'a Value, name: &str) -> &'a Value {
+    body["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} check in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_the_load_balancer_keeps_both_replicas_and_reads_are_served() {
+    let balancer = Balancer::from_haproxy_cfg();
+    let mut redis = servers::PrivateRedis::start().await;
+    let redis_url = redis.url();
+    let cluster = Cluster::new(&[
+        ("REDIS_URL", &redis_url),
+        ("STRATA_REDIS_TIMEOUT_MS", "200"),
+        ("STRATA_HEALTH_TIMEOUT_MS", "500"),
+        // Each check sees the outage at once rather than after the reuse interval.
+        ("STRATA_HEALTH_CACHE_MS", "0"),
+    ])
+    .await;
+    let (a, b) = cluster.pair().await;
+    let admin = admin_token(&cluster, &a, &b).await;
+    let product = id(&a.create_product(&admin, "LB-1", 1999, 5).await);
+    let path = format!("/v1/products/{product}");
+    for replica in [&a, &b] {
+        replica.get_json(&path, None).await;
+    }
+
+    redis.kill();
+    // More rounds than the balancer needs to take a failing replica out, each replica checked
+    // every round as HAProxy does, with reads spread over the pool in between.
+    for round in 0..balancer.fall + 2 {
+        let mut pool = Vec::new();
+        for replica in [&a, &b] {
+            let (passed, body) = balancer.check(replica).await;
+            assert!(
+                passed,
+                "round {round}: {} failed its check {} with Redis down: {body}",
+                replica.name, balancer.path
+            );
+            assert_eq!(body["status"], "degraded", "{}: {body}", replica.name);
+            assert_eq!(check_of(&body, "redis")["status"], "down", "{body}");
+            pool.push(replica);
+        }
+        assert_eq!(pool.len(), 2, "both replicas stay in the pool");
+        for replica in pool {
+            let read = replica.get_json(&path, None).await;
+            assert_eq!(read["id"], product.as_str(), "{}: {read}", replica.name);
+            let page = replica.get_json("/v1/products?limit=5", None).await;
+            assert!(
+                page["items"]
+                    .as_array()
+                    .is_some_and(|items| !items.is_empty()),
+                "{}: {page}",
+                replica.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The deep check, which alerts watch, says what is wrong.
+    for replica in [&a, &b] {
+        let deep = replica.get("/health", None).await;
+        assert_eq!(
+            deep.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            replica.name
+        );
+        let body: Value = deep.json().await.expect("json");
+        assert_eq!(check_of(&body, "redis")["status"], "down", "{body}");
+        assert_eq!(check_of(&body, "postgres")["status"], "up", "{body}");
+    }
 }

@@ -11,7 +11,7 @@ use strata_server::{LogFormat, telemetry};
 use crate::helpers::{PASSWORD, TestApp, access, problem};
 
 #[tokio::test]
-async fn liveness_and_readiness_report_ok_when_everything_answers() {
+async fn liveness_readiness_and_the_deep_check_report_ok_when_everything_answers() {
     let app = TestApp::spawn().await;
     let live = app.get_public("/health/live").await;
     assert_eq!(live.status(), StatusCode::OK);
@@ -26,23 +26,74 @@ async fn liveness_and_readiness_report_ok_when_everything_answers() {
         .filter_map(|c| c["name"].as_str())
         .collect();
     assert_eq!(names, ["postgres", "redis"]);
+    let deep = app.get_public("/health").await;
+    assert_eq!(deep.status(), StatusCode::OK);
+    let body: Value = deep.json().await.expect("json");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(checks(&body), named(&[("postgres", "up"), ("redis", "up")]));
+}
+
+/// The status of each named check in a health body.
+fn checks(body: &Value) -> Vec<(String, String)> {
+    body["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_owned(),
+                c["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn named(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(name, status)| ((*name).to_owned(), (*status).to_owned()))
+        .collect()
 }
 
 #[tokio::test]
-async fn readiness_is_503_naming_redis_when_redis_is_down() {
+async fn with_redis_down_readiness_is_200_degraded_and_the_deep_check_503_naming_redis() {
     let app = TestApp::spawn_with(&[
         ("redis_url", json!("redis://127.0.0.1:1")),
         ("redis_timeout_ms", json!(200)),
     ])
     .await;
+    // Readiness first, before any deep check: it must find Redis down on its own.
     let ready = app.get_public("/health/ready").await;
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(ready.headers().get("retry-after").is_some());
+    assert_eq!(ready.status(), StatusCode::OK);
     let body: Value = ready.json().await.expect("json");
     assert_eq!(body["status"], "degraded");
-    let checks = body["checks"].as_array().expect("checks");
-    assert_eq!(checks[0]["status"], "up", "postgres");
-    assert_eq!(checks[1]["status"], "down", "redis");
+    assert_eq!(body["draining"], false);
+    assert_eq!(
+        checks(&body),
+        named(&[("postgres", "unknown"), ("redis", "down")])
+    );
+
+    let deep = app.get_public("/health").await;
+    assert_eq!(deep.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(deep.headers().get("retry-after").is_some());
+    let body: Value = deep.json().await.expect("json");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(
+        checks(&body),
+        named(&[("postgres", "up"), ("redis", "down")])
+    );
+
+    // Once a deep check has run, readiness reports PostgreSQL as it saw it.
+    let ready: Value = app
+        .get_public("/health/ready")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        checks(&ready),
+        named(&[("postgres", "up"), ("redis", "down")])
+    );
 
     // Registration needs only PostgreSQL; the revocation check needs Redis and denies by default.
     let body = app.register("ada@example.com").await;
@@ -64,7 +115,7 @@ async fn with_redis_down_and_revocation_checks_allowed_profiles_come_from_postgr
 }
 
 #[tokio::test]
-async fn with_postgres_down_requests_get_503_within_the_acquire_timeout() {
+async fn with_postgres_down_requests_get_503_within_the_acquire_timeout_and_readiness_stays_200() {
     let app = TestApp::spawn_with(&[
         (
             "database_url",
@@ -91,8 +142,16 @@ async fn with_postgres_down_requests_get_503_within_the_acquire_timeout() {
         "took {:?}",
         started.elapsed()
     );
+    // Every replica shares this PostgreSQL: readiness stays 200 (0022), the deep check names it.
+    let deep = app.get_public("/health").await;
+    assert_eq!(deep.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = deep.json().await.expect("json");
+    assert_eq!(checks(&body)[0], ("postgres".to_owned(), "down".to_owned()));
     let ready = app.get_public("/health/ready").await;
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(checks(&body)[0], ("postgres".to_owned(), "down".to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -325,7 +325,7 @@ async fn probes_are_answered_while_every_slot_is_taken() {
     let probes = async {
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         let mut probes = Vec::new();
-        for path in ["/health/live", "/health/ready", "/health/%6Cive"] {
+        for path in ["/health/live", "/health/ready", "/health", "/health/%6Cive"] {
             probes.push((path, app.get_public(path).await.status()));
         }
         // Still shed after the probes: they were answered while the slot was taken.

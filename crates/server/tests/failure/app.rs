@@ -38,8 +38,8 @@ pub fn settings(database_url: &str, redis_url: &str, overrides: &[(&str, Value)]
         .merge(("db_acquire_timeout_ms", 1000))
         .merge(("db_query_timeout_ms", 1000))
         .merge(("health_timeout_ms", 500))
-        // These tests kill a dependency and look at readiness at once; a reused check would hide
-        // the outage for its interval (`redis_down::readiness_reuses_a_recent_check_*` tests that).
+        // These tests kill a dependency and look at the health checks at once; a reused check
+        // would hide the outage for its interval (`redis_down::the_deep_check_reuses_*` tests that).
         .merge(("health_cache_ms", 0))
         .merge(("shutdown_grace_secs", 0))
         .merge(("shutdown_timeout_secs", 5))
@@ -207,7 +207,16 @@ impl App {
 
     /// Readiness, with the status of each named check.
     pub async fn readiness(&self) -> (Timed, Vec<(String, String)>) {
-        let ready = self.get("/health/ready", None).await;
+        self.health("/health/ready").await
+    }
+
+    /// The deep health check, with the status of each named check.
+    pub async fn deep_check(&self) -> (Timed, Vec<(String, String)>) {
+        self.health("/health").await
+    }
+
+    async fn health(&self, path: &str) -> (Timed, Vec<(String, String)>) {
+        let ready = self.get(path, None).await;
         let checks = ready.body["checks"]
             .as_array()
             .map(|checks| {

@@ -1,7 +1,7 @@
 //! PostgreSQL killed (and frozen) under a running application (SPEC §4 "PostgreSQL down"):
-//! requests that need it answer 503 within the pool's acquire timeout and never hang, readiness
-//! names it, and everything succeeds again once it returns on the same port, without restarting
-//! the application.
+//! requests that need it answer 503 within the pool's acquire timeout and never hang, the deep
+//! check answers 503 naming it while readiness stays 200 (reporting it in the body), and
+//! everything succeeds again once it returns on the same port, without restarting the application.
 
 use std::time::Duration;
 
@@ -75,24 +75,30 @@ async fn place_order(app: &App, token: &str, product: &str) -> Timed {
     .await
 }
 
-/// Asserts that readiness is 503 `degraded` with postgres down and redis up.
-async fn assert_ready_names_postgres_down(app: &App) {
+/// Asserts that the deep check is 503 `degraded` with postgres down and redis up, and that
+/// readiness stays 200 with the same report in its body: every replica shares this PostgreSQL, so
+/// failing readiness would only empty the load balancer (docs/decisions/0022).
+async fn assert_postgres_reported_down(app: &App) {
+    let expected = [
+        ("postgres".to_owned(), "down".to_owned()),
+        ("redis".to_owned(), "up".to_owned()),
+    ];
+    let (deep, checks) = app.deep_check().await;
+    deep.assert_within(WITHIN_ACQUIRE);
+    assert_eq!(deep.status(), StatusCode::SERVICE_UNAVAILABLE, "{deep:?}");
+    assert_eq!(deep.body["status"], "degraded", "{deep:?}");
+    assert_eq!(checks, expected, "{deep:?}");
+
     let (ready, checks) = app.readiness().await;
     ready.assert_within(WITHIN_ACQUIRE);
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+    assert_eq!(ready.status(), StatusCode::OK, "{ready:?}");
     assert_eq!(ready.body["status"], "degraded", "{ready:?}");
-    assert_eq!(
-        checks,
-        [
-            ("postgres".to_owned(), "down".to_owned()),
-            ("redis".to_owned(), "up".to_owned())
-        ],
-        "{ready:?}"
-    );
+    assert_eq!(checks, expected, "{ready:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_that_need_postgres_get_503_within_the_acquire_timeout_and_readiness_names_it() {
+async fn requests_that_need_postgres_get_503_within_the_acquire_timeout_and_the_health_checks_name_it()
+ {
     let mut s = Scenario::start(&[]).await;
     s.postgres.kill();
     // Twice: the first round meets the pool's broken connections, the second a refused connect.
@@ -106,7 +112,7 @@ async fn requests_that_need_postgres_get_503_within_the_acquire_timeout_and_read
             timed.assert_within(WITHIN_ACQUIRE);
         }
     }
-    assert_ready_names_postgres_down(&s.app).await;
+    assert_postgres_reported_down(&s.app).await;
     let live = s.app.get("/health/live", None).await;
     assert_eq!(live.status(), StatusCode::OK, "{live:?}");
 }
@@ -241,7 +247,7 @@ async fn everything_recovers_when_postgres_restarts_on_the_same_port() {
     for timed in s.needing_postgres().await {
         timed.assert_unavailable();
     }
-    assert_ready_names_postgres_down(&s.app).await;
+    assert_postgres_reported_down(&s.app).await;
 
     s.postgres.restart().await;
     assert_eq!(s.postgres.url(), url, "same port");
@@ -264,8 +270,10 @@ async fn everything_recovers_when_postgres_restarts_on_the_same_port() {
     );
     let order = place_order(&s.app, &s.customer, &s.product).await;
     assert_eq!(order.status(), StatusCode::CREATED, "{order:?}");
-    let (ready, checks) = s.app.readiness().await;
-    assert_eq!(ready.status(), StatusCode::OK, "{ready:?} {checks:?}");
+    let (deep, checks) = s.app.deep_check().await;
+    assert_eq!(deep.status(), StatusCode::OK, "{deep:?} {checks:?}");
+    let (ready, _) = s.app.readiness().await;
+    assert_eq!(ready.body["status"], "ok", "{ready:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,9 +294,12 @@ async fn a_frozen_postgres_costs_each_request_at_most_about_the_acquire_timeout(
         }
     }
     eprintln!("PostgreSQL frozen:\n  {}", seen.join("\n  "));
+    let (deep, _) = s.app.deep_check().await;
+    deep.assert_within(WITHIN_ACQUIRE);
+    assert_eq!(deep.status(), StatusCode::SERVICE_UNAVAILABLE, "{deep:?}");
     let (ready, _) = s.app.readiness().await;
     ready.assert_within(WITHIN_ACQUIRE);
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
+    assert_eq!(ready.status(), StatusCode::OK, "{ready:?}");
 
     s.postgres.thaw();
     let took = s

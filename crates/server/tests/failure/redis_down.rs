@@ -1,6 +1,7 @@
 //! Redis killed (and frozen) under a running application (SPEC §4 "Redis down"): reads come from
-//! PostgreSQL, readiness names Redis, revocation checks follow the policy, nothing hangs, and all
-//! of it heals when Redis returns on the same port, without restarting the application.
+//! PostgreSQL, readiness stays 200 and names Redis in its body, the deep check answers 503 naming
+//! it, revocation checks follow the policy, nothing hangs, and all of it heals when Redis returns
+//! on the same port, without restarting the application.
 
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ impl Scenario {
         );
         let (ready, _) = app.readiness().await;
         assert_eq!(ready.status(), StatusCode::OK, "{ready:?}");
+        let (deep, _) = app.deep_check().await;
+        assert_eq!(deep.status(), StatusCode::OK, "{deep:?}");
         Self {
             redis,
             app,
@@ -66,21 +69,27 @@ impl Scenario {
     }
 }
 
-/// Asserts that readiness is 503 `degraded` with postgres up and redis down.
-async fn assert_ready_names_redis_down(app: &App) {
+/// Asserts that the deep check is 503 `degraded` with postgres up and redis down, and that
+/// readiness stays 200 (the instance can serve) with the same report in its body.
+async fn assert_redis_reported_down(app: &App) {
+    let expected = [
+        ("postgres".to_owned(), "up".to_owned()),
+        ("redis".to_owned(), "down".to_owned()),
+    ];
+    let (deep, checks) = app.deep_check().await;
+    deep.assert_within(NO_HANG);
+    assert_eq!(deep.status(), StatusCode::SERVICE_UNAVAILABLE, "{deep:?}");
+    assert!(deep.retry_after.is_some(), "{deep:?}");
+    assert_eq!(deep.body["status"], "degraded", "{deep:?}");
+    assert_eq!(checks, expected, "{deep:?}");
+
     let (ready, checks) = app.readiness().await;
     ready.assert_within(NO_HANG);
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "{ready:?}");
-    assert!(ready.retry_after.is_some(), "{ready:?}");
+    assert_eq!(ready.status(), StatusCode::OK, "{ready:?}");
+    assert!(ready.retry_after.is_none(), "{ready:?}");
     assert_eq!(ready.body["status"], "degraded", "{ready:?}");
-    assert_eq!(
-        checks,
-        [
-            ("postgres".to_owned(), "up".to_owned()),
-            ("redis".to_owned(), "down".to_owned())
-        ],
-        "{ready:?}"
-    );
+    assert_eq!(ready.body["draining"], false, "{ready:?}");
+    assert_eq!(checks, expected, "{ready:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,36 +122,36 @@ async fn a_cached_product_is_served_from_postgres_quickly_while_redis_is_down() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_reuses_a_recent_check_then_names_redis_down_once_its_interval_is_over() {
+async fn the_deep_check_reuses_a_recent_check_then_names_redis_down_once_its_interval_is_over() {
     let interval = Duration::from_secs(5);
     let mut s = Scenario::start(&[("health_cache_ms", json!(interval.as_millis()))]).await;
-    // The scenario's last step was a readiness check; the probes that follow within its interval
-    // are answered from it, without reaching Redis.
+    // The scenario's last step was a deep check; the calls that follow within its interval are
+    // answered from it, without reaching Redis.
     s.redis.kill();
-    let (ready, checks) = s.app.readiness().await;
-    assert_eq!(ready.status(), StatusCode::OK, "{ready:?}");
+    let (deep, checks) = s.app.deep_check().await;
+    assert_eq!(deep.status(), StatusCode::OK, "{deep:?}");
     assert_eq!(checks[1], ("redis".to_owned(), "up".to_owned()));
     let took = s
         .app
         .eventually(
             interval + NO_HANG,
-            "readiness 503 after the interval",
+            "the deep check 503 after the interval",
             || async {
-                let (ready, _) = s.app.readiness().await;
-                ready.assert_within(NO_HANG);
-                ready.status == Some(StatusCode::SERVICE_UNAVAILABLE)
+                let (deep, _) = s.app.deep_check().await;
+                deep.assert_within(NO_HANG);
+                deep.status == Some(StatusCode::SERVICE_UNAVAILABLE)
             },
         )
         .await;
-    eprintln!("readiness showed the outage {took:?} after the kill");
-    assert_ready_names_redis_down(&s.app).await;
+    eprintln!("the deep check showed the outage {took:?} after the kill");
+    assert_redis_reported_down(&s.app).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_is_503_naming_redis_while_liveness_stays_200() {
+async fn readiness_stays_200_and_the_deep_check_is_503_naming_redis_while_liveness_stays_200() {
     let mut s = Scenario::start(&[]).await;
     s.redis.kill();
-    assert_ready_names_redis_down(&s.app).await;
+    assert_redis_reported_down(&s.app).await;
     let live = s.app.get("/health/live", None).await;
     assert_eq!(live.status(), StatusCode::OK, "{live:?}");
     live.assert_within(NO_HANG);
@@ -182,6 +191,7 @@ async fn no_request_hangs_when_redis_is_killed_mid_traffic() {
         Call::get("/v1/plans", None),
         Call::get("/health/ready", None),
         Call::get("/health/live", None),
+        Call::get("/health", None),
     ];
     let traffic = Traffic::start(&s.app, 4, &calls);
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -214,7 +224,7 @@ async fn no_request_hangs_when_redis_is_killed_mid_traffic() {
         .filter(|(at, _)| *at >= killed_at + Duration::from_secs(1))
     {
         let expected = match timed.label.as_str() {
-            "GET /v1/users/me" | "GET /health/ready" => StatusCode::SERVICE_UNAVAILABLE,
+            "GET /v1/users/me" | "GET /health" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::OK,
         };
         assert_eq!(timed.status(), expected, "{timed:?}");
@@ -226,7 +236,7 @@ async fn everything_recovers_when_redis_restarts_on_the_same_port() {
     let mut s = Scenario::start(&[]).await;
     let url = s.redis.url();
     s.redis.kill();
-    assert_ready_names_redis_down(&s.app).await;
+    assert_redis_reported_down(&s.app).await;
     s.app
         .get("/v1/users/me", Some(&s.customer))
         .await
@@ -241,10 +251,15 @@ async fn everything_recovers_when_redis_restarts_on_the_same_port() {
     assert_eq!(s.redis.url(), url, "same port");
     let ready_after = s
         .app
-        .eventually(RECOVERY, "readiness 200 after Redis returned", || async {
-            s.app.readiness().await.0.status == Some(StatusCode::OK)
-        })
+        .eventually(
+            RECOVERY,
+            "the deep check 200 after Redis returned",
+            || async { s.app.deep_check().await.0.status == Some(StatusCode::OK) },
+        )
         .await;
+    let (ready, _) = s.app.readiness().await;
+    assert_eq!(ready.status(), StatusCode::OK, "{ready:?}");
+    assert_eq!(ready.body["status"], "ok", "{ready:?}");
     let me_after = s
         .app
         .eventually(
@@ -255,7 +270,9 @@ async fn everything_recovers_when_redis_restarts_on_the_same_port() {
             },
         )
         .await;
-    eprintln!("recovered: readiness after {ready_after:?}, /users/me after a further {me_after:?}");
+    eprintln!(
+        "recovered: the deep check after {ready_after:?}, /users/me after a further {me_after:?}"
+    );
 
     // The cache is in use again: a read repopulates the (empty) restarted Redis.
     let product = s.app.get(&s.product_path(), None).await;
@@ -285,6 +302,7 @@ async fn a_frozen_redis_costs_each_request_at_most_about_the_redis_timeout() {
         Call::get(&s.product_path(), None),
         Call::get("/v1/users/me", Some(&s.customer)),
         Call::get("/health/ready", None),
+        Call::get("/health", None),
     ];
     let traffic = Traffic::start(&s.app, 3, &calls);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -293,7 +311,7 @@ async fn a_frozen_redis_costs_each_request_at_most_about_the_redis_timeout() {
     for (_, timed) in &requests {
         timed.assert_within(NO_HANG);
         let expected = match timed.label.as_str() {
-            "GET /v1/users/me" | "GET /health/ready" => StatusCode::SERVICE_UNAVAILABLE,
+            "GET /v1/users/me" | "GET /health" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::OK,
         };
         assert_eq!(timed.status(), expected, "{timed:?}");

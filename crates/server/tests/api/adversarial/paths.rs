@@ -201,6 +201,8 @@ async fn probes_and_operator_pages_are_free_in_every_spelling() {
         "/health/live",
         "/health/%6Cive",
         "/%68ealth/ready",
+        "/health",
+        "/%68ealth",
         "/openapi.json",
         "/%6Fpenapi.json",
     ] {
