@@ -32,7 +32,7 @@ pub struct AppState {
     pub reports: Arc<ReportService>,
     /// Admission control, rate limiting and the request timeout.
     pub edge: Arc<Edge>,
-    /// Liveness and readiness.
+    /// Liveness, readiness and the deep check (`/health`).
     pub health: Arc<Health>,
 }
 

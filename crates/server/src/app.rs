@@ -100,7 +100,7 @@ pub struct Components {
 
 impl Components {
     /// Builds pools, adapters and services from `settings`, in that order. Connects lazily: the
-    /// process starts even while a dependency is down, and readiness says so.
+    /// process starts even while a dependency is down, and the deep check (`/health`) says so.
     pub fn build(settings: &Settings) -> anyhow::Result<Self> {
         // First, so that everything built below records into it; idempotent, since tests build
         // several components in one process.
