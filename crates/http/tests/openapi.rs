@@ -415,17 +415,17 @@ fn state() -> AppState {
         anonymous: limit,
         user: limit,
     };
+    let auth = Arc::new(AuthService::new(
+        users.clone(),
+        refresh_tokens.clone(),
+        Arc::new(MockTokenBlacklist::new()),
+        hasher.clone(),
+        clock.clone(),
+        ids.clone(),
+        jwt,
+        AuthSettings::default(),
+    ));
     AppState {
-        auth: Arc::new(AuthService::new(
-            users.clone(),
-            refresh_tokens.clone(),
-            Arc::new(MockTokenBlacklist::new()),
-            hasher.clone(),
-            clock.clone(),
-            ids.clone(),
-            jwt,
-            AuthSettings::default(),
-        )),
         users: Arc::new(UserService::new(
             users,
             refresh_tokens,
@@ -434,7 +434,9 @@ fn state() -> AppState {
             clock.clone(),
             cursors.clone(),
             Duration::from_secs(60),
+            auth.access_revocation(),
         )),
+        auth,
         catalog: Arc::new(CatalogService::new(
             Arc::new(MockProductRepository::new()),
             cache.clone(),

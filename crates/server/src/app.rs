@@ -181,18 +181,16 @@ impl Components {
         ));
         let cache_ttl = Duration::from_secs(settings.cache_ttl_secs);
         let cursors = CursorCodec::new(&cursor_key);
-        let users = Arc::new(
-            UserService::new(
-                users,
-                refresh_tokens,
-                cache.clone(),
-                hasher,
-                clock.clone(),
-                cursors.clone(),
-                cache_ttl,
-            )
-            .with_access_revocation(auth.access_revocation()),
-        );
+        let users = Arc::new(UserService::new(
+            users,
+            refresh_tokens,
+            cache.clone(),
+            hasher,
+            clock.clone(),
+            cursors.clone(),
+            cache_ttl,
+            auth.access_revocation(),
+        ));
         let products: Arc<dyn ProductRepository> =
             Arc::new(PgProductRepository::new(database.clone()));
         let catalog = Arc::new(

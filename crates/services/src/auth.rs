@@ -18,7 +18,7 @@ use strata_ports::{
 use uuid::Uuid;
 
 use crate::failure::Failure;
-use crate::tokens::{JwtCodec, JwtError};
+use crate::tokens::{AccessClaims, JwtCodec, JwtError};
 
 /// What a caller of [`AuthService`] must handle.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +172,19 @@ impl AccessRevocation {
         self.blacklist.revoke(user, jti, ttl).await
     }
 
+    /// Whether the token of `claims` was revoked, itself or with every earlier token of its user,
+    /// in one lookup.
+    pub async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, strata_ports::PortError> {
+        let revocation = self
+            .blacklist
+            .lookup(UserId(claims.sub), claims.jti)
+            .await?;
+        let issued_before_a_change = revocation
+            .not_before
+            .is_some_and(|not_before| claims.issued_at() < not_before);
+        Ok(revocation.revoked || issued_before_a_change)
+    }
+
     /// Refuses every token of `user` issued before now, and returns that instant. A token issued
     /// at or after it, even within the same second, is still accepted: tokens carry their issue
     /// instant to the µs.
@@ -193,7 +206,6 @@ pub const MAX_LOGIN_PASSWORD_CHARS: usize = 1024;
 pub struct AuthService {
     users: Arc<dyn UserRepository>,
     refresh_tokens: Arc<dyn RefreshTokenRepository>,
-    blacklist: Arc<dyn TokenBlacklist>,
     revocation: AccessRevocation,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
@@ -218,8 +230,7 @@ impl AuthService {
         Self {
             users,
             refresh_tokens,
-            revocation: AccessRevocation::new(blacklist.clone(), jwt.clone(), clock.clone()),
-            blacklist,
+            revocation: AccessRevocation::new(blacklist, jwt.clone(), clock.clone()),
             hasher,
             clock,
             ids,
@@ -426,15 +437,9 @@ impl AuthService {
             }
         })?;
         let user_id = UserId(claims.sub);
-        match self.blacklist.lookup(user_id, claims.jti).await {
-            Ok(revocation) => {
-                let issued_before_a_change = revocation
-                    .not_before
-                    .is_some_and(|not_before| claims.issued_at() < not_before);
-                if revocation.revoked || issued_before_a_change {
-                    return Err(AuthError::TokenRevoked);
-                }
-            }
+        match self.revocation.is_revoked(&claims).await {
+            Ok(false) => {}
+            Ok(true) => return Err(AuthError::TokenRevoked),
             Err(error) => match self.settings.revocation_check {
                 RevocationCheckPolicy::Deny => return Err(error.into()),
                 RevocationCheckPolicy::Allow => {

@@ -88,11 +88,13 @@ pub struct UserService {
     clock: Arc<dyn Clock>,
     cursors: CursorCodec,
     profiles: CacheAside<User>,
-    revocation: Option<AccessRevocation>,
+    revocation: AccessRevocation,
 }
 
 impl UserService {
-    /// Wires the service to its ports; profiles are cached for `profile_ttl`.
+    /// Wires the service to its ports; profiles are cached for `profile_ttl`; password and role
+    /// changes end earlier access tokens through `revocation`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         users: Arc<dyn UserRepository>,
         refresh_tokens: Arc<dyn RefreshTokenRepository>,
@@ -101,6 +103,7 @@ impl UserService {
         clock: Arc<dyn Clock>,
         cursors: CursorCodec,
         profile_ttl: Duration,
+        revocation: AccessRevocation,
     ) -> Self {
         Self {
             users,
@@ -109,23 +112,8 @@ impl UserService {
             clock,
             cursors,
             profiles: CacheAside::new("profile", cache, profile_ttl),
-            revocation: None,
+            revocation,
         }
-    }
-
-    /// Ends access tokens through `revocation` when a password or a role changes. Without it
-    /// those changes are refused: a change that left earlier tokens valid would be worse.
-    pub fn with_access_revocation(mut self, revocation: AccessRevocation) -> Self {
-        self.revocation = Some(revocation);
-        self
-    }
-
-    fn revocation(&self) -> Result<&AccessRevocation, UserError> {
-        self.revocation.as_ref().ok_or_else(|| {
-            UserError::Failure(Failure::Unexpected(anyhow::anyhow!(
-                "the user service was built without access-token revocation"
-            )))
-        })
     }
 
     /// The caller's own profile, cache-aside. A cache that cannot be reached is bypassed.
@@ -207,7 +195,7 @@ impl UserService {
             update.password_hash = Some(self.hasher.hash(password).await?);
             // First before anything changes, so that with the revocation list unreachable the
             // change fails whole (503) rather than leave the earlier tokens valid.
-            self.revocation()?
+            self.revocation
                 .revoke_earlier_tokens(principal.user_id)
                 .await?;
         }
@@ -226,7 +214,7 @@ impl UserService {
             // just before its revocation issued an access token after the first instant, but
             // before this one. Failing here leaves only such a token valid, so the change, made,
             // is reported made.
-            if let Err(error) = self.revocation()?.revoke_earlier_tokens(user.id).await {
+            if let Err(error) = self.revocation.revoke_earlier_tokens(user.id).await {
                 tracing::warn!(user_id = %user.id, error = %error, "tokens refreshed while the password changed stay valid until they expire");
             }
         }
@@ -309,14 +297,13 @@ impl UserService {
     async fn change_role(&self, email: &str, role: Role) -> Result<User, UserError> {
         let email =
             Email::parse(email).map_err(|e| ValidationErrors::single(e.for_field("email")))?;
-        let revocation = self.revocation()?;
         let user = self
             .users
             .set_role(&email, role, self.clock.now())
             .await?
             .ok_or(UserError::NotFound)?;
         self.invalidate_profile(user.id).await;
-        revocation.revoke_earlier_tokens(user.id).await?;
+        self.revocation.revoke_earlier_tokens(user.id).await?;
         Ok(user)
     }
 }

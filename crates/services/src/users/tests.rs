@@ -59,22 +59,18 @@ impl Ports {
         }
     }
 
-    fn without_revocation(self) -> UserService {
+    fn service(self) -> UserService {
+        let clock: Arc<dyn Clock> = Arc::new(fixed_clock());
         UserService::new(
             Arc::new(self.users),
             Arc::new(self.refresh),
             Arc::new(self.cache),
             Arc::new(self.hasher),
-            Arc::new(fixed_clock()),
+            clock.clone(),
             CursorCodec::new(b"test cursor key"),
             Duration::from_secs(300),
+            AccessRevocation::new(Arc::new(self.blacklist), jwt(), clock),
         )
-    }
-
-    fn service(mut self) -> UserService {
-        let blacklist = std::mem::replace(&mut self.blacklist, MockTokenBlacklist::new());
-        let revocation = AccessRevocation::new(Arc::new(blacklist), jwt(), Arc::new(fixed_clock()));
-        self.without_revocation().with_access_revocation(revocation)
     }
 
     /// A caller's password change that passes every check; the test says what happens to the
@@ -533,21 +529,4 @@ async fn a_role_change_whose_tokens_could_not_be_ended_is_an_error() {
         matches!(error, UserError::Failure(Failure::Unavailable(_))),
         "{error:?}"
     );
-}
-
-#[tokio::test]
-async fn without_access_revocation_password_and_role_changes_are_refused() {
-    let caller = principal(Role::Customer);
-    let mut ports = Ports::changing_the_password(&caller);
-    ports.users.expect_set_role().never();
-    let service = ports.without_revocation();
-    for result in [
-        service.update_me(&caller, new_password()).await,
-        service.revoke_admin("ada@example.com").await,
-    ] {
-        assert!(
-            matches!(result, Err(UserError::Failure(Failure::Unexpected(_)))),
-            "{result:?}"
-        );
-    }
 }
