@@ -609,7 +609,8 @@ fn without_unknown(figment: Figment) -> Result<(Figment, Vec<UnknownVariable>), 
         }
         let nearest = |within: &dyn Fn(&str) -> usize| {
             keys.iter()
-                .map(|setting| (*setting, typo_distance(&key, setting)))
+                // Optimal string alignment: a swap of neighbours (`PROT` for `PORT`) is one edit.
+                .map(|setting| (*setting, strsim::osa_distance(&key, setting)))
                 .filter(|(setting, distance)| *distance <= within(setting))
                 .min_by_key(|(_, distance)| *distance)
                 .map(|(setting, _)| variable_for(setting))
@@ -681,40 +682,6 @@ fn is_service_link(variable: &str, value: &Value) -> bool {
             Some(_) => false,
         }
     })
-}
-
-/// Edits (insertions, deletions, substitutions, swaps of neighbours: `PROT` for `PORT`) between
-/// two names, the optimal string alignment distance.
-fn typo_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut rows: Vec<Vec<usize>> = (0..=a.len())
-        .map(|i| {
-            (0..=b.len())
-                .map(|j| {
-                    if i == 0 {
-                        j
-                    } else if j == 0 {
-                        i
-                    } else {
-                        0
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = best;
-        }
-    }
-    rows[a.len()][b.len()]
 }
 
 /// The variable that gave a setting its value: the `_FILE` variant when it was read from a file.
