@@ -490,26 +490,20 @@ impl CatalogService {
             after,
             limit: limit.get() + 1,
         };
-        let mut items = self.products.list(&query).await?;
-        let next_cursor = if items.len() > limit.get() {
-            items.truncate(limit.get());
-            items.last().map(|last| {
-                let position = match sort {
-                    ProductSort::CreatedAt => ProductsCursor::CreatedAt {
-                        at: last.created_at,
-                        id: last.id.0,
-                    },
-                    ProductSort::Price => ProductsCursor::Price {
-                        minor: last.price.money().amount_minor,
-                        id: last.id.0,
-                    },
-                };
-                self.cursors.encode(&scope, &position)
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let items = self.products.list(&query).await?;
+        Ok(Page::cut(items, limit, |last| {
+            let position = match sort {
+                ProductSort::CreatedAt => ProductsCursor::CreatedAt {
+                    at: last.created_at,
+                    id: last.id.0,
+                },
+                ProductSort::Price => ProductsCursor::Price {
+                    minor: last.price.money().amount_minor,
+                    id: last.id.0,
+                },
+            };
+            self.cursors.encode(&scope, &position)
+        }))
     }
 }
 

@@ -266,22 +266,16 @@ impl OrderService {
             },
         };
         errors.into_result()?;
-        let mut items = self.orders.list(&filter, after, limit.get() + 1).await?;
-        let next_cursor = if items.len() > limit.get() {
-            items.truncate(limit.get());
-            items.last().map(|last| {
-                self.cursors.encode(
-                    &scope,
-                    &OrdersCursor {
-                        at: last.created_at,
-                        id: last.id.0,
-                    },
-                )
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let items = self.orders.list(&filter, after, limit.get() + 1).await?;
+        Ok(Page::cut(items, limit, |last| {
+            self.cursors.encode(
+                &scope,
+                &OrdersCursor {
+                    at: last.created_at,
+                    id: last.id.0,
+                },
+            )
+        }))
     }
 
     /// One order: the caller's own, or any for an admin. Another user's order is not found.

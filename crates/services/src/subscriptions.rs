@@ -207,7 +207,7 @@ impl SubscriptionService {
         let mut offered = self.plans().await?;
         // The cursor's key is the order's: sorted here rather than trusted to the adapter.
         offered.sort_by(|a, b| a.code.as_str().cmp(b.code.as_str()));
-        let mut items: Vec<Plan> = offered
+        let items = offered
             .into_iter()
             .filter(|plan| {
                 after
@@ -216,20 +216,14 @@ impl SubscriptionService {
             })
             .take(limit.get() + 1)
             .collect();
-        let next_cursor = if items.len() > limit.get() {
-            items.truncate(limit.get());
-            items.last().map(|last| {
-                self.cursors.encode(
-                    PLANS_CURSOR_SCOPE,
-                    &PlansCursor {
-                        code: last.code.as_str().to_owned(),
-                    },
-                )
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::cut(items, limit, |last| {
+            self.cursors.encode(
+                PLANS_CURSOR_SCOPE,
+                &PlansCursor {
+                    code: last.code.as_str().to_owned(),
+                },
+            )
+        }))
     }
 
     /// The active plan named by `raw`, or a validation error on `plan_code`.
@@ -521,25 +515,19 @@ impl SubscriptionService {
             return Err(errors.into());
         };
         errors.into_result()?;
-        let mut items = self
+        let items = self
             .subscriptions
             .invoices(principal.user_id, after, limit.get() + 1)
             .await?;
-        let next_cursor = if items.len() > limit.get() {
-            items.truncate(limit.get());
-            items.last().map(|last| {
-                self.cursors.encode(
-                    &scope,
-                    &InvoicesCursor {
-                        at: last.created_at,
-                        id: last.id.0,
-                    },
-                )
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(Page::cut(items, limit, |last| {
+            self.cursors.encode(
+                &scope,
+                &InvoicesCursor {
+                    at: last.created_at,
+                    id: last.id.0,
+                },
+            )
+        }))
     }
 }
 

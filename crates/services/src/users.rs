@@ -57,6 +57,20 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// The page of `items` fetched with one more than `limit`: that extra item, when it came,
+    /// says a next page exists, and is dropped; the cursor is `cursor_of` the last item kept.
+    pub fn cut(mut items: Vec<T>, limit: PageLimit, cursor_of: impl FnOnce(&T) -> String) -> Self {
+        let next_cursor = if items.len() > limit.get() {
+            items.truncate(limit.get());
+            items.last().map(cursor_of)
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+}
+
 /// Raw profile changes, validated by [`UserService::update_me`].
 #[derive(Debug, Clone, Default)]
 pub struct ProfileChanges {
@@ -255,22 +269,16 @@ impl UserService {
         let (Some(limit), Some(after)) = (limit, after) else {
             return Err(errors.into());
         };
-        let mut items = self.users.list(after, limit.get() + 1).await?;
-        let next_cursor = if items.len() > limit.get() {
-            items.truncate(limit.get());
-            items.last().map(|last| {
-                self.cursors.encode(
-                    USERS_CURSOR_SCOPE,
-                    &UsersCursor {
-                        created_at: last.created_at,
-                        id: last.id.0,
-                    },
-                )
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        let items = self.users.list(after, limit.get() + 1).await?;
+        Ok(Page::cut(items, limit, |last| {
+            self.cursors.encode(
+                USERS_CURSOR_SCOPE,
+                &UsersCursor {
+                    created_at: last.created_at,
+                    id: last.id.0,
+                },
+            )
+        }))
     }
 
     /// One user by id (admin only).
