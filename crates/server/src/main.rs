@@ -86,28 +86,21 @@ async fn run() -> anyhow::Result<()> {
             println!("applied {} migration(s)", applied.len());
             Ok(())
         }
-        Command::Admin {
-            command: AdminCommand::Grant { email },
-        } => {
-            let components = Components::build(&settings)?;
-            let user = components
-                .users
-                .grant_admin(&email)
-                .await
-                .map_err(|error| anyhow::anyhow!("cannot grant admin to {email}: {error}"))?;
-            println!("{} is now an admin (id {})", user.email, user.id);
-            Ok(())
-        }
-        Command::Admin {
-            command: AdminCommand::Revoke { email },
-        } => {
-            let components = Components::build(&settings)?;
-            let user = components
-                .users
-                .revoke_admin(&email)
-                .await
-                .map_err(|error| anyhow::anyhow!("cannot revoke admin from {email}: {error}"))?;
-            println!("{} is no longer an admin (id {})", user.email, user.id);
+        Command::Admin { command } => {
+            let users = Components::build(&settings)?.users;
+            let (changed, email, done) = match &command {
+                AdminCommand::Grant { email } => {
+                    (users.grant_admin(email).await, email, "is now an admin")
+                }
+                AdminCommand::Revoke { email } => (
+                    users.revoke_admin(email).await,
+                    email,
+                    "is no longer an admin",
+                ),
+            };
+            let user = changed
+                .map_err(|error| anyhow::anyhow!("cannot change the role of {email}: {error}"))?;
+            println!("{} {done} (id {})", user.email, user.id);
             Ok(())
         }
     }
