@@ -1360,6 +1360,41 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_budget_prefix_outside_1_to_128_is_named() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (raw, ok) in [
+                ("64", true),
+                ("1", true),
+                ("128", true),
+                ("0", false),
+                ("129", false),
+                ("/64", false),
+            ] {
+                jail.set_env("STRATA_RATE_LIMIT_IPV6_PREFIX", raw);
+                match load() {
+                    Ok(settings) => {
+                        assert!(ok, "{raw} was accepted");
+                        assert_eq!(
+                            settings
+                                .edge()
+                                .map(|e| e.ipv6_budget_prefix.to_string())
+                                .ok()
+                                .as_deref(),
+                            Some(raw)
+                        );
+                    }
+                    Err(error) => {
+                        assert!(!ok, "{raw} was refused: {error:?}");
+                        assert_eq!(error.variable, "STRATA_RATE_LIMIT_IPV6_PREFIX");
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_urls_and_enums_are_named() {
         Jail::expect_with(|jail| {
             jail.set_env("DATABASE_URL", "mysql://x");
