@@ -39,6 +39,12 @@ fn is_iso_4217(code: [u8; 3]) -> bool {
 pub struct Currency([u8; 3]);
 
 impl Currency {
+    /// Every code [`Currency::parse`] accepts, in alphabetical order (for documents that list
+    /// them).
+    pub fn codes() -> impl Iterator<Item = &'static str> {
+        ISO_4217.split(' ')
+    }
+
     /// Accepts an active ISO 4217 code, in upper case.
     ///
     /// ```
@@ -194,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_currency_table_is_ordered_three_letter_codes_so_it_can_be_searched() {
-        let codes: Vec<&str> = ISO_4217.split(' ').collect();
+        let codes: Vec<&str> = Currency::codes().collect();
         assert!(codes.len() > 150);
         assert!(
             codes
