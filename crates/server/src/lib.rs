@@ -6,7 +6,9 @@
 //! HTTP, so they exercise exactly what `strata serve` runs.
 
 pub mod app;
+pub mod cli;
 pub mod config;
+pub mod healthcheck;
 pub mod metrics;
 pub mod secrets;
 pub mod telemetry;

@@ -1,48 +1,12 @@
 //! `strata`: serve the API, run the background worker, migrate the database, or administer users.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
+use strata_server::cli::{AdminCommand, Cli, Command};
 use strata_server::{Application, Components, Settings, telemetry};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// Strata, the commerce and subscriptions API.
-#[derive(Parser)]
-#[command(name = "strata", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the HTTP API (the default).
-    Serve,
-    /// Run background jobs (renewals, reports) until SIGTERM.
-    Worker,
-    /// Apply pending database migrations, then exit.
-    Migrate,
-    /// Administer users.
-    Admin {
-        #[command(subcommand)]
-        command: AdminCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum AdminCommand {
-    /// Give an existing user the admin role (how the first admin is made).
-    Grant {
-        /// The user's email.
-        email: String,
-    },
-    /// Take the admin role away; the user's access tokens stop working at once.
-    Revoke {
-        /// The user's email.
-        email: String,
-    },
-}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -59,6 +23,11 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (settings, unknown) = Settings::from_env_reporting_unknown()?;
+    // A health check prints one line and nothing else: no telemetry, no warnings about settings
+    // the probed process has already reported at its start.
+    if let Some(Command::Healthcheck(args)) = &cli.command {
+        return healthcheck(&settings, args).await;
+    }
     let _telemetry = telemetry::init(&settings.log, settings.log_format(), std::io::stdout);
     for unknown in unknown {
         tracing::warn!(
@@ -78,6 +47,7 @@ async fn run() -> anyhow::Result<()> {
             let worker = components.worker(&settings);
             strata_server::app::run_worker_until_signalled(worker, &components, &settings).await
         }
+        Command::Healthcheck(args) => healthcheck(&settings, &args).await,
         Command::Migrate => {
             let applied = strata_postgres::run_migrations(&settings.database_url)
                 .await
@@ -104,4 +74,15 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// One probe of the API (or, with `--worker`, of the worker) listening per `settings`.
+async fn healthcheck(
+    settings: &Settings,
+    args: &strata_server::cli::HealthcheckArgs,
+) -> anyhow::Result<()> {
+    let probe = args.probe(settings).await?;
+    let status = strata_server::healthcheck::check(&probe).await?;
+    println!("GET http://{}{}: {status}", probe.address, probe.path);
+    Ok(())
 }

@@ -30,10 +30,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use clap::Parser as _;
 use figment::Figment;
 use serde::Deserialize as _;
 use serde_yaml_ng::Value;
 use strata_postgres::testing::TestDatabase;
+use strata_server::cli::{Cli, Command as CliCommand};
 use strata_server::config::UnknownVariable;
 use strata_server::{ConfigError, Settings};
 
@@ -165,6 +167,8 @@ fn words(value: &Value) -> Vec<String> {
 /// What the runtime stage of the Dockerfile says.
 #[derive(Debug, Default)]
 struct Image {
+    /// The runtime stage's base image (its `FROM`).
+    base: String,
     env: BTreeMap<String, String>,
     entrypoint: Vec<String>,
     cmd: Vec<String>,
@@ -206,6 +210,11 @@ fn image() -> Image {
             "FROM" => {
                 let copies = std::mem::take(&mut image.context_copies);
                 image = Image {
+                    base: rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
                     context_copies: copies,
                     ..Image::default()
                 };
@@ -314,6 +323,8 @@ struct Process {
     stop_window_secs: u64,
     /// Seconds a preStop hook sleeps before SIGTERM is sent.
     pre_stop_sleep_secs: u64,
+    /// Commands the manifest runs inside the container (health checks, exec hooks), as written.
+    container_commands: Vec<Vec<String>>,
 }
 
 impl Process {
@@ -479,29 +490,36 @@ impl Deploy {
                 None => {}
             }
             let mut probes = Vec::new();
+            let mut container_commands = Vec::new();
             let healthcheck = &service["healthcheck"];
             if !healthcheck.is_null() && healthcheck.get("disable") != Some(&Value::Bool(true)) {
                 let test = words(&healthcheck["test"]);
-                let at = test
-                    .iter()
-                    .position(|word| word == "strata-probe")
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "{origin}: health check {test:?} does not use strata-probe PORT PATH"
-                        )
+                // The image has no shell: only the exec form (`CMD`) can run, and only strata.
+                let command = match test.split_first() {
+                    Some((form, command)) if form == "CMD" => command.to_vec(),
+                    _ => test.clone(),
+                };
+                container_commands.push(test.clone());
+                if command.get(1).map(String::as_str) == Some("healthcheck") {
+                    // Parsed by the binary's own parser, resolved with the process's settings.
+                    let parsed = Cli::try_parse_from(&command).unwrap_or_else(|error| {
+                        panic!("{origin}: strata refuses the health check {test:?}: {error}")
                     });
-                let port = test
-                    .get(at + 1)
-                    .and_then(|port| port.parse().ok())
-                    .unwrap_or_else(|| panic!("{origin}: strata-probe needs a port: {test:?}"));
-                let path = test
-                    .get(at + 2)
-                    .unwrap_or_else(|| panic!("{origin}: strata-probe needs a path: {test:?}"));
-                probes.push(Probe {
-                    kind: ProbeKind::Healthcheck,
-                    path: path.clone(),
-                    port,
-                });
+                    let Some(CliCommand::Healthcheck(probe)) = parsed.command else {
+                        unreachable!("the second word is healthcheck")
+                    };
+                    let settings = load_settings(&env).unwrap_or_else(|error| {
+                        panic!("{origin}: Strata refuses its environment: {error}")
+                    });
+                    let (port, path) = probe.target(&settings).unwrap_or_else(|error| {
+                        panic!("{origin}: health check {test:?}: {error:#}")
+                    });
+                    probes.push(Probe {
+                        kind: ProbeKind::Healthcheck,
+                        path,
+                        port,
+                    });
+                }
             }
             let declared_ports = sequence(&service["expose"])
                 .iter()
@@ -525,6 +543,7 @@ impl Deploy {
                 declared_ports,
                 stop_window_secs,
                 pre_stop_sleep_secs: 0,
+                container_commands,
             });
         }
         processes
@@ -640,6 +659,7 @@ impl Deploy {
                         ),
                     });
                 }
+                let mut container_commands = Vec::new();
                 let pre_stop = &container["lifecycle"]["preStop"];
                 let pre_stop_sleep_secs = if pre_stop.is_null() {
                     0
@@ -647,6 +667,7 @@ impl Deploy {
                     seconds
                 } else {
                     let command = words(&pre_stop["exec"]["command"]);
+                    container_commands.push(command.clone());
                     let at = command
                         .iter()
                         .position(|word| word.rsplit('/').next() == Some("sleep"))
@@ -674,6 +695,7 @@ impl Deploy {
                     declared_ports,
                     stop_window_secs,
                     pre_stop_sleep_secs,
+                    container_commands,
                 });
             }
         }
@@ -1829,19 +1851,40 @@ fn the_image_runs_strata_serve_as_an_unprivileged_user_on_the_exposed_port() {
             ));
         }
     }
-    // Compose health checks run strata-probe: the image must ship it.
-    if deploy.processes.iter().any(|p| {
-        p.probes
-            .iter()
-            .any(|probe| probe.kind == ProbeKind::Healthcheck)
-    }) && !image
-        .context_copies
-        .iter()
-        .any(|source| source == "deploy/strata-probe")
-    {
-        problems.push("compose health checks use strata-probe, which the image lacks".into());
-    }
     assert_no_problems("image and security context", &problems);
+}
+
+/// The runtime image is distroless: it holds the binary and nothing to run it with, so every
+/// command a manifest runs inside a container must be the binary itself, in exec form.
+#[test]
+fn commands_in_the_container_are_the_binary_the_distroless_image_holds() {
+    let deploy = Deploy::load();
+    assert!(
+        deploy.image.base.starts_with("gcr.io/distroless/"),
+        "deploy/Dockerfile's runtime stage is {:?}: the image should hold the binary and no shell",
+        deploy.image.base
+    );
+    let mut problems = Vec::new();
+    for process in &deploy.processes {
+        for command in &process.container_commands {
+            let program = match command.split_first() {
+                // Compose's exec form; `CMD-SHELL` (or a plain string) needs /bin/sh.
+                Some((form, rest)) if form == "CMD" => rest.first(),
+                Some((form, _)) if form == "CMD-SHELL" || form == "NONE" => None,
+                _ if matches!(process.source, Source::Compose { .. }) => None,
+                Some((program, _)) => Some(program),
+                None => None,
+            };
+            if program.is_none_or(|program| program.rsplit('/').next() != Some("strata")) {
+                problems.push(format!(
+                    "{}: {command:?} needs a program the image does not have (it holds only \
+                     strata: use `strata healthcheck`, or the kubelet's preStop sleep)",
+                    process.origin
+                ));
+            }
+        }
+    }
+    assert_no_problems("commands the image cannot run", &problems);
 }
 
 #[test]

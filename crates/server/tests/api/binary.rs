@@ -77,6 +77,15 @@ async fn serve_turns_unready_on_sigterm_then_exits_zero() {
         .expect("client");
     let ready_url = format!("http://127.0.0.1:{port}/health/ready");
     wait_ready(&client, &ready_url, &mut child).await;
+    // The container health check, run with the environment of the process it probes.
+    let healthy = run(strata(database.url())
+        .args(["healthcheck", "--timeout-secs", "2"])
+        .env("STRATA_PORT", port.to_string()));
+    assert!(healthy.status.success(), "{healthy:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&healthy.stdout).trim(),
+        format!("GET http://127.0.0.1:{port}/health/ready: 200")
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -90,6 +99,15 @@ async fn serve_turns_unready_on_sigterm_then_exits_zero() {
         .await
         .expect("still listening during the grace period");
     assert_eq!(draining.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let unhealthy = run(strata(database.url())
+        .args(["healthcheck", "--timeout-secs", "2"])
+        .env("STRATA_PORT", port.to_string()));
+    assert_eq!(unhealthy.status.code(), Some(1), "{unhealthy:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&unhealthy.stderr).trim(),
+        format!("strata: GET http://127.0.0.1:{port}/health/ready answered 503")
+    );
+    assert!(unhealthy.stdout.is_empty(), "{unhealthy:?}");
 
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
@@ -148,6 +166,21 @@ async fn the_worker_runs_the_renewal_tick_and_exits_zero_on_sigterm() {
     assert!(
         metrics.contains(r#"jobs_processed_total{kind="subscriptions.renew"}"#),
         "{metrics}"
+    );
+    let healthy = run(strata(database.url())
+        .args(["healthcheck", "--worker"])
+        .env("STRATA_WORKER_METRICS_PORT", metrics_port.to_string()));
+    assert!(healthy.status.success(), "{healthy:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&healthy.stdout).trim(),
+        format!("GET http://127.0.0.1:{metrics_port}/health/live: 200")
+    );
+    // Without the port the worker serves no probe: the check says so instead of guessing one.
+    let unset = run(strata(database.url()).args(["healthcheck", "--worker"]));
+    assert_eq!(unset.status.code(), Some(1), "{unset:?}");
+    assert!(
+        String::from_utf8_lossy(&unset.stderr).contains("STRATA_WORKER_METRICS_PORT is not set"),
+        "{unset:?}"
     );
 
     let killed = Command::new("kill")
