@@ -1885,6 +1885,37 @@ fn commands_in_the_container_are_the_binary_the_distroless_image_holds() {
         }
     }
     assert_no_problems("commands the image cannot run", &problems);
+
+    // distroless/cc holds glibc and libgcc and no other shared library: a dependency that links
+    // one more (OpenSSL, say) would build and then fail to start in the image.
+    let ldd = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .output()
+        .expect("ldd (Debian's libc-bin) runs");
+    assert!(ldd.status.success(), "{ldd:?}");
+    let provided = [
+        "linux-vdso.so",
+        "libc.so",
+        "libm.so",
+        "libgcc_s.so",
+        "libpthread.so",
+        "libdl.so",
+        "librt.so",
+        "ld-linux",
+    ];
+    let missing: Vec<String> = String::from_utf8_lossy(&ldd.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|library| {
+            let name = library.rsplit('/').next().unwrap_or(library);
+            !provided.iter().any(|known| name.starts_with(known))
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "strata links {missing:?}, which distroless/cc does not have"
+    );
 }
 
 #[test]
