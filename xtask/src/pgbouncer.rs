@@ -306,7 +306,7 @@ fn stop_leftovers(runs: &Path) {
             && process_name(pid).is_some_and(|name| name.contains("pgbouncer"))
         {
             eprintln!("xtask: pgbouncer: stopping one left running by an earlier run (pid {pid})");
-            system::signal_process(pid, "TERM");
+            system::signal_process(pid, system::Signal::TERM);
             std::thread::sleep(Duration::from_millis(300));
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -150,7 +150,7 @@ pub(crate) fn stop_leftover(pidfile: &Path) {
         eprintln!(
             "xtask: redis: stopping a private server left running by an earlier run (pid {pid})"
         );
-        system::signal_process(pid, "TERM");
+        system::signal_process(pid, system::Signal::TERM);
         std::thread::sleep(Duration::from_millis(300));
     }
     let _ = std::fs::remove_file(pidfile);
