@@ -199,7 +199,7 @@ impl PrivatePgBouncer {
                     system::tail(&self.log, 20)
                 );
             }
-            if stack::answers("127.0.0.1", self.port).await {
+            if stack::probe::accepts("127.0.0.1", self.port).await {
                 return Ok(());
             }
             if Instant::now() > deadline {
