@@ -81,12 +81,38 @@ static APT_UPDATED: AtomicBool = AtomicBool::new(false);
 
 /// Installs `package` with apt-get, non-interactively, refreshing the package lists once per run.
 pub async fn apt_install(package: &str) -> anyhow::Result<()> {
+    apt_update_once().await?;
+    eprintln!("xtask: apt-get install -y {package}");
+    run_apt(&["install", "-y", package]).await
+}
+
+/// What `apt-cache policy` says of `package` (installed and candidate versions), after
+/// refreshing the package lists once per run: a fresh container has none, and then knows of no
+/// package at all.
+pub async fn apt_policy(package: &str) -> anyhow::Result<String> {
+    apt_update_once().await?;
+    let output = tokio::process::Command::new("apt-cache")
+        .args(["policy", package])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run apt-cache")?;
+    if !output.status.success() {
+        bail!(
+            "apt-cache policy {package} failed ({}): {}",
+            output.status,
+            output_text(&output)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+async fn apt_update_once() -> anyhow::Result<()> {
     if !APT_UPDATED.swap(true, Ordering::SeqCst) {
         eprintln!("xtask: apt-get update");
         run_apt(&["update"]).await?;
     }
-    eprintln!("xtask: apt-get install -y {package}");
-    run_apt(&["install", "-y", package]).await
+    Ok(())
 }
 
 async fn run_apt(args: &[&str]) -> anyhow::Result<()> {
