@@ -287,8 +287,9 @@ pub fn output_text(output: &std::process::Output) -> String {
 }
 
 /// Whether `program` runs and exits successfully with `args` (e.g. a `--version` probe).
-pub fn succeeds<I, S>(program: &str, args: I) -> bool
+pub fn succeeds<P, I, S>(program: P, args: I) -> bool
 where
+    P: AsRef<OsStr>,
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
