@@ -178,7 +178,8 @@ async fn choose_postgres(
             )),
             // Someone asked for this server; using another would hide their mistake.
             Probe::Refused(refusal) => bail!(
-                "DATABASE_URL ({}) answers but {refusal}; correct it, or unset it to use                  {host}:{port} or a private server",
+                "DATABASE_URL ({}) answers but {refusal}; correct it, or unset it to use \
+                 {host}:{port} or a private server",
                 urls::redacted(url)
             ),
         }
@@ -231,7 +232,8 @@ async fn choose_redis(
                 urls::redacted(url)
             )),
             Probe::Refused(refusal) => bail!(
-                "REDIS_URL ({}) answers but {refusal}; correct it, or unset it to use                  {host}:{port} or a private server",
+                "REDIS_URL ({}) answers but {refusal}; correct it, or unset it to use \
+                 {host}:{port} or a private server",
                 urls::redacted(url)
             ),
         }
@@ -370,6 +372,13 @@ mod tests {
             )),
             "{error}"
         );
+        assert!(
+            error.ends_with(&format!(
+                "; correct it, or unset it to use 127.0.0.1:{} or a private server",
+                local.1
+            )),
+            "{error}"
+        );
         assert!(!error.contains("wrong"), "the password is printed: {error}");
 
         let no_such_role = format!("postgres://nobody-here:{PASSWORD}@127.0.0.1:{port}/strata");
@@ -455,6 +464,13 @@ mod tests {
             )),
             "{error}"
         );
+        assert!(
+            error.ends_with(&format!(
+                "; correct it, or unset it to use 127.0.0.1:{port} or a private server"
+            )),
+            "{error}"
+        );
+        assert!(!error.contains("wrong"), "the password is printed: {error}");
         let right = format!("redis://:{PASSWORD}@127.0.0.1:{port}/0");
         let choice = choose_redis(Some(&right), local, false).await?;
         assert_eq!(choice.url.as_deref(), Some(right.as_str()));

@@ -138,9 +138,9 @@ fn redis_refusal(error: &redis::RedisError) -> Refusal {
     match error.code() {
         Some("NOAUTH") => Refusal::WantsPassword(detail()),
         Some("WRONGPASS") => Refusal::WrongPassword(detail()),
-        // The client says so itself when the server refused the URL's credentials.
+        // The client turns the server's refusal of the URL's credentials into an error of its own.
         _ if error.kind() == redis::ErrorKind::AuthenticationFailed => {
-            Refusal::WrongPassword(error.to_string())
+            Refusal::WrongPassword(error.detail().unwrap_or("AUTH failed").to_owned())
         }
         Some(_) => Refusal::Other(detail()),
         None => Refusal::Other(error.to_string()),
