@@ -171,7 +171,7 @@ async fn choose_postgres(
                     said,
                 });
             }
-            // The SPEC's order: a DATABASE_URL that does not answer gives way to the others.
+            // A DATABASE_URL nobody answers at gives way to the others, as the README promises.
             Probe::Unreachable => said.push(format!(
                 "postgres: DATABASE_URL ({}) does not answer; trying {host}:{port}",
                 urls::redacted(url)
