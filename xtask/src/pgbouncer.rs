@@ -14,8 +14,10 @@
 //!
 //! Strata prepares its statements (diesel-async always does), which transaction pooling only
 //! carries with PgBouncer 1.21 or later and `max_prepared_statements` above zero. The system's
-//! `pgbouncer` is used when it is recent enough; otherwise Debian's 1.24.1 source is downloaded,
-//! checked against its SHA-256 and built once into `target/xtask/pgbouncer-1.24.1/`.
+//! `pgbouncer` is used when it is recent enough; otherwise, as root on a Debian-like system, the
+//! distribution's package when apt offers 1.21 or later (Debian 13 does, Debian 12 has 1.18);
+//! otherwise Debian's 1.24.1 source is downloaded, checked against its SHA-256 and built once
+//! into `target/xtask/pgbouncer-1.24.1/`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -199,7 +201,7 @@ impl PrivatePgBouncer {
                     system::tail(&self.log, 20)
                 );
             }
-            if stack::answers("127.0.0.1", self.port).await {
+            if stack::probe::accepts("127.0.0.1", self.port).await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -306,7 +308,7 @@ fn stop_leftovers(runs: &Path) {
             && process_name(pid).is_some_and(|name| name.contains("pgbouncer"))
         {
             eprintln!("xtask: pgbouncer: stopping one left running by an earlier run (pid {pid})");
-            system::signal_process(pid, "TERM");
+            system::signal_process(pid, system::Signal::TERM);
             std::thread::sleep(Duration::from_millis(300));
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -325,23 +327,17 @@ fn process_name(pid: u32) -> Option<String> {
 }
 
 /// A PgBouncer that carries prepared statements in transaction pooling: the system's if recent
-/// enough, else the one built here earlier, else one built now from Debian's source.
+/// enough, else the one built here earlier, else the distribution's package if apt offers a recent
+/// enough one (installed when we are root), else one built now from Debian's source.
 async fn find_or_build(shutdown: &Shutdown) -> anyhow::Result<PathBuf> {
-    let system_program = system::find_program("pgbouncer").or_else(|| {
-        let debian = PathBuf::from("/usr/sbin/pgbouncer");
-        system::is_executable(&debian).then_some(debian)
-    });
-    if let Some(program) = system_program {
+    if let Some(program) = system_program() {
         match version(&program) {
             Some(found) if found >= MINIMUM_VERSION => return Ok(program),
             found => eprintln!(
                 "xtask: pgbouncer: {} is {}; transaction pooling with prepared statements needs \
-                 {}.{}+, using a build of {SOURCE_VERSION}",
+                 {}.{}+",
                 program.display(),
-                found.map_or_else(
-                    || "of an unknown version".to_owned(),
-                    |(major, minor)| format!("{major}.{minor}")
-                ),
+                found.map_or_else(|| "of an unknown version".to_owned(), dotted),
                 MINIMUM_VERSION.0,
                 MINIMUM_VERSION.1
             ),
@@ -352,8 +348,105 @@ async fn find_or_build(shutdown: &Shutdown) -> anyhow::Result<PathBuf> {
     if system::is_executable(&built) {
         return Ok(built);
     }
+    if system::can_apt_install() {
+        match from_apt().await {
+            Ok(Some(program)) => return Ok(program),
+            Ok(None) => {}
+            Err(error) => eprintln!("xtask: pgbouncer: {error:#}"),
+        }
+    }
+    eprintln!("xtask: pgbouncer: building {SOURCE_VERSION} from source");
     build(&home, &built, shutdown).await?;
     Ok(built)
+}
+
+/// `pgbouncer` on PATH, else where Debian's package puts it (/usr/sbin, off a normal user's PATH).
+fn system_program() -> Option<PathBuf> {
+    system::find_program("pgbouncer").or_else(|| {
+        let debian = PathBuf::from("/usr/sbin/pgbouncer");
+        system::is_executable(&debian).then_some(debian)
+    })
+}
+
+/// What apt would install as `pgbouncer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AptOffer {
+    /// A release that carries prepared statements in transaction pooling.
+    Recent((u32, u32)),
+    /// An older release (Debian 12 has 1.18).
+    TooOld((u32, u32)),
+    /// No package at all.
+    Nothing,
+}
+
+/// Reads `apt-cache policy pgbouncer`'s `Candidate:` line ("1.24.1-1", "1.18.0-1+deb12u1",
+/// "1.24.1-1.pgdg120+1"; an epoch such as "1:" and the Debian revision are not the upstream
+/// release).
+fn apt_offer(policy: &str) -> AptOffer {
+    let candidate = policy
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Candidate:"))
+        .map(str::trim);
+    let Some(candidate) = candidate.filter(|c| !c.is_empty() && *c != "(none)") else {
+        return AptOffer::Nothing;
+    };
+    let upstream = candidate
+        .split_once(':')
+        .map_or(candidate, |(_, rest)| rest);
+    let upstream = upstream.split('-').next().unwrap_or_default();
+    let mut numbers = upstream.split('.').map(|part| {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u32>().ok()
+    });
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) if (major, minor) >= MINIMUM_VERSION => {
+            AptOffer::Recent((major, minor))
+        }
+        (Some(major), Some(minor)) => AptOffer::TooOld((major, minor)),
+        _ => AptOffer::Nothing,
+    }
+}
+
+/// Installs the distribution's `pgbouncer` if apt offers a recent enough one; its path, or none
+/// when apt offers none. The package may start a service of its own (port 6432, its own
+/// configuration); the tests never use it, only the binary, with a configuration written here.
+async fn from_apt() -> anyhow::Result<Option<PathBuf>> {
+    let policy = system::apt_policy("pgbouncer").await?;
+    match apt_offer(&policy) {
+        AptOffer::Recent(offered) => {
+            eprintln!(
+                "xtask: pgbouncer: installing the distribution's pgbouncer {} with apt-get",
+                dotted(offered)
+            );
+            system::apt_install("pgbouncer").await?;
+            let program = system_program()
+                .context("apt-get installed pgbouncer but there is no pgbouncer program")?;
+            match version(&program) {
+                Some(found) if found >= MINIMUM_VERSION => Ok(Some(program)),
+                found => bail!(
+                    "apt-get installed pgbouncer but {} is {}",
+                    program.display(),
+                    found.map_or_else(|| "of an unknown version".to_owned(), dotted)
+                ),
+            }
+        }
+        AptOffer::TooOld(offered) => {
+            eprintln!(
+                "xtask: pgbouncer: apt offers pgbouncer {}, older than {}",
+                dotted(offered),
+                dotted(MINIMUM_VERSION)
+            );
+            Ok(None)
+        }
+        AptOffer::Nothing => {
+            eprintln!("xtask: pgbouncer: apt offers no pgbouncer package");
+            Ok(None)
+        }
+    }
+}
+
+fn dotted((major, minor): (u32, u32)) -> String {
+    format!("{major}.{minor}")
 }
 
 /// `(major, minor)` of `pgbouncer --version` ("PgBouncer 1.24.1" on its first line).
@@ -543,6 +636,35 @@ mod tests {
         assert!(parse_version("PgBouncer 1.18.0\n").unwrap() < MINIMUM_VERSION);
         assert!(parse_version("PgBouncer 1.21.0\n").unwrap() >= MINIMUM_VERSION);
         assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn the_package_apt_offers_is_used_only_from_1_21_on() {
+        // Debian 12 (bookworm), as `apt-cache policy pgbouncer` prints it.
+        let bookworm = "pgbouncer:\n  Installed: (none)\n  Candidate: 1.18.0-1+deb12u1\n  \
+             Version table:\n     1.18.0-1+deb12u1 500\n        500 \
+             http://deb.debian.org/debian bookworm/main amd64 Packages\n";
+        assert_eq!(apt_offer(bookworm), AptOffer::TooOld((1, 18)));
+        // Debian 13 (trixie).
+        let trixie = "pgbouncer:\n  Installed: (none)\n  Candidate: 1.24.1-1\n  Version table:\n     \
+             1.24.1-1 500\n        500 http://deb.debian.org/debian trixie/main amd64 Packages\n";
+        assert_eq!(apt_offer(trixie), AptOffer::Recent((1, 24)));
+        // An old release installed, PGDG's newer one on offer.
+        let pgdg = "pgbouncer:\n  Installed: 1.18.0-1+deb12u1\n  Candidate: 1.24.1-1.pgdg120+1\n  \
+             Version table:\n     1.24.1-1.pgdg120+1 500\n        500 \
+             https://apt.postgresql.org/pub/repos/apt bookworm-pgdg/main amd64 Packages\n \
+             *** 1.18.0-1+deb12u1 100\n        100 /var/lib/dpkg/status\n";
+        assert_eq!(apt_offer(pgdg), AptOffer::Recent((1, 24)));
+        assert_eq!(
+            apt_offer("pgbouncer:\n  Installed: (none)\n  Candidate: 1:1.21~rc1-2\n"),
+            AptOffer::Recent((1, 21))
+        );
+        // A package known only by name (no source offers it), and one apt has never heard of
+        // (apt-cache prints nothing).
+        let listed_nowhere =
+            "pgbouncer:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n";
+        assert_eq!(apt_offer(listed_nowhere), AptOffer::Nothing);
+        assert_eq!(apt_offer(""), AptOffer::Nothing);
     }
 
     #[test]

@@ -31,10 +31,10 @@ pub enum Signal {
 }
 
 impl Signal {
-    fn kill_name(self) -> &'static str {
+    fn unix(self) -> system::Signal {
         match self {
-            Self::Interrupt => "INT",
-            Self::Terminate => "TERM",
+            Self::Interrupt => system::Signal::INT,
+            Self::Terminate => system::Signal::TERM,
         }
     }
 }
@@ -178,7 +178,7 @@ impl Supervised {
         if self.reaped {
             return;
         }
-        system::signal_group(self.pgid, signal.kill_name());
+        system::signal_group(self.pgid, signal.unix());
         if tokio::time::timeout(STOP_GRACE, self.child.wait())
             .await
             .is_err()
@@ -188,19 +188,19 @@ impl Supervised {
                 self.name,
                 STOP_GRACE.as_secs()
             );
-            system::signal_group(self.pgid, "KILL");
+            system::signal_group(self.pgid, system::Signal::KILL);
             let _ = self.child.wait().await;
         }
         self.reaped = true;
         // Grandchildren that outlived the leader (a test binary under a killed cargo) go too.
-        system::signal_group(self.pgid, "KILL");
+        system::signal_group(self.pgid, system::Signal::KILL);
     }
 }
 
 impl Drop for Supervised {
     fn drop(&mut self) {
         if !self.reaped && matches!(self.child.try_wait(), Ok(None)) {
-            system::signal_group(self.pgid, "KILL");
+            system::signal_group(self.pgid, system::Signal::KILL);
         }
         self.shutdown.children.fetch_sub(1, Ordering::SeqCst);
     }

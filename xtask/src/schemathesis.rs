@@ -11,7 +11,7 @@
 //! every operation is reachable. Schemathesis lives in a virtualenv under `target/xtask/`, created
 //! on first use with a pinned version.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use tokio::process::Command;
@@ -126,16 +126,14 @@ async fn install(shutdown: &Shutdown) -> anyhow::Result<PathBuf> {
     if st.is_file() && stamp.is_file() {
         return Ok(st);
     }
-    let python = system::find_program("python3").context(
-        "python3 not found: the contract test needs Python 3.9+ with venv and pip \
-         (`sudo apt-get install python3-venv`)",
-    )?;
+    let python = python_with_venv().await?;
     eprintln!(
         "xtask: creating a virtualenv for schemathesis {VERSION} in {}",
         venv.display()
     );
     let mut create = Command::new(&python);
-    create.args(["-m", "venv"]).arg(&venv);
+    // --clear: an attempt cut short (or made without ensurepip) leaves a virtualenv without pip.
+    create.args(["-m", "venv", "--clear"]).arg(&venv);
     check(
         process::run(create, "python3 -m venv", shutdown).await?,
         "python3 -m venv",
@@ -149,6 +147,86 @@ async fn install(shutdown: &Shutdown) -> anyhow::Result<PathBuf> {
     )?;
     std::fs::write(&stamp, VERSION).context("recording the schemathesis install")?;
     Ok(st)
+}
+
+/// The distribution's package that gives its python3 `venv` with pip (Debian splits `ensurepip`
+/// off into it).
+const VENV_PACKAGE: &str = "python3-venv";
+const VENV_HINT: &str = "the contract test needs Python 3.9+ with venv and pip: \
+     `sudo apt-get install python3-venv` (Debian/Ubuntu), `sudo dnf install python3` (Fedora) or \
+     `brew install python` (macOS)";
+
+/// What has to happen before python3 can make the contract test's virtualenv.
+#[derive(Debug, PartialEq, Eq)]
+enum VenvPlan {
+    /// python3 makes virtualenvs with pip as it is.
+    Ready,
+    /// apt-get can install the distribution's python3-venv (and python3 with it).
+    Install,
+    /// We cannot mend it; the user has to (what to install, said).
+    Tell(String),
+}
+
+/// The plan for `python3` (none when not on PATH), given whether it can make a virtualenv with
+/// pip, whether it is the distribution's own (which is all apt's package mends: not pyenv's, say)
+/// and whether we can install packages.
+fn venv_plan(
+    python: Option<&Path>,
+    makes_venvs: bool,
+    from_distribution: bool,
+    can_apt: bool,
+) -> VenvPlan {
+    match python {
+        Some(_) if makes_venvs => VenvPlan::Ready,
+        Some(_) if from_distribution && can_apt => VenvPlan::Install,
+        None if can_apt => VenvPlan::Install,
+        Some(python) => VenvPlan::Tell(format!(
+            "{} cannot make a virtualenv with pip (no venv or ensurepip module); {VENV_HINT}",
+            python.display()
+        )),
+        None => VenvPlan::Tell(format!("python3 not found; {VENV_HINT}")),
+    }
+}
+
+/// python3, once it can make a virtualenv with pip; installs python3-venv where it can.
+async fn python_with_venv() -> anyhow::Result<PathBuf> {
+    let look = || {
+        let python = system::find_program("python3");
+        let makes_venvs = python.as_ref().is_some_and(|python| makes_venvs(python));
+        let from_distribution = python.as_ref().is_some_and(|python| {
+            std::fs::canonicalize(python).is_ok_and(|real| real.starts_with("/usr/bin"))
+        });
+        (python, makes_venvs, from_distribution)
+    };
+    let (python, makes, from_distribution) = look();
+    match venv_plan(
+        python.as_deref(),
+        makes,
+        from_distribution,
+        system::can_apt_install(),
+    ) {
+        VenvPlan::Ready => python.context("python3 vanished"),
+        VenvPlan::Tell(what) => bail!(what),
+        VenvPlan::Install => {
+            eprintln!(
+                "xtask: python3 cannot make a virtualenv with pip; installing {VENV_PACKAGE} with \
+                 apt-get"
+            );
+            system::apt_install(VENV_PACKAGE).await?;
+            match look() {
+                (Some(python), true, _) => Ok(python),
+                _ => bail!(
+                    "apt-get installed {VENV_PACKAGE} but python3 still cannot make a virtualenv \
+                     with pip; {VENV_HINT}"
+                ),
+            }
+        }
+    }
+}
+
+/// Whether `python` has the modules `python -m venv` needs to install pip.
+fn makes_venvs(python: &Path) -> bool {
+    system::succeeds(python.as_os_str(), ["-c", "import venv, ensurepip"])
 }
 
 fn check(status: std::process::ExitStatus, what: &str) -> anyhow::Result<()> {
@@ -171,4 +249,71 @@ fn strata_binary() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(binary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python3_without_venv_is_mended_with_apt_only_where_apt_can_mend_it() {
+        let system_python = Path::new("/usr/bin/python3");
+        let pyenv_python = Path::new("/home/dev/.pyenv/shims/python3");
+        assert_eq!(
+            venv_plan(Some(system_python), true, true, false),
+            VenvPlan::Ready
+        );
+        assert_eq!(
+            venv_plan(Some(pyenv_python), true, false, true),
+            VenvPlan::Ready
+        );
+        // Debian without python3-venv, as root: install it.
+        assert_eq!(
+            venv_plan(Some(system_python), false, true, true),
+            VenvPlan::Install
+        );
+        assert_eq!(venv_plan(None, false, false, true), VenvPlan::Install);
+        // Not root, or a python3 apt's package would not mend: say what to install.
+        let VenvPlan::Tell(what) = venv_plan(Some(system_python), false, true, false) else {
+            panic!("expected advice");
+        };
+        assert!(
+            what.starts_with("/usr/bin/python3 cannot make a virtualenv"),
+            "{what}"
+        );
+        assert!(what.contains("sudo apt-get install python3-venv"), "{what}");
+        assert!(matches!(
+            venv_plan(Some(pyenv_python), false, false, true),
+            VenvPlan::Tell(_)
+        ));
+        let VenvPlan::Tell(what) = venv_plan(None, false, false, false) else {
+            panic!("expected advice");
+        };
+        assert!(what.starts_with("python3 not found"), "{what}");
+    }
+
+    #[test]
+    fn a_python3_is_judged_by_whether_it_can_import_ensurepip() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-python-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Debian's python3 without python3-venv: venv imports, ensurepip does not.
+        let debian = dir.join("python3-without-venv");
+        std::fs::write(
+            &debian,
+            "#!/bin/sh\ncase \"$2\" in *ensurepip*) echo \"ModuleNotFoundError: No module named \
+             'ensurepip'\" >&2; exit 1;; esac\nexit 0\n",
+        )
+        .unwrap();
+        let complete = dir.join("python3-with-venv");
+        std::fs::write(&complete, "#!/bin/sh\nexit 0\n").unwrap();
+        for script in [&debian, &complete] {
+            std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let (without, with) = (makes_venvs(&debian), makes_venvs(&complete));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!without);
+        assert!(with);
+    }
 }

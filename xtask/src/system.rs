@@ -1,6 +1,6 @@
 //! What the machine offers the developer commands: where the workspace and its scratch directory
 //! are, whether we are root, where programs live, the system package manager, free ports, and
-//! signals sent through `kill(1)` (the workspace forbids the `unsafe` a direct `kill(2)` needs).
+//! signals (through rustix's safe `kill(2)`, since the workspace forbids `unsafe`).
 
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, TcpListener};
@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
+use rustix::process::Pid;
+pub use rustix::process::Signal;
 
 /// The workspace root: the parent of this crate's manifest directory, whatever the current
 /// directory is.
@@ -79,12 +81,38 @@ static APT_UPDATED: AtomicBool = AtomicBool::new(false);
 
 /// Installs `package` with apt-get, non-interactively, refreshing the package lists once per run.
 pub async fn apt_install(package: &str) -> anyhow::Result<()> {
+    apt_update_once().await?;
+    eprintln!("xtask: apt-get install -y {package}");
+    run_apt(&["install", "-y", package]).await
+}
+
+/// What `apt-cache policy` says of `package` (installed and candidate versions), after
+/// refreshing the package lists once per run: a fresh container has none, and then knows of no
+/// package at all.
+pub async fn apt_policy(package: &str) -> anyhow::Result<String> {
+    apt_update_once().await?;
+    let output = tokio::process::Command::new("apt-cache")
+        .args(["policy", package])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run apt-cache")?;
+    if !output.status.success() {
+        bail!(
+            "apt-cache policy {package} failed ({}): {}",
+            output.status,
+            output_text(&output)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+async fn apt_update_once() -> anyhow::Result<()> {
     if !APT_UPDATED.swap(true, Ordering::SeqCst) {
         eprintln!("xtask: apt-get update");
         run_apt(&["update"]).await?;
     }
-    eprintln!("xtask: apt-get install -y {package}");
-    run_apt(&["install", "-y", package]).await
+    Ok(())
 }
 
 async fn run_apt(args: &[&str]) -> anyhow::Result<()> {
@@ -165,9 +193,12 @@ pub fn free_port(preferred: u16) -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Sends `signal` (a name such as `TERM`) to a process.
-pub fn signal_process(pid: u32, signal: &str) {
-    send_signal(&pid.to_string(), signal);
+/// Sends `signal` to a process.
+pub fn signal_process(pid: u32, signal: Signal) {
+    if let Some(pid) = unix_pid(pid) {
+        // A process that is already gone is the expected case at shutdown, so failures are quiet.
+        let _ = rustix::process::kill_process(pid, signal);
+    }
 }
 
 /// How [`terminate`] ended a child.
@@ -187,7 +218,7 @@ pub fn terminate(child: &mut std::process::Child) -> Ended {
     if let Ok(Some(_)) = child.try_wait() {
         return Ended::Already;
     }
-    signal_process(child.id(), "TERM");
+    signal_process(child.id(), Signal::TERM);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::time::Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -226,17 +257,17 @@ pub fn test_pass(
 }
 
 /// Sends `signal` to every process of a process group.
-pub fn signal_group(pgid: u32, signal: &str) {
-    send_signal(&format!("-{pgid}"), signal);
+pub fn signal_group(pgid: u32, signal: Signal) {
+    if let Some(pgid) = unix_pid(pgid) {
+        // A group that has already emptied is the expected case at shutdown, so failures are quiet.
+        let _ = rustix::process::kill_process_group(pgid, signal);
+    }
 }
 
-fn send_signal(target: &str, signal: &str) {
-    // A target that is already gone is the expected case at shutdown, so failures are quiet.
-    let _ = Command::new("kill")
-        .args(["-s", signal, "--", target])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// `id` as a process id; none for 0 or an id past `pid_t`'s range, which `kill(2)` would take for
+/// our own process group or for some other group rather than the process meant.
+fn unix_pid(id: u32) -> Option<Pid> {
+    i32::try_from(id).ok().and_then(Pid::from_raw)
 }
 
 /// The last `lines` lines of a text file, for error messages about a server that would not start.
@@ -256,8 +287,9 @@ pub fn output_text(output: &std::process::Output) -> String {
 }
 
 /// Whether `program` runs and exits successfully with `args` (e.g. a `--version` probe).
-pub fn succeeds<I, S>(program: &str, args: I) -> bool
+pub fn succeeds<P, I, S>(program: P, args: I) -> bool
 where
+    P: AsRef<OsStr>,
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
@@ -273,4 +305,103 @@ where
 /// The cargo that runs us (so a toolchain override applies to nested builds too).
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn sleeper_in_its_own_group() -> Child {
+        let mut command = Command::new("sleep");
+        command
+            .arg("60")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        command.spawn().unwrap()
+    }
+
+    /// The signal that ended `child`, waiting up to five seconds (killing it if it never ends).
+    fn ending_signal(child: &mut Child) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.signal();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    #[test]
+    fn a_signal_sent_to_a_process_ends_it_by_that_signal() {
+        let mut child = sleeper_in_its_own_group();
+        signal_process(child.id(), Signal::INT);
+        assert_eq!(ending_signal(&mut child), Some(Signal::INT.as_raw()));
+    }
+
+    // Reads /proc to see the grandchild end.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_signal_sent_to_a_group_reaches_its_leader_and_the_leaders_children() {
+        use std::io::BufRead;
+        let mut leader = Command::new("sh")
+            .args(["-c", "sleep 60 & echo $!; wait"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(leader.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let grandchild: u32 = line.trim().parse().unwrap();
+
+        signal_group(leader.id(), Signal::TERM);
+
+        assert_eq!(ending_signal(&mut leader), Some(Signal::TERM.as_raw()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_alive(grandchild) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let still_alive = is_alive(grandchild);
+        if still_alive {
+            signal_process(grandchild, Signal::KILL);
+        }
+        assert!(!still_alive, "the leader's child outlived the group signal");
+    }
+
+    #[cfg(target_os = "linux")]
+    /// Whether `pid` runs (a zombie waiting for a reaper that may never come does not).
+    fn is_alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+    }
+
+    #[test]
+    fn terminate_stops_a_child_on_sigterm() {
+        let mut child = sleeper_in_its_own_group();
+        assert_eq!(terminate(&mut child), Ended::OnTerm);
+        assert_eq!(terminate(&mut child), Ended::Already);
+    }
+
+    #[test]
+    fn no_process_id_is_read_as_a_group() {
+        assert!(unix_pid(0).is_none());
+        assert!(unix_pid(u32::MAX).is_none());
+        assert_eq!(unix_pid(42), Pid::from_raw(42));
+    }
 }

@@ -31,6 +31,29 @@ pub struct PrivatePostgres {
 impl PrivatePostgres {
     /// Finds (or installs) the binaries, initialises the cluster if needed and starts it.
     pub async fn start() -> anyhow::Result<Self> {
+        let run_as = system::is_root().then_some(SYSTEM_USER);
+        let base = base_dir(run_as).await?;
+        Self::start_in(&base, None, PREFERRED_PORT).await
+    }
+
+    /// A throwaway cluster in `base` on `port` (or a free neighbour) that, like Debian's packaged
+    /// one, trusts local socket connections and wants `password` (SCRAM) from `postgres` over TCP.
+    #[cfg(test)]
+    pub async fn start_with_password(
+        base: &Path,
+        port: u16,
+        password: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_in(base, Some(password), port).await
+    }
+
+    /// A cluster in `base/pg`, its socket and log in `base/pg-run`, on a free port from
+    /// `preferred_port` on; TCP clients give `password` when there is one, else are trusted.
+    async fn start_in(
+        base: &Path,
+        password: Option<&str>,
+        preferred_port: u16,
+    ) -> anyhow::Result<Self> {
         let binaries = find_or_install().await?;
         let run_as = system::is_root().then_some(SYSTEM_USER);
         let postgres_uid = match run_as {
@@ -42,7 +65,6 @@ impl PrivatePostgres {
             })?),
             None => None,
         };
-        let base = base_dir(run_as).await?;
         let data = base.join("pg");
         let run_dir = base.join("pg-run");
         for dir in [&data, &run_dir] {
@@ -61,8 +83,8 @@ impl PrivatePostgres {
             port: 0,
         };
         server.stop_leftover().await;
-        server.initialise(postgres_uid).await?;
-        server.port = system::free_port(PREFERRED_PORT)?;
+        server.initialise(postgres_uid, password, &run_dir).await?;
+        server.port = system::free_port(preferred_port)?;
         server.launch(&run_dir).await?;
         Ok(server)
     }
@@ -111,7 +133,12 @@ impl PrivatePostgres {
         }
     }
 
-    async fn initialise(&self, postgres_uid: Option<u32>) -> anyhow::Result<()> {
+    async fn initialise(
+        &self,
+        postgres_uid: Option<u32>,
+        password: Option<&str>,
+        run_dir: &Path,
+    ) -> anyhow::Result<()> {
         let data = &self.data;
         if data.join("global").join("pg_control").exists() {
             let found = std::fs::read_to_string(data.join("PG_VERSION")).unwrap_or_default();
@@ -144,21 +171,39 @@ impl PrivatePostgres {
             "xtask: postgres: initialising a cluster in {}",
             data.display()
         );
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "-D".into(),
             arg(data),
             "-U".into(),
             "postgres".into(),
-            "--auth=trust".into(),
             "--encoding=UTF8".into(),
             "--locale=C".into(),
         ];
+        // initdb reads the superuser's password from a file the server's user can read.
+        let password_file = run_dir.join("initdb-password");
+        match password {
+            None => args.push("--auth=trust".into()),
+            Some(password) => {
+                std::fs::write(&password_file, password)
+                    .with_context(|| format!("writing {}", password_file.display()))?;
+                if let (Some(user), Some(uid)) = (self.run_as, postgres_uid) {
+                    system::chown_to(&password_file, user, uid)?;
+                }
+                args.extend([
+                    "--auth-local=trust".into(),
+                    "--auth-host=scram-sha-256".into(),
+                    format!("--pwfile={}", arg(&password_file)),
+                ]);
+            }
+        }
         let output = system::command_as(self.run_as, &self.binaries.initdb(), &args)
             .current_dir("/")
             .stdin(Stdio::null())
             .output()
             .await
-            .context("cannot run initdb")?;
+            .context("cannot run initdb");
+        let _ = std::fs::remove_file(&password_file);
+        let output = output?;
         if !output.status.success() {
             bail!("initdb failed:\n{}", system::output_text(&output));
         }

@@ -87,7 +87,7 @@ impl PrivateRedis {
                     system::tail(log, 20)
                 );
             }
-            if pong(self.port).await {
+            if serving(self.port).await {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -119,13 +119,19 @@ impl Drop for PrivateRedis {
     }
 }
 
-async fn pong(port: u16) -> bool {
+/// Whether the server answers PING: with PONG, or (started with `--requirepass`) by asking for the
+/// password first.
+async fn serving(port: u16) -> bool {
     let ping = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
         stream.write_all(b"PING\r\n").await.ok()?;
-        let mut reply = [0u8; 7];
-        stream.read_exact(&mut reply).await.ok()?;
-        (&reply == b"+PONG\r\n").then_some(())
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") && reply.len() < 256 {
+            stream.read_exact(&mut byte).await.ok()?;
+            reply.push(byte[0]);
+        }
+        (reply.starts_with(b"+PONG") || reply.starts_with(b"-NOAUTH")).then_some(())
     };
     matches!(
         tokio::time::timeout(Duration::from_millis(500), ping).await,
@@ -150,7 +156,7 @@ pub(crate) fn stop_leftover(pidfile: &Path) {
         eprintln!(
             "xtask: redis: stopping a private server left running by an earlier run (pid {pid})"
         );
-        system::signal_process(pid, "TERM");
+        system::signal_process(pid, system::Signal::TERM);
         std::thread::sleep(Duration::from_millis(300));
     }
     let _ = std::fs::remove_file(pidfile);
