@@ -31,8 +31,9 @@ use crate::process::{Interrupted, Shutdown, Signal};
 use crate::seed::SeedOptions;
 use crate::stack::Stack;
 
-/// Strata's developer commands. PostgreSQL and Redis come from DATABASE_URL / REDIS_URL when they
-/// answer, else 127.0.0.1:5432 / 127.0.0.1:6379, else private servers started (and stopped) here.
+/// Strata's developer commands. PostgreSQL and Redis come from DATABASE_URL / REDIS_URL when a real
+/// login succeeds, else 127.0.0.1:5432 / 127.0.0.1:6379 when they let us in, else private servers
+/// started (and stopped) here.
 #[derive(Parser)]
 #[command(name = "xtask", bin_name = "cargo xtask", version)]
 struct Cli {

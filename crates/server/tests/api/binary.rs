@@ -6,6 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use rustix::process::{Pid, Signal, kill_process};
 use strata_postgres::testing::TestDatabase;
 
 use crate::helpers::JWT_SECRET;
@@ -87,11 +88,7 @@ async fn serve_turns_unready_on_sigterm_then_exits_zero() {
         format!("GET http://127.0.0.1:{port}/health/ready: 200")
     );
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    kill_process(Pid::from_child(&child), Signal::TERM).expect("SIGTERM delivered");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let draining = client
         .get(&ready_url)
@@ -183,11 +180,7 @@ async fn the_worker_runs_the_renewal_tick_and_exits_zero_on_sigterm() {
         "{unset:?}"
     );
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    kill_process(Pid::from_child(&child), Signal::TERM).expect("SIGTERM delivered");
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(status) = child.try_wait().expect("child status") {
@@ -363,8 +356,6 @@ async fn a_callers_trace_is_continued_exported_over_otlp_and_echoed_in_problems(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let _ = kill_process(Pid::from_child(&child), Signal::TERM);
     let _ = child.wait();
 }

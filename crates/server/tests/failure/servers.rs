@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rustix::process::{Pid, Signal, kill_process};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a server gets to start (or to restart after a crash) on a loaded machine.
@@ -65,28 +66,19 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Sends `signal` (`KILL`, `TERM`, `STOP`, `CONT`, ...) to `pid`. Returns whether `kill`
-/// succeeded (false once the process is gone).
-fn signal(pid: &str, signal: &str) -> bool {
-    Command::new("kill")
-        .args(["-s", signal, "--", pid])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+/// Sends `signal` to `pid`. Returns whether it was delivered (false once the process is gone).
+fn signal(pid: u32, signal: Signal) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .is_some_and(|pid| kill_process(pid, signal).is_ok())
 }
 
-/// Sends `signal` to every pid of `pids` at once.
-fn signal_all(pids: &[u32], signal: &str) {
-    if pids.is_empty() {
-        return;
+/// Sends `signal` to every pid of `pids`, close together (one system call each).
+fn signal_all(pids: &[u32], signal: Signal) {
+    for &pid in pids {
+        let _ = self::signal(pid, signal);
     }
-    let _ = Command::new("kill")
-        .args(["-s", signal, "--"])
-        .args(pids.iter().map(u32::to_string))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// A process's state letter and parent pid, from `/proc/<pid>/stat`.
@@ -234,14 +226,14 @@ impl PrivateRedis {
     /// SIGSTOP: the server keeps its sockets (connects succeed) but answers nothing.
     pub fn freeze(&self) {
         if let Some(child) = &self.child {
-            assert!(signal(&child.id().to_string(), "STOP"), "SIGSTOP redis");
+            assert!(signal(child.id(), Signal::STOP), "SIGSTOP redis");
         }
     }
 
     /// SIGCONT after [`Self::freeze`].
     pub fn thaw(&self) {
         if let Some(child) = &self.child {
-            assert!(signal(&child.id().to_string(), "CONT"), "SIGCONT redis");
+            assert!(signal(child.id(), Signal::CONT), "SIGCONT redis");
         }
     }
 
@@ -250,8 +242,8 @@ impl PrivateRedis {
         let Some(child) = self.child.as_mut() else {
             return;
         };
-        signal(&child.id().to_string(), "CONT");
-        signal(&child.id().to_string(), "TERM");
+        signal(child.id(), Signal::CONT);
+        signal(child.id(), Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -509,7 +501,7 @@ impl PrivatePostgres {
             return Vec::new();
         }
         let postmaster = child.id();
-        signal_all(&[postmaster], "STOP");
+        signal_all(&[postmaster], Signal::STOP);
         let mut pids = children_of(postmaster);
         pids.push(postmaster);
         pids
@@ -519,7 +511,7 @@ impl PrivatePostgres {
     /// down, as in a crash of the server's machine (minus the page cache).
     pub fn kill(&mut self) {
         let pids = self.processes_stopped();
-        signal_all(&pids, "KILL");
+        signal_all(&pids, Signal::KILL);
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }
@@ -532,7 +524,7 @@ impl PrivatePostgres {
     /// neither a new session nor a query on an open one.
     pub fn freeze(&mut self) {
         let pids = self.processes_stopped();
-        signal_all(&pids, "STOP");
+        signal_all(&pids, Signal::STOP);
     }
 
     /// SIGCONT after [`Self::freeze`].
@@ -541,7 +533,7 @@ impl PrivatePostgres {
             let postmaster = child.id();
             let mut pids = children_of(postmaster);
             pids.push(postmaster);
-            signal_all(&pids, "CONT");
+            signal_all(&pids, Signal::CONT);
         }
     }
 
@@ -559,7 +551,7 @@ impl PrivatePostgres {
         };
         let postmaster = child.id();
         self.thaw();
-        signal_all(&[postmaster], "INT");
+        signal_all(&[postmaster], Signal::INT);
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Some(child) = self.child.as_mut()
             && matches!(child.try_wait(), Ok(None))

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
+use rustix::process::{Pid, Signal, kill_process};
 use serde_json::json;
 use strata_postgres::testing::TestDatabase;
 
@@ -139,11 +140,7 @@ async fn sigterm_drains_in_flight_logins_refuses_new_connections_and_exits_zero(
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let killed = Command::new("kill")
-        .args(["-s", "TERM", &serve.0.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    kill_process(Pid::from_child(&serve.0), Signal::TERM).expect("SIGTERM delivered");
     let sigterm_at = started.elapsed();
 
     // Readiness turns 503 at once (the listener is still open during the grace).
