@@ -2063,7 +2063,9 @@ fn rules_file() -> PathBuf {
 
 /// The promtool unit tests of [`rules_file`].
 fn rules_tests_file() -> PathBuf {
-    deploy_dir().join("prometheus").join("strata-rules.test.yaml")
+    deploy_dir()
+        .join("prometheus")
+        .join("strata-rules.test.yaml")
 }
 
 /// The `job` label each Strata process is scraped under, by subcommand: the names the alert rules
@@ -2137,7 +2139,10 @@ fn markdown_section<'a>(markdown: &'a str, heading: &str) -> &'a str {
 fn kustomizations() -> Vec<PathBuf> {
     yaml_files(&deploy_dir().join("k8s"))
         .into_iter()
-        .filter(|path| path.file_name().is_some_and(|name| name == "kustomization.yaml"))
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name == "kustomization.yaml")
+        })
         .collect()
 }
 
@@ -2154,7 +2159,10 @@ fn kubectl_installed() -> bool {
 fn each_kustomization_applies_every_manifest_beside_it_but_never_a_secret() {
     let mut problems = Vec::new();
     let kustomizations = kustomizations();
-    assert!(!kustomizations.is_empty(), "deploy/k8s has no kustomization.yaml");
+    assert!(
+        !kustomizations.is_empty(),
+        "deploy/k8s has no kustomization.yaml"
+    );
     for kustomization in &kustomizations {
         let origin = relative(kustomization);
         let dir = kustomization.parent().expect("a directory");
@@ -2189,7 +2197,9 @@ fn each_kustomization_applies_every_manifest_beside_it_but_never_a_secret() {
             let path = dir.join(resource);
             if path.is_dir() {
                 if !path.join("kustomization.yaml").is_file() {
-                    problems.push(format!("{origin} lists {resource}, a directory without a kustomization"));
+                    problems.push(format!(
+                        "{origin} lists {resource}, a directory without a kustomization"
+                    ));
                 }
                 continue;
             }
@@ -2209,13 +2219,19 @@ fn each_kustomization_applies_every_manifest_beside_it_but_never_a_secret() {
         }
         let unlisted: Vec<&String> = manifests.difference(&listed).collect();
         if !unlisted.is_empty() {
-            problems.push(format!("{origin} leaves out {unlisted:?}: `kubectl apply -k` misses them"));
+            problems.push(format!(
+                "{origin} leaves out {unlisted:?}: `kubectl apply -k` misses them"
+            ));
         }
         for generator in sequence(&doc["configMapGenerator"]) {
             for file in sequence(&generator["files"]).iter().filter_map(scalar) {
-                let source = file.split_once('=').map_or(file.as_str(), |(_, source)| source);
+                let source = file
+                    .split_once('=')
+                    .map_or(file.as_str(), |(_, source)| source);
                 if !dir.join(source).is_file() {
-                    problems.push(format!("{origin}: configMapGenerator reads {source}, which does not exist"));
+                    problems.push(format!(
+                        "{origin}: configMapGenerator reads {source}, which does not exist"
+                    ));
                 }
             }
         }
@@ -2295,10 +2311,10 @@ fn relabelled_job(
         "{namespace}/{}",
         str_at(&monitor["metadata"], "name").unwrap_or_default()
     );
-    if let Some(label) = str_at(&monitor["spec"], "jobLabel") {
-        if let Some(value) = pod_labels.get(label) {
-            job.clone_from(value);
-        }
+    if let Some(label) = str_at(&monitor["spec"], "jobLabel")
+        && let Some(value) = pod_labels.get(label)
+    {
+        job.clone_from(value);
     }
     for rule in sequence(&endpoint["relabelings"]) {
         if str_at(rule, "targetLabel") != Some("job") {
@@ -2318,7 +2334,9 @@ fn relabelled_job(
             .map(|meta| {
                 let label = meta
                     .strip_prefix("__meta_kubernetes_pod_label_")
-                    .unwrap_or_else(|| panic!("{origin}: relabeling from {meta} is not understood"));
+                    .unwrap_or_else(|| {
+                        panic!("{origin}: relabeling from {meta} is not understood")
+                    });
                 pod_labels
                     .iter()
                     .find(|(name, _)| {
@@ -2371,7 +2389,10 @@ fn the_pod_monitor_scrapes_each_process_on_its_metrics_port_under_the_job_the_al
                 continue;
             };
             let Some(metrics_port) = process.metrics_port() else {
-                problems.push(format!("{origin} selects {}, which serves no metrics", process.origin));
+                problems.push(format!(
+                    "{origin} selects {}, which serves no metrics",
+                    process.origin
+                ));
                 continue;
             };
             let scrape_path = process
@@ -2406,7 +2427,8 @@ fn the_pod_monitor_scrapes_each_process_on_its_metrics_port_under_the_job_the_al
         }
     }
     for process in &deploy.processes {
-        if !matches!(process.source, Source::Kubernetes { .. }) || process.metrics_port().is_none() {
+        if !matches!(process.source, Source::Kubernetes { .. }) || process.metrics_port().is_none()
+        {
             continue;
         }
         let expected = SCRAPE_JOBS
@@ -2451,7 +2473,10 @@ fn the_prometheus_rule_carries_the_rules_file_and_every_alert_is_labelled_and_do
     let mut seen = BTreeSet::new();
     for rule in rules(&plain) {
         let Some(alert) = str_at(rule, "alert") else {
-            assert!(str_at(rule, "record").is_some(), "a rule neither alerts nor records: {rule:?}");
+            assert!(
+                str_at(rule, "record").is_some(),
+                "a rule neither alerts nor records: {rule:?}"
+            );
             continue;
         };
         if !seen.insert(alert.to_owned()) {
@@ -2468,7 +2493,9 @@ fn the_prometheus_rule_carries_the_rules_file_and_every_alert_is_labelled_and_do
         }
         match str_at(&rule["labels"], "severity") {
             Some("critical" | "warning" | "info") => {}
-            other => problems.push(format!("{alert}: severity {other:?} is not critical, warning or info")),
+            other => problems.push(format!(
+                "{alert}: severity {other:?} is not critical, warning or info"
+            )),
         }
         for annotation in ["summary", "description", "runbook_url"] {
             if str_at(&rule["annotations"], annotation).is_none_or(|text| text.trim().is_empty()) {
@@ -2509,13 +2536,20 @@ fn the_prometheus_rule_carries_the_rules_file_and_every_alert_is_labelled_and_do
 fn every_alert_has_promtool_cases_where_it_fires_and_where_it_does_not() {
     let plain = single_document(&rules_file());
     let tests = single_document(&rules_tests_file());
-    let tests_dir = rules_tests_file().parent().expect("a directory").to_path_buf();
+    let tests_dir = rules_tests_file()
+        .parent()
+        .expect("a directory")
+        .to_path_buf();
     let rule_files: Vec<PathBuf> = sequence(&tests["rule_files"])
         .iter()
         .filter_map(scalar)
         .map(|file| tests_dir.join(file))
         .collect();
-    assert_eq!(rule_files, vec![rules_file()], "the promtool tests load the rules file");
+    assert_eq!(
+        rule_files,
+        vec![rules_file()],
+        "the promtool tests load the rules file"
+    );
 
     let mut fires = BTreeSet::new();
     let mut quiet = BTreeSet::new();
@@ -2536,12 +2570,16 @@ fn every_alert_has_promtool_cases_where_it_fires_and_where_it_does_not() {
             problems.push(format!("no promtool case shows {alert} firing"));
         }
         if !quiet.contains(alert) {
-            problems.push(format!("no promtool case shows {alert} quiet (too early, or healthy)"));
+            problems.push(format!(
+                "no promtool case shows {alert} quiet (too early, or healthy)"
+            ));
         }
     }
     for alert in fires.union(&quiet) {
         if !alerts.contains(alert) {
-            problems.push(format!("the promtool tests check {alert}, which no rule defines"));
+            problems.push(format!(
+                "the promtool tests check {alert}, which no rule defines"
+            ));
         }
     }
     assert_no_problems("promtool cases", &problems);

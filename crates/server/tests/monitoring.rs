@@ -21,9 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use metrics::{
-    Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr, VectorSelector};
 use promql_parser::util::{ExprVisitor, walk_expr};
@@ -46,7 +44,12 @@ const JOBS: [&str; 3] = ["strata-api", "strata-worker", "strata-health"];
 /// What the dashboard's Grafana variables stand for while its expressions are parsed: a range for
 /// the interval variables; the others sit in label matchers' strings, which the parser keeps as
 /// they are.
-const GRAFANA_RANGES: [&str; 4] = ["$__rate_interval", "$__interval", "$__range", "${__rate_interval}"];
+const GRAFANA_RANGES: [&str; 4] = [
+    "$__rate_interval",
+    "$__interval",
+    "$__range",
+    "${__rate_interval}",
+];
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -222,7 +225,11 @@ fn dashboard_queries(dashboard: &Json) -> Vec<Query> {
             });
         }
     }
-    for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if variable["type"] != "query" {
             continue;
         }
@@ -311,11 +318,17 @@ fn every_metric_the_alerts_and_the_dashboard_query_is_one_strata_exports() {
     for query in &queries {
         for selector in selectors(query) {
             let Some(name) = metric_name(&selector) else {
-                problems.push(format!("{}: a selector without a metric name: {selector}", query.origin));
+                problems.push(format!(
+                    "{}: a selector without a metric name: {selector}",
+                    query.origin
+                ));
                 continue;
             };
             if !exported.series.contains(&name) && !EXTERNAL.contains(&name.as_str()) {
-                problems.push(format!("{}: {name} is not a series Strata exports", query.origin));
+                problems.push(format!(
+                    "{}: {name} is not a series Strata exports",
+                    query.origin
+                ));
                 missing.insert(name.clone());
             }
             let job_values: Vec<&str> = selector
@@ -332,10 +345,13 @@ fn every_metric_the_alerts_and_the_dashboard_query_is_one_strata_exports() {
                 ));
             }
             for value in job_values {
-                let known = value.starts_with('$')
-                    || value.split('|').all(|job| JOBS.contains(&job));
+                let known =
+                    value.starts_with('$') || value.split('|').all(|job| JOBS.contains(&job));
                 if !known {
-                    problems.push(format!("{}: job {value:?} is none of {JOBS:?}", query.origin));
+                    problems.push(format!(
+                        "{}: job {value:?} is none of {JOBS:?}",
+                        query.origin
+                    ));
                 }
             }
         }
@@ -382,19 +398,25 @@ fn the_dashboard_is_importable_with_the_data_source_as_a_variable() {
         }
     }
     if dashboard.get("id").is_some_and(|id| !id.is_null()) {
-        problems.push("an `id` ties the dashboard to one Grafana database; leave it out".to_owned());
+        problems
+            .push("an `id` ties the dashboard to one Grafana database; leave it out".to_owned());
     }
-    let variables = dashboard["templating"]["list"].as_array().cloned().unwrap_or_default();
-    if !variables
-        .iter()
-        .any(|v| v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus")
-    {
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !variables.iter().any(|v| {
+        v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus"
+    }) {
         problems.push("no `datasource` variable of type datasource (prometheus)".to_owned());
     }
     let expected_source = serde_json::json!({"type": "prometheus", "uid": "${datasource}"});
     for variable in &variables {
         if variable["type"] == "query" && variable["datasource"] != expected_source {
-            problems.push(format!("variable {} does not query ${{datasource}}", variable["name"]));
+            problems.push(format!(
+                "variable {} does not query ${{datasource}}",
+                variable["name"]
+            ));
         }
     }
     let mut ids = BTreeSet::new();
@@ -405,9 +427,12 @@ fn the_dashboard_is_importable_with_the_data_source_as_a_variable() {
         }
         let grid = &panel["gridPos"];
         let (x, w) = (grid["x"].as_u64(), grid["w"].as_u64());
-        if !matches!((x, w), (Some(x), Some(w)) if w > 0 && x + w <= 24) || grid["y"].as_u64().is_none()
+        if !matches!((x, w), (Some(x), Some(w)) if w > 0 && x + w <= 24)
+            || grid["y"].as_u64().is_none()
         {
-            problems.push(format!("panel {title:?}: gridPos {grid} is outside the 24 columns"));
+            problems.push(format!(
+                "panel {title:?}: gridPos {grid} is outside the 24 columns"
+            ));
         }
         if panel["type"] == "row" {
             continue;
@@ -422,9 +447,14 @@ fn the_dashboard_is_importable_with_the_data_source_as_a_variable() {
         let mut ref_ids = BTreeSet::new();
         for target in &targets {
             if target["datasource"] != expected_source {
-                problems.push(format!("panel {title:?}: a target does not use ${{datasource}}"));
+                problems.push(format!(
+                    "panel {title:?}: a target does not use ${{datasource}}"
+                ));
             }
-            if !target["refId"].as_str().is_some_and(|id| ref_ids.insert(id.to_owned())) {
+            if !target["refId"]
+                .as_str()
+                .is_some_and(|id| ref_ids.insert(id.to_owned()))
+            {
                 problems.push(format!("panel {title:?}: a target without its own refId"));
             }
         }
@@ -454,5 +484,8 @@ fn the_exported_names_come_from_the_scrape_itself() {
         exported.described.get("http_request_duration_seconds"),
         Some(&Kind::Histogram)
     );
-    assert!(!exported.series.contains("up"), "up is Prometheus', not Strata's");
+    assert!(
+        !exported.series.contains("up"),
+        "up is Prometheus', not Strata's"
+    );
 }
