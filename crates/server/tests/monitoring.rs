@@ -41,6 +41,12 @@ const EXTERNAL: [&str; 2] = [
 /// (checked against the manifests by tests/deploy.rs) and the blackbox probe's.
 const JOBS: [&str; 3] = ["strata-api", "strata-worker", "strata-health"];
 
+/// Metrics Strata describes that the dashboard leaves out on purpose, each with why.
+const NOT_PLOTTED: [(&str, &str); 1] = [(
+    "process_virtual_memory_max_bytes",
+    "the address-space limit, unlimited (2^64) in practice: plotted, it flattens every other line",
+)];
+
 /// What the dashboard's Grafana variables stand for while its expressions are parsed: a range for
 /// the interval variables; the others sit in label matchers' strings, which the parser keeps as
 /// they are.
@@ -373,6 +379,7 @@ fn the_dashboard_plots_every_metric_strata_describes() {
     let unplotted: Vec<&String> = exported
         .described
         .iter()
+        .filter(|(name, _)| !NOT_PLOTTED.iter().any(|(left_out, _)| left_out == name))
         .filter(|(name, kind)| {
             let series = match kind {
                 Kind::Histogram => vec![format!("{name}_bucket"), format!("{name}_count")],
