@@ -13,6 +13,7 @@ mod layering;
 mod openapi;
 mod pgbouncer;
 mod process;
+mod promtool;
 mod redis_cluster;
 mod schemathesis;
 mod seed;
@@ -55,6 +56,9 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Check the alert rules and run their unit tests with promtool (installed when missing, as
+    /// root on Debian); `test` runs this too.
+    Promtool,
     /// Create the application database if it is missing and apply pending migrations.
     Migrate,
     /// Migrate, then create the demo accounts and products and, optionally, generated customers,
@@ -169,6 +173,7 @@ async fn run(command: Command, shutdown: &Shutdown) -> anyhow::Result<()> {
     match command {
         Command::Up { port } => up::run(port, shutdown).await,
         Command::Test { args } => suite::run(&args, shutdown).await,
+        Command::Promtool => promtool::run(shutdown).await,
         Command::Migrate => {
             let stack = Stack::start().await?;
             database::migrate(&stack).await

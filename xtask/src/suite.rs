@@ -73,6 +73,18 @@ pub async fn run(extra_args: &[String], shutdown: &Shutdown) -> anyhow::Result<(
         eprintln!("xtask: contract test: {error:#}");
         failed.push("the contract test".to_owned());
     }
+    if extra_args.is_empty() {
+        eprintln!("xtask: alert rules (promtool check and unit tests)");
+        if let Err(error) = crate::promtool::run(shutdown).await {
+            if error.is::<process::Interrupted>() {
+                return Err(error);
+            }
+            eprintln!("xtask: promtool: {error:#}");
+            failed.push("the alert rules' promtool tests".to_owned());
+        }
+    } else {
+        eprintln!("xtask: promtool: skipped (test runner arguments given)");
+    }
     if !failed.is_empty() {
         bail!("failed: {}", failed.join("; "));
     }

@@ -19,7 +19,17 @@
 //! - stop windows outlast the shutdown sequence (preStop, readiness grace, drain);
 //! - Services, NetworkPolicies, the HPA and the PDB point at the right pods and ports;
 //! - the Dockerfile's user, entry point and exposed port agree with all of the above;
-//! - `docker compose config` and `kubectl kustomize` accept the files, when those tools exist.
+//! - `docker compose config` and `kubectl kustomize` accept the files, when those tools exist;
+//! - each kustomization applies every manifest beside it but never a Secret (the operator creates
+//!   those once, from `secret.yaml`'s template), and a workload an autoscaler scales sets no
+//!   `replicas` of its own: either would be undone by the next `kubectl apply -k`;
+//! - the PodMonitor scrapes each process's metrics port, by the port's name, under the `job` the
+//!   alert rules select;
+//! - the PrometheusRule is `deploy/prometheus/strata-rules.yaml` word for word; every alert has a
+//!   severity, a summary, a description and a runbook that is a heading of docs/operations.md,
+//!   whose alert table names exactly these alerts; each has promtool cases where it fires and
+//!   where it stays quiet, and promtool passes them when installed (`cargo xtask test` installs
+//!   it). The metric names the rules and the dashboard query: tests/monitoring.rs.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
@@ -395,6 +405,8 @@ impl Deploy {
                     compose = Some((path.clone(), interpolate_tree(&doc, &dotenv, &path)));
                 } else if str_at(&doc, "apiVersion").is_some() && str_at(&doc, "kind").is_some() {
                     objects.push((path.clone(), doc));
+                } else if doc.get("groups").is_some() || doc.get("rule_files").is_some() {
+                    // A Prometheus rules file or its promtool tests: see the alert checks below.
                 } else {
                     panic!(
                         "{}: a YAML document that is neither a compose file nor a Kubernetes \
@@ -2051,26 +2063,6 @@ fn kubernetes_objects_point_at_the_right_pods_and_ports() {
         }
     }
 
-    // The kustomization lists every manifest next to it, so `kubectl apply -k` misses none.
-    let k8s = deploy_dir().join("k8s");
-    let kustomization = k8s.join("kustomization.yaml");
-    if kustomization.exists() {
-        let listed: BTreeSet<String> = documents(&kustomization)
-            .iter()
-            .flat_map(|doc| sequence(&doc["resources"]).to_vec())
-            .filter_map(|resource| scalar(&resource))
-            .collect();
-        let present: BTreeSet<String> = yaml_files(&k8s)
-            .iter()
-            .filter(|path| *path != &kustomization)
-            .map(|path| relative(path).trim_start_matches("deploy/k8s/").to_owned())
-            .collect();
-        if listed != present {
-            problems.push(format!(
-                "deploy/k8s/kustomization.yaml lists {listed:?}, the directory holds {present:?}"
-            ));
-        }
-    }
     assert_no_problems("Kubernetes objects", &problems);
 }
 
@@ -2130,6 +2122,569 @@ fn compose_and_kustomize_accept_the_files_when_the_tools_are_installed() {
         assert!(
             images.iter().all(|image| is_strata_image(image)),
             "kustomize renders images {images:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operating it: kustomizations, autoscaling, scraping and alerts
+// ---------------------------------------------------------------------------------------------
+
+/// The alert rules as a plain Prometheus rules file: the source the PrometheusRule copies.
+fn rules_file() -> PathBuf {
+    deploy_dir().join("prometheus").join("strata-rules.yaml")
+}
+
+/// The promtool unit tests of [`rules_file`].
+fn rules_tests_file() -> PathBuf {
+    deploy_dir()
+        .join("prometheus")
+        .join("strata-rules.test.yaml")
+}
+
+/// The `job` label each Strata process is scraped under, by subcommand: the names the alert rules
+/// and the dashboard select (crates/server/tests/monitoring.rs holds them to these).
+const SCRAPE_JOBS: [(&str, &str); 2] = [("serve", "strata-api"), ("worker", "strata-worker")];
+
+fn single_document(path: &Path) -> Value {
+    let mut docs = documents(path);
+    assert_eq!(docs.len(), 1, "{} must hold one document", relative(path));
+    docs.remove(0)
+}
+
+/// Every rule of a rules file's `groups`.
+fn rules(rules_file: &Value) -> Vec<&Value> {
+    sequence(&rules_file["groups"])
+        .iter()
+        .flat_map(|group| sequence(&group["rules"]))
+        .collect()
+}
+
+/// Every alert's name, in file order.
+fn alert_names(rules_file: &Value) -> Vec<String> {
+    rules(rules_file)
+        .into_iter()
+        .filter_map(|rule| str_at(rule, "alert"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The anchors GitHub gives a Markdown file's headings: lower case, spaces to hyphens, other
+/// punctuation dropped.
+fn heading_anchors(markdown: &str) -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut anchors = BTreeSet::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        let Some(title) = line.strip_prefix('#') else {
+            continue;
+        };
+        let title = title.trim_start_matches('#');
+        if in_code || !title.starts_with(' ') {
+            continue;
+        }
+        let anchor = title
+            .trim()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        anchors.insert(anchor);
+    }
+    anchors
+}
+
+/// The text of a `## ` section of a Markdown file, up to the next `## ` heading.
+fn markdown_section<'a>(markdown: &'a str, heading: &str) -> &'a str {
+    let start = markdown
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("no `## {heading}` section"));
+    let body = &markdown[start + 1..];
+    let end = body[3..].find("\n## ").map_or(body.len(), |at| at + 3);
+    &body[..end]
+}
+
+fn kustomizations() -> Vec<PathBuf> {
+    yaml_files(&deploy_dir().join("k8s"))
+        .into_iter()
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name == "kustomization.yaml")
+        })
+        .collect()
+}
+
+fn kubectl_installed() -> bool {
+    Command::new("kubectl")
+        .args(["version", "--client"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[test]
+fn each_kustomization_applies_every_manifest_beside_it_but_never_a_secret() {
+    let mut problems = Vec::new();
+    let kustomizations = kustomizations();
+    assert!(
+        !kustomizations.is_empty(),
+        "deploy/k8s has no kustomization.yaml"
+    );
+    for kustomization in &kustomizations {
+        let origin = relative(kustomization);
+        let dir = kustomization.parent().expect("a directory");
+        let doc = single_document(kustomization);
+        // A generated Secret would be put back at every apply just the same.
+        if !doc["secretGenerator"].is_null() {
+            problems.push(format!("{origin} generates Secrets"));
+        }
+        let listed: BTreeSet<String> = sequence(&doc["resources"])
+            .iter()
+            .filter_map(scalar)
+            .collect();
+        let mut manifests = BTreeSet::new();
+        for path in yaml_files(dir) {
+            if path.parent() != Some(dir) || &path == kustomization {
+                continue;
+            }
+            let name = path
+                .file_name()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned();
+            let secrets_only = documents(&path)
+                .iter()
+                .all(|object| str_at(object, "kind") == Some("Secret"));
+            // A file of Secrets is the operator's template, created once by hand.
+            if !secrets_only {
+                manifests.insert(name);
+            }
+        }
+        for resource in &listed {
+            let path = dir.join(resource);
+            if path.is_dir() {
+                if !path.join("kustomization.yaml").is_file() {
+                    problems.push(format!(
+                        "{origin} lists {resource}, a directory without a kustomization"
+                    ));
+                }
+                continue;
+            }
+            if !path.is_file() {
+                problems.push(format!("{origin} lists {resource}, which does not exist"));
+                continue;
+            }
+            if documents(&path)
+                .iter()
+                .any(|object| str_at(object, "kind") == Some("Secret"))
+            {
+                problems.push(format!(
+                    "{origin} applies the Secret in {resource}: every `kubectl apply -k` would put \
+                     its placeholders back over the real values"
+                ));
+            }
+        }
+        let unlisted: Vec<&String> = manifests.difference(&listed).collect();
+        if !unlisted.is_empty() {
+            problems.push(format!(
+                "{origin} leaves out {unlisted:?}: `kubectl apply -k` misses them"
+            ));
+        }
+        for generator in sequence(&doc["configMapGenerator"]) {
+            for file in sequence(&generator["files"]).iter().filter_map(scalar) {
+                let source = file
+                    .split_once('=')
+                    .map_or(file.as_str(), |(_, source)| source);
+                if !dir.join(source).is_file() {
+                    problems.push(format!(
+                        "{origin}: configMapGenerator reads {source}, which does not exist"
+                    ));
+                }
+            }
+        }
+        if kubectl_installed() {
+            let output = Command::new("kubectl")
+                .arg("kustomize")
+                .arg(dir)
+                .output()
+                .expect("kubectl runs");
+            assert!(
+                output.status.success(),
+                "kubectl kustomize {}: {}",
+                relative(dir),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let rendered = String::from_utf8(output.stdout).expect("UTF-8");
+            for document in serde_yaml_ng::Deserializer::from_str(&rendered) {
+                let object = Value::deserialize(document).expect("kustomize renders YAML");
+                if str_at(&object, "kind") == Some("Secret") {
+                    problems.push(format!(
+                        "kubectl kustomize {} renders Secret/{}",
+                        relative(dir),
+                        str_at(&object["metadata"], "name").unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+    // Still described, for the operator who creates them.
+    let deploy = Deploy::load();
+    for name in ["strata-secrets", "strata-migrate-secrets"] {
+        if deploy.object("Secret", name).is_none() {
+            problems.push(format!("no template of Secret/{name} under deploy/k8s"));
+        }
+    }
+    assert_no_problems("kustomizations", &problems);
+}
+
+#[test]
+fn a_workload_an_autoscaler_scales_leaves_its_replica_count_to_it() {
+    let deploy = Deploy::load();
+    let mut problems = Vec::new();
+    let mut autoscalers = 0;
+    for (path, hpa) in deploy.objects_of("HorizontalPodAutoscaler") {
+        autoscalers += 1;
+        let target = &hpa["spec"]["scaleTargetRef"];
+        let kind = str_at(target, "kind").unwrap_or_default();
+        let name = str_at(target, "name").unwrap_or_default();
+        match deploy.object(kind, name) {
+            None => problems.push(format!(
+                "{} scales {kind}/{name}, which deploy/k8s does not define",
+                relative(path)
+            )),
+            Some(workload) if !workload["spec"]["replicas"].is_null() => problems.push(format!(
+                "{kind}/{name} sets replicas: {:?}, which every `kubectl apply` puts back over \
+                 the count the autoscaler of {} chose",
+                workload["spec"]["replicas"],
+                relative(path)
+            )),
+            Some(_) => {}
+        }
+    }
+    assert!(autoscalers > 0, "deploy/k8s has no HorizontalPodAutoscaler");
+    assert_no_problems("autoscaled workloads", &problems);
+}
+
+/// The `job` label Prometheus gives a pod's target once a PodMonitor endpoint's relabelings have
+/// run: the operator's default, then each `replace` rule aimed at `job`.
+fn relabelled_job(
+    origin: &str,
+    monitor: &Value,
+    endpoint: &Value,
+    pod_labels: &BTreeMap<String, String>,
+) -> String {
+    let namespace = "default";
+    let mut job = format!(
+        "{namespace}/{}",
+        str_at(&monitor["metadata"], "name").unwrap_or_default()
+    );
+    if let Some(label) = str_at(&monitor["spec"], "jobLabel")
+        && let Some(value) = pod_labels.get(label)
+    {
+        job.clone_from(value);
+    }
+    for rule in sequence(&endpoint["relabelings"]) {
+        if str_at(rule, "targetLabel") != Some("job") {
+            continue;
+        }
+        assert!(
+            matches!(str_at(rule, "action"), None | Some("replace" | "Replace")),
+            "{origin}: only `replace` relabelings of job are understood by this test"
+        );
+        assert!(
+            matches!(str_at(rule, "regex"), None | Some("(.*)")),
+            "{origin}: only the default relabeling regex is understood by this test"
+        );
+        let source: Vec<String> = sequence(&rule["sourceLabels"])
+            .iter()
+            .filter_map(scalar)
+            .map(|meta| {
+                let label = meta
+                    .strip_prefix("__meta_kubernetes_pod_label_")
+                    .unwrap_or_else(|| {
+                        panic!("{origin}: relabeling from {meta} is not understood")
+                    });
+                pod_labels
+                    .iter()
+                    .find(|(name, _)| {
+                        name.chars()
+                            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                            .collect::<String>()
+                            == label
+                    })
+                    .map(|(_, value)| value.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let joined = source.join(str_at(rule, "separator").unwrap_or(";"));
+        job = str_at(rule, "replacement")
+            .unwrap_or("$1")
+            .replace("${1}", &joined)
+            .replace("$1", &joined);
+    }
+    job
+}
+
+#[test]
+fn the_pod_monitor_scrapes_each_process_on_its_metrics_port_under_the_job_the_alerts_expect() {
+    let deploy = Deploy::load();
+    assert!(
+        deploy.objects_of("ServiceMonitor").next().is_none(),
+        "a ServiceMonitor needs the metrics port on a Service, which leaves it out on purpose; \
+         scrape the pods (PodMonitor), or teach this test"
+    );
+    let mut problems = Vec::new();
+    let mut jobs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, monitor) in deploy.objects_of("PodMonitor") {
+        let name = str_at(&monitor["metadata"], "name").unwrap_or("?");
+        let origin = format!("{} PodMonitor/{name}", relative(path));
+        assert_eq!(
+            str_at(monitor, "apiVersion"),
+            Some("monitoring.coreos.com/v1"),
+            "{origin}"
+        );
+        let endpoints = sequence(&monitor["spec"]["podMetricsEndpoints"]);
+        if endpoints.is_empty() {
+            problems.push(format!("{origin} has no podMetricsEndpoints"));
+        }
+        let selected = deploy.selected(&monitor["spec"]["selector"]);
+        if selected.is_empty() {
+            problems.push(format!("{origin} selects no Strata pods"));
+        }
+        for process in selected {
+            let Source::Kubernetes { pod_labels, .. } = &process.source else {
+                continue;
+            };
+            let Some(metrics_port) = process.metrics_port() else {
+                problems.push(format!(
+                    "{origin} selects {}, which serves no metrics",
+                    process.origin
+                ));
+                continue;
+            };
+            let scrape_path = process
+                .probes
+                .iter()
+                .find(|probe| probe.kind == ProbeKind::Scrape)
+                .map_or("/metrics", |probe| probe.path.as_str());
+            for endpoint in endpoints {
+                // A named port: the pod spec says which number it is.
+                let Some(port) = str_at(endpoint, "port") else {
+                    problems.push(format!("{origin}: an endpoint without a named `port`"));
+                    continue;
+                };
+                let declared = process.declared_ports.get(port).copied();
+                if declared != Some(metrics_port) {
+                    problems.push(format!(
+                        "{origin} scrapes port {port:?} ({declared:?}) of {}, which serves metrics on {metrics_port}",
+                        process.origin
+                    ));
+                }
+                let path = str_at(endpoint, "path").unwrap_or("/metrics");
+                if path != scrape_path {
+                    problems.push(format!(
+                        "{origin} scrapes {path} of {}, which serves {scrape_path}",
+                        process.origin
+                    ));
+                }
+                jobs.entry(process.subcommand().to_owned())
+                    .or_default()
+                    .insert(relabelled_job(&origin, monitor, endpoint, pod_labels));
+            }
+        }
+    }
+    for process in &deploy.processes {
+        if !matches!(process.source, Source::Kubernetes { .. }) || process.metrics_port().is_none()
+        {
+            continue;
+        }
+        let expected = SCRAPE_JOBS
+            .iter()
+            .find(|(subcommand, _)| *subcommand == process.subcommand())
+            .map(|(_, job)| (*job).to_owned())
+            .unwrap_or_else(|| panic!("{}: which scrape job is it?", process.origin));
+        let got = jobs.get(process.subcommand()).cloned().unwrap_or_default();
+        if got != BTreeSet::from([expected.clone()]) {
+            problems.push(format!(
+                "{} is scraped under job {got:?}, the alert rules expect {expected:?}",
+                process.origin
+            ));
+        }
+    }
+    assert_no_problems("scraping", &problems);
+}
+
+#[test]
+fn the_prometheus_rule_carries_the_rules_file_and_every_alert_is_labelled_and_documented() {
+    let deploy = Deploy::load();
+    let plain = single_document(&rules_file());
+    let mut problems = Vec::new();
+
+    let wrapped: Vec<&(PathBuf, Value)> = deploy.objects_of("PrometheusRule").collect();
+    assert_eq!(wrapped.len(), 1, "one PrometheusRule under deploy/k8s");
+    let (path, prometheus_rule) = wrapped[0];
+    assert_eq!(
+        str_at(prometheus_rule, "apiVersion"),
+        Some("monitoring.coreos.com/v1")
+    );
+    if prometheus_rule["spec"] != plain {
+        problems.push(format!(
+            "the spec of {} is not {}: copy that file's groups under `spec:`",
+            relative(path),
+            relative(&rules_file())
+        ));
+    }
+
+    let operations = read(&repository().join("docs/operations.md"));
+    let anchors = heading_anchors(&operations);
+    let mut seen = BTreeSet::new();
+    for rule in rules(&plain) {
+        let Some(alert) = str_at(rule, "alert") else {
+            assert!(
+                str_at(rule, "record").is_some(),
+                "a rule neither alerts nor records: {rule:?}"
+            );
+            continue;
+        };
+        if !seen.insert(alert.to_owned()) {
+            problems.push(format!("two alerts are called {alert}"));
+        }
+        if !alert.starts_with("Strata") || !alert.chars().all(|c| c.is_ascii_alphanumeric()) {
+            problems.push(format!("{alert}: alert names are CamelCase, Strata…"));
+        }
+        if str_at(rule, "expr").is_none_or(|expr| expr.trim().is_empty()) {
+            problems.push(format!("{alert} has no expr"));
+        }
+        if let Some(wait) = str_at(rule, "for") {
+            duration_secs(wait, alert);
+        }
+        match str_at(&rule["labels"], "severity") {
+            Some("critical" | "warning" | "info") => {}
+            other => problems.push(format!(
+                "{alert}: severity {other:?} is not critical, warning or info"
+            )),
+        }
+        for annotation in ["summary", "description", "runbook_url"] {
+            if str_at(&rule["annotations"], annotation).is_none_or(|text| text.trim().is_empty()) {
+                problems.push(format!("{alert} has no {annotation}"));
+            }
+        }
+        if let Some(url) = str_at(&rule["annotations"], "runbook_url") {
+            match url.strip_prefix("docs/operations.md#") {
+                Some(anchor) if anchors.contains(anchor) => {}
+                _ => problems.push(format!(
+                    "{alert}: runbook_url {url} is not a heading of docs/operations.md"
+                )),
+            }
+        }
+    }
+
+    // The docs name every alert by its rule, and no rule that does not exist.
+    let section = markdown_section(&operations, "Alerts worth setting");
+    let documented: BTreeSet<String> = section
+        .lines()
+        .filter(|line| line.starts_with('|'))
+        .flat_map(|line| line.split('`').skip(1).step_by(2))
+        .filter(|word| {
+            word.strip_prefix("Strata")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+        })
+        .map(str::to_owned)
+        .collect();
+    if documented != seen {
+        problems.push(format!(
+            "docs/operations.md's alert table names {documented:?}; the rules are {seen:?}"
+        ));
+    }
+    assert_no_problems("alert rules", &problems);
+}
+
+#[test]
+fn every_alert_has_promtool_cases_where_it_fires_and_where_it_does_not() {
+    let plain = single_document(&rules_file());
+    let tests = single_document(&rules_tests_file());
+    let tests_dir = rules_tests_file()
+        .parent()
+        .expect("a directory")
+        .to_path_buf();
+    let rule_files: Vec<PathBuf> = sequence(&tests["rule_files"])
+        .iter()
+        .filter_map(scalar)
+        .map(|file| tests_dir.join(file))
+        .collect();
+    assert_eq!(
+        rule_files,
+        vec![rules_file()],
+        "the promtool tests load the rules file"
+    );
+
+    let mut fires = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for case in sequence(&tests["tests"]) {
+        for check in sequence(&case["alert_rule_test"]) {
+            let alert = str_at(check, "alertname").expect("alertname").to_owned();
+            if sequence(&check["exp_alerts"]).is_empty() {
+                quiet.insert(alert);
+            } else {
+                fires.insert(alert);
+            }
+        }
+    }
+    let alerts: BTreeSet<String> = alert_names(&plain).into_iter().collect();
+    let mut problems = Vec::new();
+    for alert in &alerts {
+        if !fires.contains(alert) {
+            problems.push(format!("no promtool case shows {alert} firing"));
+        }
+        if !quiet.contains(alert) {
+            problems.push(format!(
+                "no promtool case shows {alert} quiet (too early, or healthy)"
+            ));
+        }
+    }
+    for alert in fires.union(&quiet) {
+        if !alerts.contains(alert) {
+            problems.push(format!(
+                "the promtool tests check {alert}, which no rule defines"
+            ));
+        }
+    }
+    assert_no_problems("promtool cases", &problems);
+}
+
+/// `cargo xtask test` installs promtool and runs the same two commands; here they run only when
+/// promtool is already installed.
+#[test]
+fn promtool_accepts_the_rules_and_passes_their_tests_when_installed() {
+    if Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("promtool is not installed; `cargo xtask test` installs and runs it");
+        return;
+    }
+    for (command, file) in [("check", rules_file()), ("test", rules_tests_file())] {
+        let output = Command::new("promtool")
+            .args([command, "rules"])
+            .arg(&file)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            output.status.success(),
+            "promtool {command} rules {}:\n{}{}",
+            relative(&file),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
     }
 }
