@@ -56,8 +56,8 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Check the alert rules and run their unit tests with promtool (installed when missing, as
-    /// root on Debian); `test` runs this too.
+    /// Check the alert rules and run their unit tests with promtool (unpacked from Debian's
+    /// package when missing); `test` runs this too.
     Promtool,
     /// Create the application database if it is missing and apply pending migrations.
     Migrate,

@@ -1,8 +1,9 @@
 //! The alert rules' gate: `promtool check rules` on `deploy/prometheus/strata-rules.yaml`, then
 //! `promtool test rules` on its unit tests, which feed every alert synthetic series (fires when it
 //! should, not before its `for:`, not when healthy). promtool ships in Debian's `prometheus`
-//! package, installed on first use where packages can be installed (root on Debian; the package's
-//! services are left to the system's policy); elsewhere the step fails saying what to install.
+//! package: when it is not on PATH, the package is downloaded (not installed: installing it would
+//! start a Prometheus server and a node exporter on the machine) and unpacked once under
+//! `target/xtask/promtool/`; elsewhere than Debian the step fails saying what to install.
 
 use std::path::PathBuf;
 
@@ -33,17 +34,32 @@ pub async fn run(shutdown: &Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// promtool from PATH, else from Debian's `prometheus` package, installed now.
+/// promtool from PATH, else from Debian's `prometheus` package, downloaded and unpacked here once.
 async fn install() -> anyhow::Result<PathBuf> {
     if let Some(promtool) = system::find_program("promtool") {
         return Ok(promtool);
     }
-    if !system::can_apt_install() {
-        bail!(
-            "promtool not found: install Debian's prometheus package \
-             (`sudo apt-get install --no-install-recommends prometheus`) or put promtool on PATH"
-        );
+    let home = system::state_dir().join("promtool");
+    let unpacked = home.join("root").join("usr").join("bin").join("promtool");
+    if system::is_executable(&unpacked) {
+        return Ok(unpacked);
     }
-    system::apt_install("prometheus").await?;
-    system::find_program("promtool").context("the prometheus package installed no promtool")
+    let package = system::apt_download("prometheus", &home)
+        .await
+        .context("promtool not found: put it on PATH (Debian's prometheus package has it)")?;
+    eprintln!("xtask: unpacking promtool from {}", package.display());
+    let status = Command::new("dpkg-deb")
+        .arg("--extract")
+        .arg(&package)
+        .arg(home.join("root"))
+        .status()
+        .await
+        .context("cannot run dpkg-deb")?;
+    if !status.success() {
+        bail!("dpkg-deb --extract {} failed ({status})", package.display());
+    }
+    if !system::is_executable(&unpacked) {
+        bail!("{} holds no usr/bin/promtool", package.display());
+    }
+    Ok(unpacked)
 }

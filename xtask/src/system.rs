@@ -86,6 +86,53 @@ pub async fn apt_install(package: &str) -> anyhow::Result<()> {
     run_apt(&["install", "-y", package]).await
 }
 
+/// Downloads Debian's `package` into `dir` without installing it (no maintainer scripts, so no
+/// service starts) and returns the `.deb`. Needs no root when the package lists are present; as
+/// root they are refreshed once per run first.
+pub async fn apt_download(package: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    if find_program("apt-get").is_none() {
+        bail!("apt-get not found: this is not a Debian-like system");
+    }
+    if is_root() {
+        apt_update_once().await?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    eprintln!("xtask: apt-get download {package} (into {})", dir.display());
+    let output = tokio::process::Command::new("apt-get")
+        .args(["download", package])
+        .current_dir(dir)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run apt-get download")?;
+    if !output.status.success() {
+        bail!(
+            "apt-get download {package} failed ({}): {}",
+            output.status,
+            output_text(&output)
+        );
+    }
+    let prefix = format!("{package}_");
+    std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension().is_some_and(|ext| ext == "deb")
+                && path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with(&prefix))
+        })
+        .max()
+        .with_context(|| {
+            format!(
+                "apt-get download {package} left no .deb in {}",
+                dir.display()
+            )
+        })
+}
+
 /// What `apt-cache policy` says of `package` (installed and candidate versions), after
 /// refreshing the package lists once per run: a fresh container has none, and then knows of no
 /// package at all.
