@@ -2869,3 +2869,119 @@ async fn every_probe_path_answers_200_from_the_real_binary() {
         );
     }
 }
+
+/// The README's Kubernetes walk-through is what an operator types first: every object it waits
+/// on or execs into exists, the Secrets it creates are the ones the manifests read (with every
+/// key of the template), the kustomizations it applies exist, and the `strata` commands parse.
+#[test]
+fn the_readmes_kubernetes_walk_through_matches_the_manifests() {
+    let readme = read(&repository().join("README.md"));
+    let section = readme
+        .split("\n## Deploy")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has a Deploy section");
+    // The shell commands of the section's code blocks, continuation lines joined.
+    let mut commands = Vec::new();
+    let mut in_block = false;
+    let mut current = String::new();
+    for line in section.lines().map(str::trim) {
+        if line.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block || line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(line);
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    let deploy = Deploy::load();
+    let exists = |kind: &str, name: &str| {
+        deploy.objects_of(kind).any(|(path, object)| {
+            str_at(&object["metadata"], "name") == Some(name)
+                && relative(path) != "deploy/k8s/secret.yaml"
+        })
+    };
+    let mut problems = Vec::new();
+    let mut created_secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut kubectl_commands = 0;
+    for command in commands.iter().flat_map(|line| line.split("&&")) {
+        let words = shlex::split(command.split(" #").next().unwrap_or(command))
+            .unwrap_or_else(|| panic!("README: cannot split {command:?}"));
+        if words.first().map(String::as_str) != Some("kubectl") {
+            continue;
+        }
+        kubectl_commands += 1;
+        for word in &words {
+            let Some((kind, name)) = word.split_once('/') else {
+                continue;
+            };
+            let kind = match kind {
+                "deployment" => "Deployment",
+                "job" => "Job",
+                "service" => "Service",
+                _ => continue,
+            };
+            if !exists(kind, name) {
+                problems.push(format!(
+                    "README: {command:?} names {kind}/{name}, which deploy/k8s lacks"
+                ));
+            }
+        }
+        match words.get(1..3) {
+            Some([verb, object]) if verb == "create" && object == "secret" => {
+                let name = words.get(4).cloned().unwrap_or_default();
+                let keys = words
+                    .iter()
+                    .filter_map(|word| word.strip_prefix("--from-literal="))
+                    .filter_map(|pair| pair.split_once('=').map(|(key, _)| key.to_owned()))
+                    .collect();
+                created_secrets.insert(name, keys);
+            }
+            Some([verb, flag]) if verb == "apply" && flag == "-k" => {
+                let dir = words.get(3).cloned().unwrap_or_default();
+                if !repository().join(&dir).join("kustomization.yaml").is_file() {
+                    problems.push(format!(
+                        "README: {command:?} applies {dir}, no kustomization"
+                    ));
+                }
+            }
+            Some([verb, _]) if verb == "exec" => {
+                let at = words.iter().position(|word| word == "--").map(|at| at + 1);
+                let strata = at.map(|at| &words[at..]).unwrap_or_default();
+                if let Err(error) = Cli::try_parse_from(strata) {
+                    problems.push(format!("README: {command:?}: strata refuses it: {error}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        kubectl_commands >= 8,
+        "README's Deploy section lost its kubectl walk-through"
+    );
+    // The Secrets the walk creates are those of the template, with all its keys.
+    for (path, secret) in deploy.objects_of("Secret") {
+        if relative(path) != "deploy/k8s/secret.yaml" {
+            continue;
+        }
+        let name = str_at(&secret["metadata"], "name").unwrap_or_default();
+        let keys: BTreeSet<String> = labels(&secret["stringData"]).into_keys().collect();
+        match created_secrets.get(name) {
+            None => problems.push(format!(
+                "README: the walk-through never creates Secret {name}"
+            )),
+            Some(created) if created != &keys => problems.push(format!(
+                "README: Secret {name} is created with {created:?}, the manifests read {keys:?}"
+            )),
+            Some(_) => {}
+        }
+    }
+    assert_no_problems("the README's Kubernetes walk-through", &problems);
+}
