@@ -149,6 +149,24 @@ async fn the_worker_runs_the_renewal_tick_and_exits_zero_on_sigterm() {
         metrics.contains(r#"jobs_processed_total{kind="subscriptions.renew"}"#),
         "{metrics}"
     );
+    // Its attempts timed, its backlog sampled from the start, and the process itself described.
+    for expected in [
+        r#"jobs_duration_seconds_bucket{kind="subscriptions.renew",outcome="done",le="+Inf"} "#,
+        r#"jobs_queue_depth{kind="subscriptions.renew"} "#,
+        "jobs_dead_letter_depth 0\n",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_threads ",
+        "process_start_time_seconds ",
+        "process_virtual_memory_bytes ",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
