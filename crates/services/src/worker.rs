@@ -495,10 +495,11 @@ impl DepthSampler {
                 metrics::gauge!(JOBS_QUEUE_DEPTH, "kind" => kind.clone()).set(count as f64);
             }
         }
-        if let Ok(dead) = dead {
-            metrics::gauge!(JOBS_DEAD_LETTER_DEPTH).set(dead as f64);
+        if let Ok(dead) = &dead {
+            metrics::gauge!(JOBS_DEAD_LETTER_DEPTH).set(*dead as f64);
         }
-        queued.map(|_| ())
+        queued?;
+        dead.map(|_| ())
     }
 }
 

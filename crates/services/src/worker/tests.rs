@@ -689,6 +689,30 @@ async fn a_failed_count_leaves_its_gauge_and_still_sets_the_other() {
         "{rendered}"
     );
     assert!(!rendered.contains(JOBS_QUEUE_DEPTH), "{rendered}");
+
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut ports = Ports::new();
+    ports
+        .jobs
+        .expect_queued_by_kind()
+        .returning(|| Ok(vec![("reports.sales".to_owned(), 2)]));
+    ports
+        .queue
+        .expect_dead_letters()
+        .returning(|| Err(unavailable()));
+    let worker = ports.worker();
+    assert!(worker.sample_depths().await.is_err());
+    let rendered = recorder.handle().render();
+    assert_eq!(
+        sample(
+            &rendered,
+            &format!("{JOBS_QUEUE_DEPTH}{{kind=\"reports.sales\"}}")
+        ),
+        Some(2.0),
+        "{rendered}"
+    );
+    assert!(!rendered.contains(JOBS_DEAD_LETTER_DEPTH), "{rendered}");
 }
 
 #[tokio::test]
