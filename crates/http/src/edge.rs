@@ -79,6 +79,37 @@ pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit
 pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 /// `RateLimit-Reset`: seconds until a slot frees.
 pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-09): the budget as a structured
+/// field, `"read_anonymous";q=1200;w=60` (quota, window in seconds).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit` (the same draft): what is left of the budget, `"read_anonymous";r=1187;t=42`
+/// (remaining, seconds until a slot frees): the same numbers as the three `RateLimit-*` fields
+/// that clients of the earlier drafts read.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// A budget and the name `RateLimit-Policy` and `RateLimit` give it: the suffix of its setting
+/// (`read_anonymous` for `STRATA_RATE_LIMIT_READ_ANONYMOUS`), so that a client's report points at
+/// the setting.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    name: &'static sfv::StringRef,
+    limit: RateLimit,
+}
+
+impl Policy {
+    /// Names `limit`; `name` is checked as a structured-field string at compile time, so it is
+    /// given as `sfv::string_ref("…")` in a const.
+    const fn new(name: &'static sfv::StringRef, limit: RateLimit) -> Self {
+        Self { name, limit }
+    }
+}
+
+const READ_ANONYMOUS: &sfv::StringRef = sfv::string_ref("read_anonymous");
+const READ_USER: &sfv::StringRef = sfv::string_ref("read_user");
+const WRITE_ANONYMOUS: &sfv::StringRef = sfv::string_ref("write_anonymous");
+const WRITE_USER: &sfv::StringRef = sfv::string_ref("write_user");
+const AUTH_IP: &sfv::StringRef = sfv::string_ref("auth_ip");
+const AUTH_EMAIL: &sfv::StringRef = sfv::string_ref("auth_email");
 
 /// The budgets of one route group: for anonymous callers (per IP) and authenticated ones (per
 /// user).
@@ -304,8 +335,8 @@ impl Edge {
 
     /// Counts a request against `key`: `Ok(Some)` with the decision, `Ok(None)` when the limiter
     /// is unreachable and the policy fails open, `Err` (503) when it fails closed.
-    async fn count(&self, key: &str, limit: RateLimit) -> Result<Option<RateDecision>, ApiError> {
-        match self.limiter.check(key, limit).await {
+    async fn count(&self, key: &str, policy: Policy) -> Result<Option<RateDecision>, ApiError> {
+        match self.limiter.check(key, policy.limit).await {
             Ok(decision) => Ok(Some(decision)),
             Err(error) if self.settings.fail_open => {
                 tracing::warn!(%error, "rate limiter unreachable; letting the request through");
@@ -330,11 +361,12 @@ impl Edge {
             Ok(email) => format!("auth-email:{}", email.as_str()),
             Err(_) => "auth-email-invalid".to_owned(),
         };
-        let decision = self.count(&key, self.settings.budgets.auth_email).await?;
+        let policy = Policy::new(AUTH_EMAIL, self.settings.budgets.auth_email);
+        let decision = self.count(&key, policy).await?;
         match decision {
             Some(decision) if !decision.allowed => {
                 count_rejection("auth_email");
-                Err(rate_limited(&decision))
+                Err(rate_limited(&decision, policy))
             }
             other => Ok(other),
         }
@@ -366,6 +398,8 @@ pub fn cors(origins: &[String]) -> actix_cors::Cors {
             RATELIMIT_LIMIT,
             RATELIMIT_REMAINING,
             RATELIMIT_RESET,
+            RATELIMIT_POLICY,
+            RATELIMIT,
             HeaderName::from_static(request_id::HEADER),
             HeaderName::from_static("idempotent-replayed"),
         ])
@@ -474,24 +508,51 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// 429 with `Retry-After` and the budget headers.
-fn rate_limited(decision: &RateDecision) -> ApiError {
+fn rate_limited(decision: &RateDecision, policy: Policy) -> ApiError {
     ApiError::rate_limited(ceil_secs(decision.reset_after).max(1))
-        .with_rate_limit(rate_limit_headers(decision))
+        .with_rate_limit(rate_limit_headers(decision, policy))
 }
 
 fn ceil_secs(duration: Duration) -> u64 {
     duration.as_micros().div_ceil(1_000_000) as u64
 }
 
-fn rate_limit_headers(decision: &RateDecision) -> [(HeaderName, HeaderValue); 3] {
+/// The three fields of the earlier drafts, then `RateLimit-Policy` and `RateLimit` of the
+/// current one, all from the same numbers.
+fn rate_limit_headers(decision: &RateDecision, policy: Policy) -> [(HeaderName, HeaderValue); 5] {
+    let reset = ceil_secs(decision.reset_after);
+    let quota_policy = sfv::ItemSerializer::new()
+        .bare_item(policy.name)
+        .parameter(sfv::key_ref("q"), policy.limit.limit)
+        .parameter(
+            sfv::key_ref("w"),
+            sf_integer(ceil_secs(policy.limit.window)),
+        )
+        .finish();
+    let service_limit = sfv::ItemSerializer::new()
+        .bare_item(policy.name)
+        .parameter(sfv::key_ref("r"), decision.remaining)
+        .parameter(sfv::key_ref("t"), sf_integer(reset))
+        .finish();
     [
         (RATELIMIT_LIMIT, HeaderValue::from(decision.limit)),
         (RATELIMIT_REMAINING, HeaderValue::from(decision.remaining)),
-        (
-            RATELIMIT_RESET,
-            HeaderValue::from(ceil_secs(decision.reset_after)),
-        ),
+        (RATELIMIT_RESET, HeaderValue::from(reset)),
+        (RATELIMIT_POLICY, structured(quota_policy)),
+        (RATELIMIT, structured(service_limit)),
     ]
+}
+
+/// `seconds` as a structured-field integer (at most 15 digits: some 31 million years, so the cap
+/// is never reached by a window or a reset).
+fn sf_integer(seconds: u64) -> sfv::Integer {
+    sfv::Integer::try_from(seconds).unwrap_or(sfv::Integer::MAX)
+}
+
+/// A serialised structured field as a header value.
+fn structured(serialized: String) -> HeaderValue {
+    // A serialiser writes visible ASCII only, which every header value accepts.
+    HeaderValue::try_from(serialized).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn edge_of(req: &ServiceRequest) -> Option<(Arc<Edge>, web::Data<AppState>)> {
@@ -552,14 +613,29 @@ async fn rate_limit(
     let user = bearer(req.headers()).and_then(|token| state.auth.token_subject(token));
     let ip = edge.client_ip(req.peer_addr().map(|a| a.ip()), req.headers());
     let ip = ip.map_or_else(|| "unknown".to_owned(), |ip| edge.budget_key(ip));
-    let (key, limit) = match (group, user) {
-        (Group::Auth, _) => (format!("auth:ip:{ip}"), budgets.auth_ip),
-        (Group::Read, Some(user)) => (format!("read:user:{user}"), budgets.read.user),
-        (Group::Read, None) => (format!("read:ip:{ip}"), budgets.read.anonymous),
-        (Group::Write, Some(user)) => (format!("write:user:{user}"), budgets.write.user),
-        (Group::Write, None) => (format!("write:ip:{ip}"), budgets.write.anonymous),
+    let (key, policy) = match (group, user) {
+        (Group::Auth, _) => (
+            format!("auth:ip:{ip}"),
+            Policy::new(AUTH_IP, budgets.auth_ip),
+        ),
+        (Group::Read, Some(user)) => (
+            format!("read:user:{user}"),
+            Policy::new(READ_USER, budgets.read.user),
+        ),
+        (Group::Read, None) => (
+            format!("read:ip:{ip}"),
+            Policy::new(READ_ANONYMOUS, budgets.read.anonymous),
+        ),
+        (Group::Write, Some(user)) => (
+            format!("write:user:{user}"),
+            Policy::new(WRITE_USER, budgets.write.user),
+        ),
+        (Group::Write, None) => (
+            format!("write:ip:{ip}"),
+            Policy::new(WRITE_ANONYMOUS, budgets.write.anonymous),
+        ),
     };
-    let decision = match edge.count(&key, limit).await {
+    let decision = match edge.count(&key, policy).await {
         Ok(decision) => decision,
         Err(error) => return Ok(req.into_response(error.error_response())),
     };
@@ -567,11 +643,11 @@ async fn rate_limit(
         Some(decision) if !decision.allowed => {
             tracing::info!(%key, "rate limited");
             count_rejection(group.label());
-            Ok(req.into_response(rate_limited(&decision).error_response()))
+            Ok(req.into_response(rate_limited(&decision, policy).error_response()))
         }
         Some(decision) => {
             let mut response = deadline(req, next, edge).await?;
-            for (name, value) in rate_limit_headers(&decision) {
+            for (name, value) in rate_limit_headers(&decision, policy) {
                 // A handler's own, stricter budget (per email) wins.
                 if !response.headers().contains_key(&name) {
                     response.headers_mut().insert(name, value);
@@ -691,6 +767,41 @@ mod tests {
             },
             Arc::new(strata_ports::MockRateLimiter::new()),
         )
+    }
+
+    #[test]
+    fn the_draft_s_fields_carry_the_numbers_of_the_earlier_drafts_fields() {
+        let policy = Policy::new(
+            READ_USER,
+            RateLimit {
+                limit: 100,
+                window: Duration::from_secs(60),
+            },
+        );
+        let decision = RateDecision {
+            allowed: false,
+            limit: 100,
+            remaining: 0,
+            reset_after: Duration::from_millis(29_001),
+        };
+        let headers = rate_limit_headers(&decision, policy);
+        let field = |name: HeaderName| {
+            headers
+                .iter()
+                .find(|(header, _)| *header == name)
+                .map(|(_, value)| value.to_str().unwrap().to_owned())
+                .unwrap()
+        };
+        assert_eq!(field(RATELIMIT_LIMIT), "100");
+        assert_eq!(field(RATELIMIT_REMAINING), "0");
+        assert_eq!(field(RATELIMIT_RESET), "30");
+        assert_eq!(field(RATELIMIT_POLICY), r#""read_user";q=100;w=60"#);
+        assert_eq!(field(RATELIMIT), r#""read_user";r=0;t=30"#);
+        // Each is a list of one item to a structured-field parser.
+        for name in [RATELIMIT_POLICY, RATELIMIT] {
+            let list: sfv::List = sfv::Parser::new(&field(name.clone())).parse().unwrap();
+            assert_eq!(list.len(), 1, "{name}");
+        }
     }
 
     fn forwarded(value: &str) -> HeaderMap {

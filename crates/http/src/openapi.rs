@@ -71,8 +71,9 @@ without a body.
 within 24 h replays the first answer (`Idempotent-Replayed: true`) with no second effect.
 - **Rate limits**: every `/v1` route spends a sliding-window budget (per user with a valid token, \
 else per IP; register and login also per email) and reports it in `RateLimit-Limit`, \
-`RateLimit-Remaining` and `RateLimit-Reset`; a spent budget is 429 `RATE_LIMITED` with \
-`Retry-After`. Health and docs are never limited.
+`RateLimit-Remaining` and `RateLimit-Reset`, and again in the structured `RateLimit-Policy` and \
+`RateLimit` fields of the current IETF draft (draft-ietf-httpapi-ratelimit-headers); a spent \
+budget is 429 `RATE_LIMITED` with `Retry-After`. Health and docs are never limited.
 - **Errors** are RFC 9457 `application/problem+json` (schema `Problem`) with a stable `code`, \
 the same on every endpoint, and the `request_id` (also the `X-Request-Id` header). Any route can \
 answer 503 `SERVICE_UNAVAILABLE` (a dependency down, the instance at capacity, or the request \
@@ -1765,6 +1766,16 @@ fn add_problems(examples: &mut Examples, path: &str, operation: &mut Operation) 
     }
 }
 
+/// The headers of every response of a limited route: the three of the earlier drafts, then the
+/// two of the current one.
+const RATE_LIMIT_HEADERS: [&str; 5] = [
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+];
+
 /// `X-Request-Id` on every response; the `RateLimit-*` headers on every response of a limited
 /// route.
 fn add_shared_headers(path: &str, operation: &mut Operation) {
@@ -1776,7 +1787,7 @@ fn add_shared_headers(path: &str, operation: &mut Operation) {
             .headers
             .insert("X-Request-Id".to_owned(), header_ref("X-Request-Id"));
         if is_rate_limited(path) {
-            for name in ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"] {
+            for name in RATE_LIMIT_HEADERS {
                 response.headers.insert(name.to_owned(), header_ref(name));
             }
         }
@@ -1833,6 +1844,27 @@ fn shared_headers() -> Vec<(&'static str, Header)> {
                 integer(),
                 "Seconds until a request's slot frees.",
                 Value::from(42),
+            ),
+        ),
+        (
+            "RateLimit-Policy",
+            header(
+                string(),
+                "The caller's budget as a structured-field list of one item \
+                 (draft-ietf-httpapi-ratelimit-headers): the budget's name (`read_anonymous`, \
+                 `read_user`, `write_anonymous`, `write_user`, `auth_ip` or `auth_email`), `q` the \
+                 requests it allows per window (`RateLimit-Limit`) and `w` the window in seconds.",
+                Value::from("\"read_user\";q=1200;w=60"),
+            ),
+        ),
+        (
+            "RateLimit",
+            header(
+                string(),
+                "What is left of the budget named as in `RateLimit-Policy`: `r` the requests left \
+                 in the current window (`RateLimit-Remaining`) and `t` the seconds until a \
+                 request's slot frees (`RateLimit-Reset`).",
+                Value::from("\"read_user\";r=1187;t=42"),
             ),
         ),
         (

@@ -231,7 +231,9 @@ impl ProblemCode {
             P::RateLimited => {
                 "The caller's request budget for this kind of request is spent (sliding window). \
                  Wait the number of seconds in `Retry-After`; `RateLimit-Limit`, \
-                 `RateLimit-Remaining` and `RateLimit-Reset` describe the budget."
+                 `RateLimit-Remaining` and `RateLimit-Reset` describe the budget, and so do \
+                 `RateLimit-Policy` and `RateLimit` in the structured form of the current IETF \
+                 draft."
             }
             P::ServiceUnavailable => {
                 "A dependency (the database, Redis) is unavailable, the server is at capacity, or \
@@ -280,7 +282,7 @@ pub struct ApiError {
     retry_after_secs: Option<u64>,
     cause: Option<anyhow::Error>,
     request_id: Option<String>,
-    rate_limit: Option<Box<[(HeaderName, HeaderValue); 3]>>,
+    rate_limit: Option<Box<[(HeaderName, HeaderValue); 5]>>,
 }
 
 impl ApiError {
@@ -322,9 +324,10 @@ impl ApiError {
         self
     }
 
-    /// Adds the `RateLimit-*` headers of the budget that refused the request.
+    /// Adds the `RateLimit-*`, `RateLimit-Policy` and `RateLimit` headers of the budget that
+    /// refused the request.
     #[must_use]
-    pub fn with_rate_limit(mut self, headers: [(HeaderName, HeaderValue); 3]) -> Self {
+    pub fn with_rate_limit(mut self, headers: [(HeaderName, HeaderValue); 5]) -> Self {
         self.rate_limit = Some(Box::new(headers));
         self
     }

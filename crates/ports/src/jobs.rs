@@ -109,6 +109,10 @@ pub trait JobRepository: Send + Sync + 'static {
     /// True for exactly one caller per `(name, tick)`: how a periodic task runs once per cluster
     /// per tick whatever the number of workers.
     async fn claim_tick(&self, name: &str, tick: DateTime<Utc>) -> Result<bool, PortError>;
+    /// How many jobs wait to run (queued, retries waiting out their backoff included), by kind:
+    /// `(kind, count)` pairs, only the kinds with a waiting job. One cheap statement, for the
+    /// queue-depth gauge.
+    async fn queued_by_kind(&self) -> Result<Vec<(String, u64)>, PortError>;
 }
 
 /// One delivery of a job's message.

@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Timestamptz};
 use diesel_async::RunQueryDsl;
 use strata_ports::{Job, JobRepository, JobStatus, PortError};
 use uuid::Uuid;
@@ -274,5 +274,27 @@ impl JobRepository for PgJobRepository {
             )
             .await?;
         Ok(inserted == 1)
+    }
+
+    async fn queued_by_kind(&self) -> Result<Vec<(String, u64)>, PortError> {
+        let mut conn = self.db.connection().await?;
+        // The status is written into the text, not bound: only then can even the cached generic
+        // plan prove the rows are in the partial index of unfinished jobs, and read the backlog
+        // rather than the far larger history of finished ones.
+        let counts: Vec<(String, i64)> = self
+            .db
+            .timed(
+                jobs::table
+                    .filter(diesel::dsl::sql::<Bool>("status = 'queued'"))
+                    .group_by(jobs::kind)
+                    .select((jobs::kind, diesel::dsl::count_star()))
+                    .prepared()
+                    .load(&mut conn),
+            )
+            .await?;
+        Ok(counts
+            .into_iter()
+            .map(|(kind, count)| (kind, u64::try_from(count).unwrap_or_default()))
+            .collect())
     }
 }

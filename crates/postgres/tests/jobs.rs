@@ -142,6 +142,52 @@ async fn a_failed_attempt_is_queued_for_its_retry_time_or_fails_for_good() -> an
 }
 
 #[tokio::test]
+async fn queued_jobs_are_counted_by_kind_retries_included_and_nothing_else() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let jobs = PgJobRepository::new(test_db.database());
+    assert_eq!(jobs.queued_by_kind().await?, Vec::new());
+
+    let of = |kind: &str| Job {
+        kind: kind.into(),
+        ..job()
+    };
+    for kind in [
+        "reports.sales",
+        "reports.sales",
+        "reports.sales",
+        "subscriptions.renew",
+    ] {
+        jobs.create(&of(kind)).await?;
+    }
+    // Neither a running, a done nor a failed job waits; a retry waiting out its backoff does.
+    let (running, done, failed, retrying) = (
+        of("reports.sales"),
+        of("reports.sales"),
+        of("reports.sales"),
+        of("subscriptions.renew"),
+    );
+    for each in [&running, &done, &failed, &retrying] {
+        jobs.create(each).await?;
+        jobs.start(each.id, now()).await?.expect("queued");
+    }
+    jobs.complete(done.id, now()).await?;
+    jobs.fail(failed.id, "gave up", None, now()).await?;
+    jobs.fail(retrying.id, "later", Some(now() + seconds(60)), now())
+        .await?;
+
+    let mut counts = jobs.queued_by_kind().await?;
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![
+            ("reports.sales".to_owned(), 3),
+            ("subscriptions.renew".to_owned(), 2)
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_released_job_is_queued_again_and_only_a_running_one_is_released() -> anyhow::Result<()> {
     let test_db = TestDatabase::create().await?;
     let jobs = PgJobRepository::new(test_db.database());

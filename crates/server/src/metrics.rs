@@ -4,6 +4,10 @@
 //! that collects them. A process has one global recorder, but tests build several applications in
 //! one process, so [`install`] is idempotent: the first call installs, every call returns a handle
 //! on the same recorder.
+//!
+//! What is read at scrape time — the pool gauges and the process metrics (CPU, memory, file
+//! descriptors, threads, start time, read from the operating system by `metrics-process`) — is
+//! refreshed by the [`exporter`] that both `strata serve` and `strata worker` serve.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -29,6 +33,41 @@ pub const DB_POOL_WAITING: &str = "db_pool_waiting";
 /// Always 1, labelled with the build's version (and git commit when the build names one).
 pub const BUILD_INFO: &str = "strata_build_info";
 
+/// Buckets (seconds) of `jobs_duration_seconds`: from a few milliseconds (a renewal pass with
+/// nothing due) to the ten minutes a large report may take.
+pub const JOB_DURATION_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// CPU time, user and system, in whole seconds (a counter).
+pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+/// Resident set size.
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+/// Virtual memory size.
+pub const PROCESS_VIRTUAL_MEMORY_BYTES: &str = "process_virtual_memory_bytes";
+/// The address-space limit (0: unlimited).
+pub const PROCESS_VIRTUAL_MEMORY_MAX_BYTES: &str = "process_virtual_memory_max_bytes";
+/// Open file descriptors (sockets included).
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+/// The file-descriptor limit (0: unlimited).
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+/// Operating-system threads.
+pub const PROCESS_THREADS: &str = "process_threads";
+/// When the process started, in seconds since the Unix epoch.
+pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
+
+/// Every process metric, as `metrics-process` names them.
+pub const PROCESS_METRICS: [&str; 8] = [
+    PROCESS_CPU_SECONDS_TOTAL,
+    PROCESS_RESIDENT_MEMORY_BYTES,
+    PROCESS_VIRTUAL_MEMORY_BYTES,
+    PROCESS_VIRTUAL_MEMORY_MAX_BYTES,
+    PROCESS_OPEN_FDS,
+    PROCESS_MAX_FDS,
+    PROCESS_THREADS,
+    PROCESS_START_TIME_SECONDS,
+];
+
 /// How often histogram samples are folded in when nobody scrapes (they would pile up otherwise).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -42,13 +81,22 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .map_err(|error| anyhow!("cannot install the metrics recorder: {error}"))
 }
 
-fn install_once() -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
+/// The recorder's configuration (the histograms' buckets), for [`install`] and for tests that
+/// record into a recorder of their own.
+pub fn builder() -> anyhow::Result<PrometheusBuilder> {
+    Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(REQUEST_DURATION_SECONDS.to_owned()),
             &LATENCY_BUCKETS,
         )?
-        .install_recorder()?;
+        .set_buckets_for_metric(
+            Matcher::Full(strata_services::worker::JOBS_DURATION_SECONDS.to_owned()),
+            &JOB_DURATION_BUCKETS,
+        )?)
+}
+
+fn install_once() -> anyhow::Result<PrometheusHandle> {
+    let handle = builder()?.install_recorder()?;
     // `install_recorder` leaves upkeep to the caller; one thread per process, for its lifetime.
     let upkeep = handle.clone();
     std::thread::Builder::new()
@@ -70,8 +118,9 @@ fn install_once() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// The HELP lines of the scrape.
-fn describe() {
+/// Describes every metric the process exports (the HELP lines of the scrape); whatever records a
+/// new metric describes it here.
+pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     use strata_http::{edge, middleware};
     use strata_services::worker;
@@ -110,7 +159,49 @@ fn describe() {
         "Failed job attempts that will be retried, by kind"
     );
     describe_counter!(worker::JOBS_DEAD_LETTERED, "Jobs given up on, by kind");
+    describe_histogram!(
+        worker::JOBS_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time the handler of a job attempt took, by kind and outcome (done, failed, dead_lettered)"
+    );
+    describe_gauge!(
+        worker::JOBS_QUEUE_DEPTH,
+        "Jobs waiting to run, retries in backoff included, by kind (sampled by each worker)"
+    );
+    describe_gauge!(
+        worker::JOBS_DEAD_LETTER_DEPTH,
+        "Jobs on the dead-letter stream (sampled by each worker)"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the labels name the build");
+
+    describe_counter!(
+        PROCESS_CPU_SECONDS_TOTAL,
+        metrics::Unit::Seconds,
+        "User and system CPU time spent, in whole seconds"
+    );
+    describe_gauge!(
+        PROCESS_RESIDENT_MEMORY_BYTES,
+        metrics::Unit::Bytes,
+        "Resident memory size"
+    );
+    describe_gauge!(
+        PROCESS_VIRTUAL_MEMORY_BYTES,
+        metrics::Unit::Bytes,
+        "Virtual memory size"
+    );
+    describe_gauge!(
+        PROCESS_VIRTUAL_MEMORY_MAX_BYTES,
+        metrics::Unit::Bytes,
+        "Address-space limit (0: unlimited)"
+    );
+    describe_gauge!(PROCESS_OPEN_FDS, "Open file descriptors");
+    describe_gauge!(PROCESS_MAX_FDS, "File-descriptor limit (0: unlimited)");
+    describe_gauge!(PROCESS_THREADS, "Operating-system threads of the process");
+    describe_gauge!(
+        PROCESS_START_TIME_SECONDS,
+        metrics::Unit::Seconds,
+        "Start time of the process, in seconds since the Unix epoch"
+    );
 }
 
 /// Sets the pool gauges from `database` now.
@@ -122,10 +213,14 @@ pub fn record_pool(database: &Database) {
     metrics::gauge!(DB_POOL_WAITING).set(stats.waiting as f64);
 }
 
-/// The `/metrics` body: the pool gauges refreshed from `database`, then everything rendered.
+/// The `/metrics` body: the pool gauges refreshed from `database` and the process metrics from
+/// the operating system, then everything rendered.
 pub fn exporter(handle: PrometheusHandle, database: Database) -> MetricsExporter {
+    // A few reads under /proc per scrape (microseconds); nothing to sample in between.
+    let process = metrics_process::Collector::default();
     MetricsExporter::new(move || {
         record_pool(&database);
+        process.collect();
         handle.render()
     })
 }
@@ -150,6 +245,86 @@ mod tests {
                 assert!(rendered.contains(&line), "{line} missing from:\n{rendered}");
             }
             assert!(rendered.contains("strata_build_info{version=\""));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_exporter_reads_the_process_metrics_at_each_scrape_and_describes_them() {
+        let handle = install().unwrap();
+        let database = Database::connect_lazy(
+            "postgres://nobody@127.0.0.1:9/none",
+            &strata_postgres::PoolSettings::default(),
+        );
+        let exporter = exporter(handle, database);
+        let body = exporter.render();
+        let value = |body: &str, name: &str| -> f64 {
+            let line = body
+                .lines()
+                .find(|line| line.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing from:\n{body}"));
+            line.rsplit_once(' ').unwrap().1.parse().unwrap()
+        };
+        for name in PROCESS_METRICS {
+            assert!(
+                body.contains(&format!("# HELP {name} ")),
+                "{name} undescribed in:\n{body}"
+            );
+            assert!(value(&body, name) >= 0.0, "{name}");
+        }
+        assert!(value(&body, PROCESS_RESIDENT_MEMORY_BYTES) > 1_000_000.0);
+        assert!(value(&body, PROCESS_OPEN_FDS) >= 3.0);
+        assert!(value(&body, PROCESS_THREADS) >= 1.0);
+        let started = value(&body, PROCESS_START_TIME_SECONDS);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            started <= now && started > now - 3600.0,
+            "started {started}"
+        );
+
+        // Read anew at each scrape: a file opened meanwhile is counted.
+        let before = value(&body, PROCESS_OPEN_FDS);
+        let opened: Vec<std::fs::File> = (0..16)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        let after = value(&exporter.render(), PROCESS_OPEN_FDS);
+        drop(opened);
+        assert!(
+            after >= before + 16.0 - 4.0,
+            "before {before}, after {after}"
+        );
+    }
+
+    #[test]
+    fn the_job_metrics_are_described_and_their_durations_bucketed() {
+        let handle = install().unwrap();
+        metrics::histogram!(
+            strata_services::worker::JOBS_DURATION_SECONDS,
+            "kind" => "unit.test",
+            "outcome" => "done"
+        )
+        .record(0.2);
+        metrics::gauge!(strata_services::worker::JOBS_QUEUE_DEPTH, "kind" => "unit.test").set(3.0);
+        metrics::gauge!(strata_services::worker::JOBS_DEAD_LETTER_DEPTH).set(1.0);
+        let body = handle.render();
+        for name in [
+            strata_services::worker::JOBS_DURATION_SECONDS,
+            strata_services::worker::JOBS_QUEUE_DEPTH,
+            strata_services::worker::JOBS_DEAD_LETTER_DEPTH,
+        ] {
+            assert!(
+                body.contains(&format!("# HELP {name} ")),
+                "{name} undescribed in:\n{body}"
+            );
+        }
+        // A histogram with buckets (a summary would have no `_bucket` lines to aggregate).
+        for (bound, count) in [("0.1", 0), ("0.25", 1), ("600", 1), ("+Inf", 1)] {
+            let line = format!(
+                "jobs_duration_seconds_bucket{{kind=\"unit.test\",outcome=\"done\",le=\"{bound}\"}} {count}\n"
+            );
+            assert!(body.contains(&line), "{line} missing from:\n{body}");
         }
     }
 

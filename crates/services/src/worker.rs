@@ -10,9 +10,13 @@
 //!
 //! Outcomes are counted by job kind in [`JOBS_PROCESSED`], [`JOBS_FAILED`] and
 //! [`JOBS_DEAD_LETTERED`], once the outcome is recorded (a job whose outcome could not be stored
-//! runs again, and is counted then).
+//! runs again, and is counted then); the handler's time of each such attempt goes to
+//! [`JOBS_DURATION_SECONDS`] at the same moment, so its count per outcome matches the counters.
+//! While it runs, the worker also samples the backlog into [`JOBS_QUEUE_DEPTH`] and
+//! [`JOBS_DEAD_LETTER_DEPTH`], beside the job loop rather than in it, so that a slow count never
+//! delays a job.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,10 +34,27 @@ pub const JOBS_PROCESSED: &str = "jobs_processed_total";
 pub const JOBS_FAILED: &str = "jobs_failed_total";
 /// Jobs given up on: out of attempts, or of a kind no handler runs.
 pub const JOBS_DEAD_LETTERED: &str = "jobs_dead_lettered_total";
+/// How long the handler of each recorded attempt took, by `kind` and `outcome`.
+pub const JOBS_DURATION_SECONDS: &str = "jobs_duration_seconds";
+/// Jobs waiting to run (retries waiting out their backoff included), by `kind`.
+pub const JOBS_QUEUE_DEPTH: &str = "jobs_queue_depth";
+/// Messages on the dead-letter stream.
+pub const JOBS_DEAD_LETTER_DEPTH: &str = "jobs_dead_letter_depth";
+
+/// The longest one sample of the depths may take: a count stuck behind an outage is abandoned
+/// and tried again at the next tick.
+pub const DEPTH_SAMPLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counts an outcome of a job of `kind`.
 fn count(metric: &'static str, kind: &str) {
     metrics::counter!(metric, "kind" => kind.to_owned()).increment(1);
+}
+
+/// Records how long the handler of an attempt of `kind` took, and to what `outcome` (`done`,
+/// `failed` or `dead_lettered`).
+fn time(kind: &str, outcome: &'static str, took: Duration) {
+    metrics::histogram!(JOBS_DURATION_SECONDS, "kind" => kind.to_owned(), "outcome" => outcome)
+        .record(took.as_secs_f64());
 }
 
 /// Runs one kind of job.
@@ -91,6 +112,9 @@ pub struct WorkerSettings {
     pub housekeeping_every: Duration,
     /// After a stop request, how long the job at hand may take before it is released.
     pub shutdown_grace: Duration,
+    /// How often the queue and dead-letter depths are sampled into their gauges; `None` samples
+    /// nothing.
+    pub depth_sample_every: Option<Duration>,
 }
 
 impl Default for WorkerSettings {
@@ -105,6 +129,7 @@ impl Default for WorkerSettings {
             sweep_after: Duration::from_secs(300),
             housekeeping_every: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
+            depth_sample_every: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -134,6 +159,7 @@ pub struct Worker {
     periodic: Vec<PeriodicJob>,
     settings: WorkerSettings,
     trace_link: Option<Arc<dyn TraceLink>>,
+    depths: Arc<DepthSampler>,
 }
 
 impl Worker {
@@ -146,14 +172,19 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         Self {
-            queue,
-            jobs,
+            queue: queue.clone(),
+            jobs: jobs.clone(),
             clock,
             ids,
             handlers: HashMap::new(),
             periodic: Vec::new(),
             settings,
             trace_link: None,
+            depths: Arc::new(DepthSampler {
+                queue,
+                jobs,
+                kinds: std::sync::Mutex::new(BTreeSet::new()),
+            }),
         }
     }
 
@@ -161,6 +192,7 @@ impl Worker {
     #[must_use]
     pub fn handle(mut self, kind: &str, handler: Arc<dyn JobHandler>) -> Self {
         self.handlers.insert(kind.to_owned(), handler);
+        self.depths.know(kind);
         self
     }
 
@@ -180,7 +212,18 @@ impl Worker {
 
     /// Runs until `stop` turns true: then finishes (or releases) the job at hand and returns.
     /// Infrastructure errors are logged and retried after a pause; they never end the loop.
-    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+    /// Meanwhile a task of its own samples the depth gauges every
+    /// [`WorkerSettings::depth_sample_every`]: a slow count never holds up a job, nor a busy job
+    /// a sample.
+    pub async fn run(&self, stop: watch::Receiver<bool>) {
+        let _sampler = self.settings.depth_sample_every.map(|every| {
+            let depths = self.depths.clone();
+            AbortOnDrop(tokio::spawn(async move { depths.every(every).await }))
+        });
+        self.run_jobs(stop).await;
+    }
+
+    async fn run_jobs(&self, mut stop: watch::Receiver<bool>) {
         tracing::info!(consumer = %self.settings.consumer, "worker started");
         let mut last_housekeeping: Option<tokio::time::Instant> = None;
         while !*stop.borrow() {
@@ -209,6 +252,13 @@ impl Worker {
             }
         }
         tracing::info!(consumer = %self.settings.consumer, "worker stopped");
+    }
+
+    /// Sets [`JOBS_QUEUE_DEPTH`] and [`JOBS_DEAD_LETTER_DEPTH`] now (what
+    /// [`Worker::run`] does periodically). Each gauge whose count succeeded is set; the first
+    /// error is returned.
+    pub async fn sample_depths(&self) -> Result<(), PortError> {
+        self.depths.sample().await
     }
 
     /// One housekeeping round: due retries back onto the queue, stale messages of dead workers
@@ -325,6 +375,7 @@ impl Worker {
         if let (Some(link), Some(parent)) = (&self.trace_link, &job.trace_parent) {
             link.adopt(&span, parent);
         }
+        let started = tokio::time::Instant::now();
         let work = handler.handle(&job).instrument(span);
         tokio::pin!(work);
         let result = tokio::select! {
@@ -333,6 +384,7 @@ impl Worker {
                 tokio::time::timeout(self.settings.shutdown_grace, &mut work).await.ok()
             }
         };
+        let took = started.elapsed();
         let now = self.clock.now();
         match result {
             None => {
@@ -346,6 +398,7 @@ impl Worker {
                 self.jobs.complete(job.id, now).await?;
                 self.queue.ack(delivery).await?;
                 count(JOBS_PROCESSED, &job.kind);
+                time(&job.kind, "done", took);
                 tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, "job done");
                 Ok(Outcome::Done)
             }
@@ -359,6 +412,7 @@ impl Worker {
                     self.jobs.fail(job.id, &reason, None, now).await?;
                     self.queue.dead_letter(delivery, &reason).await?;
                     count(JOBS_DEAD_LETTERED, &job.kind);
+                    time(&job.kind, "dead_lettered", took);
                     tracing::error!(job_id = %job.id, kind = %job.kind, attempts = job.attempts, error = %reason, "job dead-lettered");
                     Ok(Outcome::DeadLettered)
                 } else {
@@ -367,6 +421,7 @@ impl Worker {
                     self.queue.enqueue_at(job.id, &job.kind, retry_at).await?;
                     self.queue.ack(delivery).await?;
                     count(JOBS_FAILED, &job.kind);
+                    time(&job.kind, "failed", took);
                     tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, %retry_at, error = %reason, "job failed; will retry");
                     Ok(Outcome::Retrying)
                 }
@@ -381,6 +436,79 @@ impl Worker {
             .backoff_base
             .saturating_mul(factor)
             .min(self.settings.backoff_max)
+    }
+}
+
+/// Samples the backlog into the depth gauges.
+struct DepthSampler {
+    queue: Arc<dyn JobQueue>,
+    jobs: Arc<dyn JobRepository>,
+    /// Every kind [`JOBS_QUEUE_DEPTH`] is set for: the registered ones, and any seen queued, so
+    /// that a kind whose backlog emptied reads 0 rather than its last count.
+    kinds: std::sync::Mutex<BTreeSet<String>>,
+}
+
+impl DepthSampler {
+    fn know(&self, kind: &str) {
+        self.kinds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(kind.to_owned());
+    }
+
+    /// Samples every `every`, each sample bounded by [`DEPTH_SAMPLE_TIMEOUT`]; never returns.
+    async fn every(&self, every: Duration) {
+        let mut ticks = tokio::time::interval(every.max(Duration::from_millis(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match tokio::time::timeout(DEPTH_SAMPLE_TIMEOUT.min(every), self.sample()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot sample the job queue depths; the gauges keep their last values");
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "sampling the job queue depths timed out; the gauges keep their last values"
+                    );
+                }
+            }
+        }
+    }
+
+    /// [`JOBS_QUEUE_DEPTH`] from the job rows (the truth: a job whose message was lost still
+    /// waits), [`JOBS_DEAD_LETTER_DEPTH`] from the dead-letter stream's length.
+    async fn sample(&self) -> Result<(), PortError> {
+        let (queued, dead) = tokio::join!(self.jobs.queued_by_kind(), self.queue.dead_letters());
+        if let Ok(queued) = &queued {
+            let mut kinds = self
+                .kinds
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            kinds.extend(queued.iter().map(|(kind, _)| kind.clone()));
+            for kind in &*kinds {
+                let count = queued
+                    .iter()
+                    .find(|(queued_kind, _)| queued_kind == kind)
+                    .map_or(0, |(_, count)| *count);
+                // Far below 2^53, so the conversion is exact.
+                metrics::gauge!(JOBS_QUEUE_DEPTH, "kind" => kind.clone()).set(count as f64);
+            }
+        }
+        if let Ok(dead) = &dead {
+            metrics::gauge!(JOBS_DEAD_LETTER_DEPTH).set(*dead as f64);
+        }
+        queued?;
+        dead.map(|_| ())
+    }
+}
+
+/// Aborts the task when dropped: the sampler ends with [`Worker::run`], however that ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -179,6 +179,24 @@ async fn the_worker_runs_the_renewal_tick_and_exits_zero_on_sigterm() {
         String::from_utf8_lossy(&unset.stderr).contains("STRATA_WORKER_METRICS_PORT is not set"),
         "{unset:?}"
     );
+    // Its attempts timed, its backlog sampled from the start, and the process itself described.
+    for expected in [
+        r#"jobs_duration_seconds_bucket{kind="subscriptions.renew",outcome="done",le="+Inf"} "#,
+        r#"jobs_queue_depth{kind="subscriptions.renew"} "#,
+        "jobs_dead_letter_depth 0\n",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_threads ",
+        "process_start_time_seconds ",
+        "process_virtual_memory_bytes ",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
 
     kill_process(Pid::from_child(&child), Signal::TERM).expect("SIGTERM delivered");
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -1,6 +1,8 @@
 //! The edge over HTTP: rate limits (headers, exact budgets, per user / IP / email, shared by
 //! instances, proxy trust), CORS, the request timeout, admission control, compression and HSTS.
 
+use std::collections::BTreeMap;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -9,6 +11,66 @@ use crate::metrics::{scrape, value};
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The one item of the structured-field list `name` (draft-ietf-httpapi-ratelimit-headers):
+/// its policy name and its integer parameters.
+fn draft_field(response: &reqwest::Response, name: &str) -> (String, BTreeMap<String, i64>) {
+    let raw = header(response, name).unwrap_or_else(|| panic!("no {name}"));
+    let list: sfv::List = sfv::Parser::new(raw)
+        .parse()
+        .unwrap_or_else(|error| panic!("{name}: {raw:?} is no structured list: {error}"));
+    assert_eq!(list.len(), 1, "{name}: {raw}");
+    let sfv::ListEntry::Item(item) = &list[0] else {
+        panic!("{name}: {raw} is an inner list");
+    };
+    let policy = item
+        .bare_item
+        .as_string()
+        .unwrap_or_else(|| panic!("{name}: {raw} names its policy with no string"))
+        .as_str()
+        .to_owned();
+    let parameters = item
+        .params
+        .iter()
+        .map(|(key, value)| {
+            let value = value
+                .as_integer()
+                .unwrap_or_else(|| panic!("{name}: {raw}: {key} is no integer"));
+            (key.as_str().to_owned(), i64::from(value))
+        })
+        .collect();
+    (policy, parameters)
+}
+
+/// `RateLimit-Policy` and `RateLimit` name `policy`, and say what the three earlier fields of
+/// `response` say: q = `RateLimit-Limit`, w = the window, r = `RateLimit-Remaining`,
+/// t = `RateLimit-Reset`.
+fn assert_draft_fields_agree(response: &reqwest::Response, policy: &str, window_secs: i64) {
+    let legacy = |name: &str| -> i64 {
+        header(response, name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .parse()
+            .unwrap()
+    };
+    let (name, quota) = draft_field(response, "ratelimit-policy");
+    assert_eq!(name, policy);
+    assert_eq!(
+        quota,
+        BTreeMap::from([
+            ("q".to_owned(), legacy("ratelimit-limit")),
+            ("w".to_owned(), window_secs)
+        ])
+    );
+    let (name, left) = draft_field(response, "ratelimit");
+    assert_eq!(name, policy);
+    assert_eq!(
+        left,
+        BTreeMap::from([
+            ("r".to_owned(), legacy("ratelimit-remaining")),
+            ("t".to_owned(), legacy("ratelimit-reset"))
+        ])
+    );
 }
 
 fn limited(overrides: &[(&'static str, Value)]) -> Vec<(&'static str, Value)> {
@@ -30,17 +92,21 @@ async fn a_spent_budget_is_429_with_retry_after_and_every_limited_response_has_t
             .parse()
             .unwrap();
         assert!((1..=60).contains(&reset), "reset {reset}");
+        assert_draft_fields_agree(&response, "read_anonymous", 60);
     }
     let refused = app.get_public("/v1/plans").await;
     let retry: u64 = header(&refused, "retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     assert_eq!(header(&refused, "ratelimit-remaining"), Some("0"));
+    assert_draft_fields_agree(&refused, "read_anonymous", 60);
     assert_eq!(header(&refused, "x-content-type-options"), Some("nosniff"));
     problem(refused, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
 
     let probe = app.get_public("/health/live").await;
     assert_eq!(probe.status(), StatusCode::OK, "probes are never limited");
     assert!(header(&probe, "ratelimit-limit").is_none());
+    assert!(header(&probe, "ratelimit-policy").is_none());
+    assert!(header(&probe, "ratelimit").is_none());
 }
 
 #[tokio::test]
@@ -62,11 +128,11 @@ async fn users_spend_their_own_budget_and_anonymous_callers_the_ip_s() {
         let response = app.get("/v1/plans", &token).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(header(&response, "ratelimit-limit"), Some("5"));
+        assert_draft_fields_agree(&response, "read_user", 60);
     }
-    assert_eq!(
-        app.get("/v1/plans", &token).await.status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    let refused = app.get("/v1/plans", &token).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_draft_fields_agree(&refused, "read_user", 60);
 }
 
 #[tokio::test]
@@ -94,6 +160,9 @@ async fn login_has_a_stricter_budget_per_email_whatever_the_ip() {
         )
         .await;
     assert!(header(&refused, "retry-after").is_some());
+    // The budget that refused it is the per-email one, and the fields say so.
+    assert_eq!(header(&refused, "ratelimit-limit"), Some("3"));
+    assert_draft_fields_agree(&refused, "auth_email", 60);
     problem(refused, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED").await;
     app.register("bob@example.com").await;
     app.login("bob@example.com").await;

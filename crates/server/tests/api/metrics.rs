@@ -283,6 +283,38 @@ async fn the_metrics_port_serves_the_prometheus_text_and_nothing_else() {
         samples.iter().any(|s| s.name == "strata_build_info"),
         "{body}"
     );
+    // The process metrics, read from the operating system at the scrape, each described.
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_virtual_memory_max_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_threads",
+        "process_start_time_seconds",
+    ] {
+        let found = samples
+            .iter()
+            .find(|s| s.name == name && s.labels.is_empty());
+        assert!(
+            found.is_some_and(|s| s.value >= 0.0),
+            "{name} missing in:\n{body}"
+        );
+        assert!(
+            body.contains(&format!("# HELP {name} ")),
+            "{name} undescribed"
+        );
+    }
+    assert!(value(&samples, "process_resident_memory_bytes", &[]) > 1_000_000.0);
+    assert!(
+        value(&samples, "process_open_fds", &[]) >= 3.0,
+        "a listener, at least"
+    );
+    assert!(
+        value(&samples, "process_threads", &[]) >= 2.0,
+        "the runtime's, at least"
+    );
     for path in ["/", "/health/ready", "/v1/products", "/openapi.json"] {
         let response = app
             .client

@@ -238,6 +238,105 @@ async fn a_stopping_worker_finishes_the_job_at_hand() {
     assert_eq!(job(&app, created.id).await.status, JobStatus::Done);
 }
 
+/// The value of the sample line `series` (name and labels, as rendered) in `rendered`.
+fn sample(rendered: &str, series: &str) -> Option<f64> {
+    rendered
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_worker_times_every_attempt_by_outcome_and_samples_the_backlog_and_the_dead_letters() {
+    // A recorder of this test's thread (and so of its single-threaded runtime, the worker
+    // included), configured as the process's: other tests of this binary cannot add to it.
+    let recorder = strata_server::metrics::builder().unwrap().build_recorder();
+    let scrape = recorder.handle();
+    let _local = ::metrics::set_default_local_recorder(&recorder);
+    let app = TestApp::spawn().await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let with_handlers = |consumer: &str| {
+        worker(&app, consumer, &[])
+            .handle("test.count", Arc::new(Counting(runs.clone())))
+            .handle("test.poison", Arc::new(Poison))
+    };
+    let depth = |kind: &str| format!("jobs_queue_depth{{kind=\"{kind}\"}}");
+    let timed = |kind: &str, outcome: &str| {
+        format!("jobs_duration_seconds_count{{kind=\"{kind}\",outcome=\"{outcome}\"}}")
+    };
+
+    // Queued and not yet run: the backlog, by kind.
+    let worker = with_handlers("w");
+    for _ in 0..3 {
+        worker.enqueue_new("test.count", "{}").await.unwrap();
+    }
+    worker.enqueue_new("test.poison", "{}").await.unwrap();
+    worker.sample_depths().await.unwrap();
+    let rendered = scrape.render();
+    assert_eq!(
+        sample(&rendered, &depth("test.count")),
+        Some(3.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        sample(&rendered, &depth("test.poison")),
+        Some(1.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        sample(&rendered, &depth(RENEWAL_JOB)),
+        Some(0.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        sample(&rendered, "jobs_dead_letter_depth"),
+        Some(0.0),
+        "{rendered}"
+    );
+
+    // Run: three jobs done, the poison one failed four times then dead-lettered.
+    let finished = || async {
+        runs.load(Ordering::SeqCst) == 3 && app.components.queue.dead_letters().await.unwrap() == 1
+    };
+    run_until(worker, finished).await;
+    with_handlers("sampler").sample_depths().await.unwrap();
+    let rendered = scrape.render();
+    assert_eq!(
+        sample(&rendered, &depth("test.count")),
+        Some(0.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        sample(&rendered, &depth("test.poison")),
+        Some(0.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        sample(&rendered, "jobs_dead_letter_depth"),
+        Some(1.0),
+        "{rendered}"
+    );
+    for (kind, outcome, attempts) in [
+        ("test.count", "done", 3.0),
+        ("test.poison", "failed", 4.0),
+        ("test.poison", "dead_lettered", 1.0),
+    ] {
+        let series = timed(kind, outcome);
+        assert_eq!(
+            sample(&rendered, &series),
+            Some(attempts),
+            "{series} in:\n{rendered}"
+        );
+    }
+    assert_eq!(
+        sample(&rendered, &timed("test.count", "failed")),
+        None,
+        "{rendered}"
+    );
+    // A histogram, with the buckets of the process's recorder.
+    let bucket = "jobs_duration_seconds_bucket{kind=\"test.count\",outcome=\"done\",le=\"+Inf\"}";
+    assert_eq!(sample(&rendered, bucket), Some(3.0), "{rendered}");
+}
+
 struct Counting(Arc<AtomicUsize>);
 
 #[async_trait]

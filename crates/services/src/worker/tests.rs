@@ -36,6 +36,7 @@ fn settings() -> WorkerSettings {
         sweep_after: Duration::from_secs(300),
         housekeeping_every: Duration::from_secs(3600),
         shutdown_grace: Duration::from_millis(100),
+        depth_sample_every: None,
     }
 }
 
@@ -525,6 +526,195 @@ async fn outcomes_are_counted_by_kind_once_they_are_recorded() {
     }
 }
 
+/// The value of the sample line `series` (name and labels, as rendered) in `rendered`.
+fn sample(rendered: &str, series: &str) -> Option<f64> {
+    rendered
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn each_recorded_attempt_s_handler_time_is_observed_under_its_outcome() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let handler_time = Duration::from_millis(30);
+    let runs = [
+        (1, None, Outcome::Done),
+        (1, Some("boom"), Outcome::Retrying),
+        (2, Some("boom"), Outcome::Retrying),
+        (5, Some("boom"), Outcome::DeadLettered),
+    ];
+    for (attempts, error, expected) in runs {
+        let job = running_job(KIND, attempts);
+        let mut ports = Ports::new();
+        ports.expect_start(&job);
+        ports.jobs.expect_complete().returning(|_, _| Ok(()));
+        ports.jobs.expect_fail().returning(|_, _, _, _| Ok(()));
+        ports.queue.expect_ack().returning(|_| Ok(()));
+        ports.queue.expect_enqueue_at().returning(|_, _, _| Ok(()));
+        ports.queue.expect_dead_letter().returning(|_, _| Ok(()));
+        let worker = ports
+            .worker()
+            .handle(KIND, Recording::new(handler_time, error));
+        let (_stop, mut stopped) = running();
+        assert_eq!(
+            worker.process(delivery_of(&job), &mut stopped).await,
+            expected
+        );
+    }
+    // Neither an attempt whose outcome could not be stored (it runs again and is observed then),
+    // nor a job no handler runs, nor a duplicate delivery is an observation.
+    let job = running_job(KIND, 1);
+    let mut ports = Ports::new();
+    ports.expect_start(&job);
+    ports
+        .jobs
+        .expect_complete()
+        .returning(|_, _| Err(unavailable()));
+    let worker = ports.worker().handle(KIND, Recording::succeeding());
+    let (_stop, mut stopped) = running();
+    assert_eq!(
+        worker.process(delivery_of(&job), &mut stopped).await,
+        Outcome::Retrying
+    );
+    let orphan = running_job("nobody.handles", 1);
+    let mut ports = Ports::new();
+    ports.expect_start(&orphan);
+    ports.jobs.expect_fail().returning(|_, _, _, _| Ok(()));
+    ports.queue.expect_dead_letter().returning(|_, _| Ok(()));
+    let (_stop, mut stopped) = running();
+    assert_eq!(
+        ports
+            .worker()
+            .process(delivery_of(&orphan), &mut stopped)
+            .await,
+        Outcome::DeadLettered
+    );
+
+    let rendered = recorder.handle().render();
+    for (outcome, attempts) in [("done", 1.0), ("failed", 2.0), ("dead_lettered", 1.0)] {
+        let series =
+            format!("{JOBS_DURATION_SECONDS}_count{{kind=\"{KIND}\",outcome=\"{outcome}\"}}");
+        assert_eq!(
+            sample(&rendered, &series),
+            Some(attempts),
+            "{series} in:\n{rendered}"
+        );
+        let sum = format!("{JOBS_DURATION_SECONDS}_sum{{kind=\"{KIND}\",outcome=\"{outcome}\"}}");
+        let took = sample(&rendered, &sum).unwrap_or_default();
+        assert!(
+            took >= attempts * handler_time.as_secs_f64(),
+            "{sum} = {took}: the handler's time was not measured"
+        );
+    }
+    assert!(
+        !rendered
+            .lines()
+            .any(|line| line.starts_with(JOBS_DURATION_SECONDS) && line.contains("nobody.handles")),
+        "a job no handler ran was timed:\n{rendered}"
+    );
+}
+
+#[tokio::test]
+async fn a_sample_sets_the_queue_depth_by_kind_and_the_dead_letter_depth() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut ports = Ports::new();
+    let mut sequence = Sequence::new();
+    for (queued, dead) in [
+        (vec![("reports.sales".to_owned(), 3_u64)], 2_u64),
+        (vec![], 7),
+    ] {
+        ports
+            .jobs
+            .expect_queued_by_kind()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .return_once(move || Ok(queued));
+        ports
+            .queue
+            .expect_dead_letters()
+            .times(1)
+            .returning(move || Ok(dead));
+    }
+    let worker = ports.worker().handle(KIND, Recording::succeeding());
+    let depth = |kind: &str| format!("{JOBS_QUEUE_DEPTH}{{kind=\"{kind}\"}}");
+
+    worker.sample_depths().await.expect("sampled");
+    let rendered = recorder.handle().render();
+    assert_eq!(
+        sample(&rendered, &depth("reports.sales")),
+        Some(3.0),
+        "{rendered}"
+    );
+    // A registered kind with nothing waiting reads 0 rather than being absent.
+    assert_eq!(sample(&rendered, &depth(KIND)), Some(0.0), "{rendered}");
+    assert_eq!(
+        sample(&rendered, JOBS_DEAD_LETTER_DEPTH),
+        Some(2.0),
+        "{rendered}"
+    );
+
+    // The backlog of a kind emptied: it reads 0, not its last count.
+    worker.sample_depths().await.expect("sampled");
+    let rendered = recorder.handle().render();
+    assert_eq!(
+        sample(&rendered, &depth("reports.sales")),
+        Some(0.0),
+        "{rendered}"
+    );
+    assert_eq!(
+        sample(&rendered, JOBS_DEAD_LETTER_DEPTH),
+        Some(7.0),
+        "{rendered}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_count_leaves_its_gauge_and_still_sets_the_other() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut ports = Ports::new();
+    ports
+        .jobs
+        .expect_queued_by_kind()
+        .returning(|| Err(unavailable()));
+    ports.queue.expect_dead_letters().returning(|| Ok(4));
+    let worker = ports.worker();
+    assert!(worker.sample_depths().await.is_err());
+    let rendered = recorder.handle().render();
+    assert_eq!(
+        sample(&rendered, JOBS_DEAD_LETTER_DEPTH),
+        Some(4.0),
+        "{rendered}"
+    );
+    assert!(!rendered.contains(JOBS_QUEUE_DEPTH), "{rendered}");
+
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let mut ports = Ports::new();
+    ports
+        .jobs
+        .expect_queued_by_kind()
+        .returning(|| Ok(vec![("reports.sales".to_owned(), 2)]));
+    ports
+        .queue
+        .expect_dead_letters()
+        .returning(|| Err(unavailable()));
+    let worker = ports.worker();
+    assert!(worker.sample_depths().await.is_err());
+    let rendered = recorder.handle().render();
+    assert_eq!(
+        sample(
+            &rendered,
+            &format!("{JOBS_QUEUE_DEPTH}{{kind=\"reports.sales\"}}")
+        ),
+        Some(2.0),
+        "{rendered}"
+    );
+    assert!(!rendered.contains(JOBS_DEAD_LETTER_DEPTH), "{rendered}");
+}
+
 #[tokio::test]
 async fn a_port_error_recording_the_outcome_leaves_the_message_unacknowledged() {
     // complete fails: the message stays pending and is claimed again later.
@@ -956,6 +1146,54 @@ async fn run_processes_what_it_receives_and_returns_when_stopped() {
         .expect("run does not panic");
     assert_eq!(handler.calls(), vec![job]);
     assert!(receives.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_samples_the_depths_periodically_beside_the_jobs_and_stops_with_them() {
+    let mut ports = idle_ports(now());
+    ports.settings.depth_sample_every = Some(Duration::from_millis(10));
+    ports.jobs.expect_claim_tick().never();
+    let samples = Arc::new(AtomicUsize::new(0));
+    let counted = samples.clone();
+    ports.jobs.expect_queued_by_kind().returning(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok(Vec::new())
+    });
+    ports.queue.expect_dead_letters().returning(|| Ok(0));
+    let receives = Arc::new(AtomicUsize::new(0));
+    let received = receives.clone();
+    ports.queue.expect_receive().returning(move |_, block| {
+        received.fetch_add(1, Ordering::SeqCst);
+        // Stand in for the queue's blocking read, which holds its thread.
+        std::thread::sleep(block);
+        Ok(None)
+    });
+    let worker = ports.worker();
+    let (stop, stopped) = watch::channel(false);
+    // The job loop on a thread of its own that it never lets go of (the mock's receive blocks
+    // it): the samples must come all the same.
+    let runtime = tokio::runtime::Handle::current();
+    let running = std::thread::spawn(move || runtime.block_on(worker.run(stopped)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(true).expect("the worker listens");
+    let returned = tokio::task::spawn_blocking(move || running.join());
+    tokio::time::timeout(Duration::from_secs(5), returned)
+        .await
+        .expect("run returns after the stop, sampler and all")
+        .expect("joined")
+        .expect("run does not panic");
+    let sampled = samples.load(Ordering::SeqCst);
+    assert!(
+        sampled >= 3,
+        "sampled {sampled} times in 100 ms at every 10 ms"
+    );
+    assert!(
+        receives.load(Ordering::SeqCst) >= 5,
+        "the job loop kept receiving while the sampler ran"
+    );
+    // Stopped means stopped: no sample after run returned.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(samples.load(Ordering::SeqCst), sampled);
 }
 
 // A job taken over during housekeeping obeys the worker's stop like any other (SPEC §4: "the
