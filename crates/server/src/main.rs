@@ -59,7 +59,18 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (settings, unknown) = Settings::from_env_reporting_unknown()?;
-    let _telemetry = telemetry::init(&settings.log, settings.log_format(), std::io::stdout);
+    let service = match &cli.command {
+        None | Some(Command::Serve) => telemetry::Service::Api,
+        Some(Command::Worker) => telemetry::Service::Worker,
+        Some(Command::Migrate) => telemetry::Service::Migrate,
+        Some(Command::Admin { .. }) => telemetry::Service::Admin,
+    };
+    let _telemetry = telemetry::init_for(
+        service,
+        &settings.log,
+        settings.log_format(),
+        std::io::stdout,
+    );
     for unknown in unknown {
         tracing::warn!(
             variable = %unknown.variable,
