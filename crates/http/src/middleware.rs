@@ -262,7 +262,8 @@ fn semconv_name(label: &'static str) -> &'static str {
 /// status for a 5xx, the only answers that are the server's failure.
 fn record_outcome(span: &tracing::Span, method: &'static str, route: &str, status: StatusCode) {
     span.record("route", route);
-    span.record("http.response.status_code", status.as_u16());
+    // As i64: the OpenTelemetry layer records an unsigned field as text.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if route != UNMATCHED_ROUTE {
         span.record("http.route", route);
         trace::rename(span, || format!("{} {route}", semconv_name(method)));

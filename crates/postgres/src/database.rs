@@ -248,7 +248,7 @@ impl Database {
             db.system.name = "postgresql",
             db.operation.name = tracing::field::Empty,
             server.address = server.map(|(host, _)| host.as_str()),
-            server.port = server.map(|(_, port)| *port),
+            server.port = server.map(|(_, port)| i64::from(*port)),
         );
         let mut operation = Operation::Unnamed;
         let mut query = std::pin::pin!(tokio::time::timeout(limit, query));

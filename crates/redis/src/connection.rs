@@ -506,7 +506,7 @@ impl RedisConnection {
             db.system.name = "redis",
             db.operation.name = tracing::field::Empty,
             server.address = server.map(|(host, _)| host.as_str()),
-            server.port = server.map(|(_, port)| *port),
+            server.port = server.map(|(_, port)| i64::from(*port)),
         );
         let mut operation = Operation::Unnamed;
         let mut command = std::pin::pin!(tokio::time::timeout(self.timeout, command(connection)));
