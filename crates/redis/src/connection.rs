@@ -660,3 +660,34 @@ impl HealthCheck for RedisConnection {
         .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operation a span running `commands` ends up with.
+    fn operation_of(commands: &[Cmd]) -> Operation {
+        OPERATION.set(Operation::Unnamed);
+        for command in commands {
+            Operation::sent(command);
+        }
+        OPERATION.replace(Operation::Outside)
+    }
+
+    #[test]
+    fn a_span_is_named_after_its_command_and_a_mix_is_left_unnamed() {
+        assert_eq!(operation_of(&[redis::cmd("get")]), Operation::Named("GET"));
+        let script = [redis::cmd("EVALSHA"), redis::cmd("EVAL")];
+        assert_eq!(operation_of(&script[..1]), Operation::Named("EVALSHA"));
+        assert_eq!(operation_of(&script), Operation::Several);
+        let transaction = [redis::cmd("MULTI"), redis::cmd("XADD"), redis::cmd("EXEC")];
+        assert_eq!(operation_of(&transaction), Operation::Named("XADD"));
+        assert_eq!(
+            operation_of(&[redis::cmd("NOT-A-COMMAND")]),
+            Operation::Several
+        );
+        // Outside a span nothing is noted.
+        Operation::sent(&redis::cmd("GET"));
+        assert_eq!(OPERATION.get(), Operation::Outside);
+    }
+}
