@@ -48,7 +48,6 @@ diesel::table! {
         run_after -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
-        trace_state -> Nullable<Text>,
     }
 }
 
