@@ -216,8 +216,16 @@ async fn a_write_shows_its_statements_as_postgresql_client_spans() {
         .unwrap_or_else(|| panic!("no INSERT span under the request:\n{all}"));
     assert_eq!(insert.span_kind, SpanKind::Client);
     assert_eq!(text(insert, "db.operation.name").as_deref(), Some("INSERT"));
-    assert_eq!(text(insert, "server.address").as_deref(), Some("127.0.0.1"));
-    assert_eq!(attribute(insert, "server.port"), Some(OtelValue::I64(5432)));
+    // The server the test database lives on (directly or through a pooler): named, not fixed.
+    let address = text(insert, "server.address").unwrap_or_default();
+    assert!(!address.is_empty(), "{all}");
+    assert!(
+        matches!(
+            attribute(insert, "server.port"),
+            Some(OtelValue::I64(1..=65535))
+        ),
+        "{all}"
+    );
 }
 
 #[tokio::test]
