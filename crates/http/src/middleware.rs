@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::problem::{ApiError, ProblemCode};
 use crate::request_id;
-use crate::trace::{self, RequestTrace, TraceParent};
+use crate::trace;
 
 /// Requests answered, by `method`, `route` and `status`.
 pub const REQUESTS_TOTAL: &str = "http_requests_total";
@@ -53,13 +53,34 @@ pub async fn observe(
     // request that never comes back (timed out, panicked) is named from the path.
     remember_routes(req.request().resource_map());
     let uri = req.uri().clone();
-    let span = tracing::info_span!("request", request_id = %id, method = req.method().as_str(), route = tracing::field::Empty, user_id = tracing::field::Empty);
-
-    let incoming = TraceParent::from_headers(req.headers());
-    let request_trace = RequestTrace {
-        trace_id: trace::continue_trace(&span, incoming),
-        traceparent: trace::traceparent_of(&span, incoming),
-    };
+    let empty = tracing::field::Empty;
+    // OpenTelemetry's HTTP server conventions; `otel.name` is the name until the route is known
+    // (then `{method} {route}`), and `method`/`route` are the log's own names for the same facts.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = semconv_name(method_label),
+        otel.kind = "server",
+        otel.status_code = empty,
+        http.request.method = semconv_method(method_label),
+        http.route = empty,
+        http.response.status_code = empty,
+        url.path = req.path(),
+        url.scheme = if req.app_config().secure() { "https" } else { "http" },
+        client.address = empty,
+        error.type = empty,
+        request_id = %id,
+        method = req.method().as_str(),
+        route = empty,
+        user_id = empty,
+    );
+    if let Some(state) = req.app_data::<actix_web::web::Data<crate::AppState>>()
+        && let Some(client) = state
+            .edge
+            .client_ip(req.peer_addr().map(|peer| peer.ip()), req.headers())
+    {
+        span.record("client.address", tracing::field::display(client));
+    }
+    let request_trace = trace::continue_trace(&span, trace::from_headers(req.headers()));
     let outcome = request_id::scope(
         id.clone(),
         trace::scope(
@@ -76,8 +97,8 @@ pub async fn observe(
             // A layer that had to give up the request (the request timeout) returns its answer
             // as an error; only a 5xx other than 503 is a failure worth an error line.
             let route = route_of_path(uri.path());
-            span.record("route", route.as_str());
             let status = error.as_response_error().status_code();
+            record_outcome(&span, method_label, &route, status);
             record_request(method_label, &route, status.as_u16(), started.elapsed());
             if status == StatusCode::SERVICE_UNAVAILABLE || !status.is_server_error() {
                 let _entered = span.enter();
@@ -95,7 +116,12 @@ pub async fn observe(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_owned());
             let route = route_of_path(uri.path());
-            span.record("route", route.as_str());
+            record_outcome(
+                &span,
+                method_label,
+                &route,
+                StatusCode::INTERNAL_SERVER_ERROR,
+            );
             record_request(method_label, &route, 500, started.elapsed());
             log_failure(&span, started, &format!("handler panicked: {message}"));
             // The request went down with the handler, so no response can be built around it here;
@@ -111,7 +137,6 @@ pub async fn observe(
         .request()
         .match_pattern()
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-    span.record("route", route.as_str());
     if response.status().as_u16() >= 400 && !response.headers().contains_key(header::CONTENT_TYPE) {
         response = request_id::scope(id.clone(), async { as_problem(response) }).await;
     }
@@ -136,6 +161,8 @@ pub async fn observe(
         headers.remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
     }
     crate::edge::unmark_identity(headers);
+    // After the problem rewrite above, so that the span has the status the client sees.
+    record_outcome(&span, method_label, &route, response.status());
     record_request(
         method_label,
         &route,
@@ -216,6 +243,34 @@ pub fn method_label(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "OTHER",
+    }
+}
+
+/// `http.request.method`: a standard method by name, anything else as `_OTHER`.
+fn semconv_method(label: &'static str) -> &'static str {
+    if label == "OTHER" { "_OTHER" } else { label }
+}
+
+/// The span's name before (or without) a matched route: the method, or `HTTP` for one that is
+/// not standard.
+fn semconv_name(label: &'static str) -> &'static str {
+    if label == "OTHER" { "HTTP" } else { label }
+}
+
+/// Records the request's outcome on its span, by the HTTP server conventions: the route template
+/// (and the span's name, `GET /v1/products/{id}`, when a route matched), the status, and an error
+/// status for a 5xx, the only answers that are the server's failure.
+fn record_outcome(span: &tracing::Span, method: &'static str, route: &str, status: StatusCode) {
+    span.record("route", route);
+    // As i64: the OpenTelemetry layer records an unsigned field as text.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if route != UNMATCHED_ROUTE {
+        span.record("http.route", route);
+        trace::rename(span, || format!("{} {route}", semconv_name(method)));
+    }
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", status.as_str());
     }
 }
 

@@ -1,107 +1,130 @@
-//! W3C trace context: an incoming `traceparent` is continued by the request's span (and so by
-//! everything exported over OTLP), and its trace id is echoed in problem bodies so that a client
-//! can hand it to whoever reads the traces.
+//! W3C trace context: an incoming `traceparent` (with its `tracestate`) is continued by the
+//! request's span, and so by everything exported over OTLP, and its trace id is echoed in problem
+//! bodies so that a client can hand it to whoever reads the traces.
+//!
+//! Both headers are read and written by the OpenTelemetry SDK's `TraceContextPropagator`, so the
+//! validation rules (and what is forwarded of a vendor's `tracestate`) are the SDK's own.
 
 use std::future::Future;
 
-use actix_web::http::header::HeaderMap;
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
-};
+use actix_web::http::header::{HeaderMap, HeaderName};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// The request header carrying the caller's trace context.
+/// The header naming the caller's trace and span.
 pub const TRACEPARENT: &str = "traceparent";
+/// The header carrying vendors' trace state along with [`TRACEPARENT`].
+pub const TRACESTATE: &str = "tracestate";
 
-/// A parsed `traceparent` (version 00): `00-<trace id>-<parent span id>-<flags>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TraceParent {
-    /// The trace's id.
-    pub trace_id: TraceId,
-    /// The caller's span.
-    pub parent_id: SpanId,
-    /// Whether the caller sampled the trace.
-    pub sampled: bool,
-}
+/// The request's headers as a carrier the propagator reads.
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
-impl TraceParent {
-    /// Parses a header value; `None` for anything malformed or an all-zero id (which the W3C
-    /// specification says to ignore).
-    pub fn parse(raw: &str) -> Option<Self> {
-        let mut parts = raw.trim().split('-');
-        let (version, trace, parent, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let lower_hex = |s: &str, len: usize| {
-            s.len() == len
-                && s.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
-        // Version 00 has exactly four fields; later versions may append more.
-        let extra_allowed = version != "00" || parts.next().is_none();
-        if !(lower_hex(version, 2)
-            && version != "ff"
-            && lower_hex(trace, 32)
-            && lower_hex(parent, 16)
-            && lower_hex(flags, 2)
-            && extra_allowed)
-        {
-            return None;
-        }
-        let trace_id = TraceId::from_hex(trace).ok()?;
-        let parent_id = SpanId::from_hex(parent).ok()?;
-        if trace_id == TraceId::INVALID || parent_id == SpanId::INVALID {
-            return None;
-        }
-        let flags = u8::from_str_radix(flags, 16).ok()?;
-        Some(Self {
-            trace_id,
-            parent_id,
-            sampled: flags & 1 == 1,
-        })
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
     }
 
-    /// The `traceparent` of the request's caller, if it sent a valid one.
-    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        headers
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(Self::parse)
-    }
-
-    /// The header value.
-    pub fn header_value(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            self.trace_id,
-            self.parent_id,
-            u8::from(self.sampled)
-        )
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
     }
 }
 
-/// Makes `span` a child of the caller's span, and returns the trace id the request runs under:
-/// the caller's, or the one the exporter gave the span (none when tracing export is off and the
-/// caller sent nothing).
-pub fn continue_trace(span: &tracing::Span, parent: Option<TraceParent>) -> Option<String> {
-    if let Some(parent) = parent {
-        let flags = if parent.sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        };
-        let remote = SpanContext::new(
-            parent.trace_id,
-            parent.parent_id,
-            flags,
-            true,
-            TraceState::default(),
-        );
-        // A no-op when no OpenTelemetry layer is installed.
-        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
-        return Some(parent.trace_id.to_string());
+/// A stored trace context (a queued job's) as a carrier the propagator reads.
+struct StoredExtractor<'a> {
+    traceparent: &'a str,
+    tracestate: Option<&'a str>,
+}
+
+impl Extractor for StoredExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            TRACEPARENT => Some(self.traceparent),
+            TRACESTATE => self.tracestate,
+            _ => None,
+        }
     }
-    let own = span.context().span().span_context().trace_id();
-    (own != TraceId::INVALID).then(|| own.to_string())
+
+    fn keys(&self) -> Vec<&str> {
+        let mut keys = vec![TRACEPARENT];
+        if self.tracestate.is_some() {
+            keys.push(TRACESTATE);
+        }
+        keys
+    }
+}
+
+/// The remote context `carrier` names, when its `traceparent` is valid. Anything malformed (or an
+/// all-zero id, which the W3C specification says to ignore) gives `None`: the work then starts a
+/// trace of its own.
+fn extract(carrier: &dyn Extractor) -> Option<opentelemetry::Context> {
+    // From an empty context, not the thread's current one: the caller's span must be the parent.
+    let context =
+        TraceContextPropagator::new().extract_with_context(&opentelemetry::Context::new(), carrier);
+    context.has_active_span().then_some(context)
+}
+
+/// The caller's trace context, if its headers carry a valid `traceparent` (and then its
+/// `tracestate` too).
+pub fn from_headers(headers: &HeaderMap) -> Option<opentelemetry::Context> {
+    // Most requests carry none: skip the propagator's work for them.
+    if !headers.contains_key(TRACEPARENT) {
+        return None;
+    }
+    extract(&HeaderExtractor(headers))
+}
+
+/// Makes `span` a child of the caller's span (`remote`, from [`from_headers`]), and returns the
+/// trace context the request runs under: the span's own when spans are exported, otherwise the
+/// caller's passed through (nothing when the caller sent none and export is off).
+pub fn continue_trace(
+    span: &tracing::Span,
+    remote: Option<opentelemetry::Context>,
+) -> RequestTrace {
+    if let Some(remote) = &remote {
+        // An error only when no OpenTelemetry layer is installed; the caller's context is then
+        // passed through below.
+        let _ = span.set_parent(remote.clone());
+    }
+    let own = span.context();
+    let context = if own.span().span_context().is_valid() {
+        own
+    } else {
+        match remote {
+            Some(remote) => remote,
+            None => return RequestTrace::default(),
+        }
+    };
+    let mut trace = RequestTrace {
+        trace_id: Some(context.span().span_context().trace_id().to_string()),
+        ..RequestTrace::default()
+    };
+    TraceContextPropagator::new().inject_context(&context, &mut trace);
+    trace
+}
+
+/// Makes `span` a child of a stored trace context (a queued job's `traceparent` and
+/// `tracestate`); a malformed one is ignored and the span starts a trace of its own.
+pub fn adopt(span: &tracing::Span, traceparent: &str, tracestate: Option<&str>) {
+    if let Some(remote) = extract(&StoredExtractor {
+        traceparent,
+        tracestate,
+    }) {
+        let _ = span.set_parent(remote);
+    }
+}
+
+/// Gives `span`'s exported span a name known only once its work has run (the route template of
+/// a request). Recording `otel.name` cannot do it then: the span has started by that time, and
+/// only its attributes and status still follow recorded fields.
+/// `name` is called only when the span is exported.
+pub fn rename(span: &tracing::Span, name: impl FnOnce() -> String) {
+    let context = span.context();
+    let exported = context.span();
+    if exported.span_context().is_valid() {
+        exported.update_name(name());
+    }
 }
 
 /// The trace context of the request being handled.
@@ -111,6 +134,19 @@ pub struct RequestTrace {
     pub trace_id: Option<String>,
     /// The `traceparent` to hand on to work the request starts (a queued job), if any.
     pub traceparent: Option<String>,
+    /// The `tracestate` that goes with [`RequestTrace::traceparent`], if the trace has one.
+    pub tracestate: Option<String>,
+}
+
+impl Injector for RequestTrace {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            TRACEPARENT => self.traceparent = Some(value),
+            // The propagator writes an empty state when there is none.
+            TRACESTATE if !value.is_empty() => self.tracestate = Some(value),
+            _ => {}
+        }
+    }
 }
 
 tokio::task_local! {
@@ -133,42 +169,60 @@ pub fn current_traceparent() -> Option<String> {
     TRACE.try_with(|t| t.traceparent.clone()).ok().flatten()
 }
 
-/// The `traceparent` naming `span` as the parent: its exported context when tracing export is
-/// on, otherwise the caller's own header passed through.
-pub fn traceparent_of(span: &tracing::Span, incoming: Option<TraceParent>) -> Option<String> {
-    let context = span.context();
-    let own = context.span().span_context().clone();
-    if own.is_valid() {
-        return Some(
-            TraceParent {
-                trace_id: own.trace_id(),
-                parent_id: own.span_id(),
-                sampled: own.is_sampled(),
-            }
-            .header_value(),
-        );
-    }
-    incoming.map(|parent| parent.header_value())
+/// The current request's `tracestate` for work it hands on, if its trace has one.
+pub fn current_tracestate() -> Option<String> {
+    TRACE.try_with(|t| t.tracestate.clone()).ok().flatten()
 }
 
 #[cfg(test)]
 mod tests {
+    use actix_web::http::header::HeaderValue;
+    use opentelemetry::trace::TraceId;
+
     use super::*;
 
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const STATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
     #[test]
-    fn valid_traceparents_parse_and_round_trip() {
-        let raw = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let parent = TraceParent::parse(raw).unwrap();
-        assert!(parent.sampled);
+    fn a_valid_traceparent_is_continued_with_its_tracestate() {
+        let remote = from_headers(&headers(&[(TRACEPARENT, PARENT), (TRACESTATE, STATE)]));
+        let remote = remote.expect("a valid traceparent is extracted");
+        let span = remote.span();
+        let context = span.span_context();
         assert_eq!(
-            parent.trace_id.to_string(),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
+            context.trace_id(),
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
         );
-        assert_eq!(parent.header_value(), raw);
-        assert!(
-            TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-extra")
-                .is_some()
+        assert!(context.is_sampled() && context.is_remote());
+        assert_eq!(context.trace_state().header(), STATE);
+    }
+
+    #[test]
+    fn without_an_exporter_the_callers_context_is_passed_through_whole() {
+        let remote = from_headers(&headers(&[(TRACEPARENT, PARENT), (TRACESTATE, STATE)]));
+        let trace = continue_trace(&tracing::Span::none(), remote);
+        assert_eq!(
+            trace.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
+        assert_eq!(trace.traceparent.as_deref(), Some(PARENT));
+        assert_eq!(trace.tracestate.as_deref(), Some(STATE));
+
+        let untraced = continue_trace(&tracing::Span::none(), None);
+        assert_eq!(untraced.trace_id, None);
+        assert_eq!(untraced.traceparent, None);
     }
 
     #[test]
@@ -181,8 +235,13 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "not a traceparent at all",
         ] {
-            assert_eq!(TraceParent::parse(raw), None, "{raw}");
+            let headers = headers(&[(TRACEPARENT, raw), (TRACESTATE, STATE)]);
+            assert!(from_headers(&headers).is_none(), "{raw}");
         }
+        // A later version may append fields, which a version-00 reader skips.
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-extra";
+        assert!(from_headers(&headers(&[(TRACEPARENT, later)])).is_some());
     }
 }

@@ -24,7 +24,6 @@ use strata_domain::{
     SalesByWindow, SalesFigures, SalesWindows, Sku, Stock, StockLevel, WindowSales,
 };
 use strata_ports::{AnalyticsRepository, PortError};
-use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::database::{Database, map_error};
@@ -50,9 +49,8 @@ impl PgAnalyticsRepository {
         limit: Duration,
         query: impl Future<Output = Result<T, diesel::result::Error>>,
     ) -> Result<T, PortError> {
-        let span = tracing::info_span!("postgres", otel.kind = "client", db.system = "postgresql");
-        tokio::time::timeout(limit, query)
-            .instrument(span)
+        self.db
+            .traced(limit, query)
             .await
             .map_err(|_| PortError::unavailable(anyhow!("report query timed out after {limit:?}")))?
             .map_err(map_error)

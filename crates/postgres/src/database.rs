@@ -1,5 +1,15 @@
-//! The connection pool, the timeout around every query, and the mapping of driver errors.
+//! The connection pool, the timeout around every query, the client span around it, and the
+//! mapping of driver errors.
+//!
+//! The span follows OpenTelemetry's database conventions: `db.system.name`, the server, and
+//! `db.operation.name` with the span named after it (`SELECT`). The operation is read from the
+//! first keyword of the SQL the driver reports once a statement has run (diesel's
+//! instrumentation), so that no call site has to name it; a span whose statements differ (a
+//! transaction of reads and writes) or whose statement does several things (`WITH … UPDATE …
+//! INSERT`) names none, as the conventions ask.
 
+use std::cell::Cell;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -7,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
+use diesel::connection::InstrumentationEvent;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::AsyncConnection as _;
 use diesel_async::AsyncPgConnection;
@@ -14,8 +25,9 @@ use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection as _,
 };
+use opentelemetry::trace::TraceContextExt as _;
 use strata_ports::{HealthCheck, PortError};
-use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Pool sizing and timeouts.
 #[derive(Debug, Clone)]
@@ -52,6 +64,8 @@ pub struct Database {
     query_timeout: Duration,
     /// Callers inside [`Database::connection`] waiting for the pool (bb8 does not count them).
     waiting: Arc<AtomicU64>,
+    /// The server's host and port, for the spans (`None` for a URL naming several hosts).
+    server: Option<Arc<(String, u16)>>,
 }
 
 /// A snapshot of the pool, for the metrics.
@@ -103,22 +117,30 @@ impl Database {
                 // pool, made on the runtime that builds it (the process's main one), it is not
                 // queued behind thousands of HTTP requests on a saturated worker's event loop,
                 // where every query of that worker's requests would wait for it.
-                if lanes == 1
-                    && let Ok(runtime) = tokio::runtime::Handle::try_current()
-                {
-                    config.custom_setup = Box::new(move |url| {
-                        let url = url.to_owned();
-                        let made =
-                            runtime.spawn(async move { AsyncPgConnection::establish(&url).await });
-                        Box::pin(async move {
-                            made.await.map_err(|error| {
+                let runtime = if lanes == 1 {
+                    tokio::runtime::Handle::try_current().ok()
+                } else {
+                    None
+                };
+                config.custom_setup = Box::new(move |url| {
+                    let url = url.to_owned();
+                    let made = runtime.as_ref().map(|runtime| {
+                        let url = url.clone();
+                        runtime.spawn(async move { AsyncPgConnection::establish(&url).await })
+                    });
+                    Box::pin(async move {
+                        let mut connection = match made {
+                            Some(made) => made.await.map_err(|error| {
                                 diesel::ConnectionError::BadConnection(format!(
                                     "connecting was abandoned: {error}"
                                 ))
-                            })?
-                        })
-                    });
-                }
+                            })??,
+                            None => AsyncPgConnection::establish(&url).await?,
+                        };
+                        connection.set_instrumentation(name_operation);
+                        Ok(connection)
+                    })
+                });
                 let manager =
                     AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
                 Pool::builder()
@@ -136,6 +158,7 @@ impl Database {
             pools,
             query_timeout: settings.query_timeout,
             waiting: Arc::default(),
+            server: server_of(url).map(Arc::new),
         }
     }
 
@@ -199,10 +222,7 @@ impl Database {
         &self,
         query: impl Future<Output = Result<T, DieselError>>,
     ) -> Result<T, PortError> {
-        // A client span per statement (or transaction): what a trace shows of the database.
-        let span = tracing::info_span!("postgres", otel.kind = "client", db.system = "postgresql");
-        tokio::time::timeout(self.query_timeout, query)
-            .instrument(span)
+        self.traced(self.query_timeout, query)
             .await
             .map_err(|_| {
                 PortError::unavailable(anyhow!(
@@ -212,6 +232,155 @@ impl Database {
             })?
             .map_err(map_error)
     }
+
+    /// Runs `query` under `limit` in a client span: what a trace shows of the database, one span
+    /// per statement (or transaction), named after its operation (see the module docs).
+    pub(crate) async fn traced<T>(
+        &self,
+        limit: Duration,
+        query: impl Future<Output = Result<T, DieselError>>,
+    ) -> Result<Result<T, DieselError>, tokio::time::error::Elapsed> {
+        let server = self.server.as_deref();
+        let span = tracing::info_span!(
+            "postgres",
+            otel.name = "postgresql",
+            otel.kind = "client",
+            db.system.name = "postgresql",
+            db.operation.name = tracing::field::Empty,
+            server.address = server.map(|(host, _)| host.as_str()),
+            server.port = server.map(|(_, port)| i64::from(*port)),
+        );
+        let mut operation = Operation::Unnamed;
+        let mut query = std::pin::pin!(tokio::time::timeout(limit, query));
+        std::future::poll_fn(|cx| {
+            let _entered = span.enter();
+            // The driver reports each statement while this poll runs it, on this thread.
+            let outer = OPERATION.replace(operation);
+            let poll = query.as_mut().poll(cx);
+            operation = OPERATION.replace(outer);
+            if poll.is_ready()
+                && let Operation::Named(name) = operation
+            {
+                span.record("db.operation.name", name);
+                // Started when first entered, so the exported span takes its name this way only.
+                span.context().span().update_name(name);
+            }
+            poll
+        })
+        .await
+    }
+}
+
+/// What a span has seen of the statements run under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    /// No span: a statement run outside [`Database::traced`] (migrations, test set-up).
+    Outside,
+    /// No statement yet, or only transaction control (`BEGIN`, `COMMIT`).
+    Unnamed,
+    /// Statements of this one operation.
+    Named(&'static str),
+    /// Statements of several operations, or one the conventions do not name.
+    Several,
+}
+
+impl Operation {
+    /// After one more statement, whose first keyword is `keyword`.
+    fn and(self, keyword: &str) -> Self {
+        const NAMED: [&str; 12] = [
+            "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "CALL", "LOCK", "SET", "TRUNCATE",
+            "CREATE", "DROP", "ALTER",
+        ];
+        const CONTROL: [&str; 6] = [
+            "BEGIN",
+            "COMMIT",
+            "ROLLBACK",
+            "SAVEPOINT",
+            "RELEASE",
+            "START",
+        ];
+        if self == Operation::Outside || CONTROL.iter().any(|c| c.eq_ignore_ascii_case(keyword)) {
+            return self;
+        }
+        let named = NAMED.iter().find(|name| name.eq_ignore_ascii_case(keyword));
+        match (self, named) {
+            (Operation::Unnamed, Some(name)) => Operation::Named(name),
+            (Operation::Named(current), Some(name)) if current == *name => self,
+            _ => Operation::Several,
+        }
+    }
+}
+
+thread_local! {
+    /// The operation of the span whose query this thread is polling.
+    static OPERATION: Cell<Operation> = const { Cell::new(Operation::Outside) };
+}
+
+/// The connections' instrumentation: tells the span running a statement which statement it was.
+fn name_operation(event: InstrumentationEvent<'_>) {
+    if let InstrumentationEvent::FinishQuery { query, .. } = event {
+        let mut keyword = Keyword::default();
+        // The writer stops the formatting once it has the keyword; the error is that stop.
+        let _ = write!(keyword, "{query}");
+        OPERATION.set(OPERATION.get().and(keyword.as_str()));
+    }
+}
+
+/// The first word of a statement, collected without allocating.
+#[derive(Default)]
+struct Keyword {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl Keyword {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for Keyword {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        for byte in text.bytes() {
+            if byte.is_ascii_alphabetic() {
+                if self.len == self.bytes.len() {
+                    return Err(std::fmt::Error);
+                }
+                self.bytes[self.len] = byte;
+                self.len += 1;
+            } else if self.len > 0 {
+                return Err(std::fmt::Error);
+            } else if !byte.is_ascii_whitespace() && byte != b'(' {
+                // A comment or anything else first: no keyword to go by.
+                return Err(std::fmt::Error);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The host and port of a `postgres://` URL; `None` when it names several hosts or a socket.
+fn server_of(url: &str) -> Option<(String, u16)> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let hosts = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hosts)| hosts);
+    let (host, port) = match hosts.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']')?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match hosts.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hosts, None),
+        },
+    };
+    if host.is_empty() || host.contains(',') {
+        return None;
+    }
+    let port = port.map_or(Some(5432), |port| port.parse().ok())?;
+    Some((host.to_owned(), port))
 }
 
 /// `url` with its database name replaced by `database`, the query string kept (to reach the
@@ -302,6 +471,8 @@ impl HealthCheck for Database {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     #[test]
@@ -354,5 +525,58 @@ mod tests {
             with_database("postgres://u@h:5432", "x"),
             "postgres://u@h:5432/x"
         );
+    }
+
+    fn keyword(sql: &str) -> String {
+        let mut keyword = Keyword::default();
+        let _ = write!(keyword, "{sql}");
+        keyword.as_str().to_owned()
+    }
+
+    #[test]
+    fn a_statement_is_named_by_its_first_keyword() {
+        assert_eq!(
+            keyword("SELECT \"products\".\"id\" FROM \"products\""),
+            "SELECT"
+        );
+        assert_eq!(keyword("  insert into jobs (id) VALUES ($1)"), "insert");
+        assert_eq!(keyword("(SELECT 1) UNION (SELECT 2)"), "SELECT");
+        assert_eq!(keyword("-- a comment first\nSELECT 1"), "");
+    }
+
+    #[test]
+    fn a_span_is_named_after_its_one_operation_and_transaction_control_does_not_count() {
+        let read = Operation::Unnamed.and("BEGIN").and("select").and("COMMIT");
+        assert_eq!(read, Operation::Named("SELECT"));
+        assert_eq!(
+            Operation::Unnamed.and("UPDATE").and("UPDATE"),
+            Operation::Named("UPDATE")
+        );
+        assert_eq!(
+            Operation::Unnamed.and("SELECT").and("UPDATE"),
+            Operation::Several
+        );
+        // A statement of CTEs may both write and read: the conventions leave it unnamed.
+        assert_eq!(Operation::Unnamed.and("WITH"), Operation::Several);
+        assert_eq!(Operation::Outside.and("SELECT"), Operation::Outside);
+    }
+
+    #[test]
+    fn the_server_is_read_from_the_url() {
+        let server = |url| server_of(url);
+        assert_eq!(
+            server("postgres://u:p@db.internal:6543/strata?sslmode=require"),
+            Some(("db.internal".to_owned(), 6543))
+        );
+        assert_eq!(
+            server("postgres://127.0.0.1/strata"),
+            Some(("127.0.0.1".to_owned(), 5432))
+        );
+        assert_eq!(
+            server("postgresql://u@[::1]:5433/strata"),
+            Some(("::1".to_owned(), 5433))
+        );
+        assert_eq!(server("postgres://a:5432,b:5432/strata"), None);
+        assert_eq!(server("postgres:///strata?host=/run/postgresql"), None);
     }
 }

@@ -5,7 +5,13 @@
 //! MOVED and ASK and re-reads the slot map), a multi-key DEL or UNLINK is split by slot, and a
 //! script or a MULTI block must keep its keys in one slot: the adapters give such keys one hash
 //! tag. SCAN is per node, so [`RedisConnection::clear_namespace`] walks every master.
+//!
+//! [`RedisConnection::run`] wraps each command in a client span by OpenTelemetry's database
+//! conventions: `db.system.name`, the server, and `db.operation.name` (the command, `GET`,
+//! `EVALSHA`) with the span named after it. [`AnyConnection`] sees every command sent, so it names
+//! the span and no call site has to.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
+use opentelemetry::trace::TraceContextExt as _;
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
@@ -25,7 +32,7 @@ use redis::{
 };
 use strata_ports::{HealthCheck, PortError};
 use tokio::sync::OnceCell;
-use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Where Redis is and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -54,6 +61,7 @@ pub enum AnyConnection {
 
 impl ConnectionLike for AnyConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Operation::sent(cmd);
         match self {
             Self::Managed(connection) => connection.req_packed_command(cmd),
             Self::Dedicated(connection) => connection.req_packed_command(cmd),
@@ -67,6 +75,9 @@ impl ConnectionLike for AnyConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
+        for cmd in pipeline.cmd_iter() {
+            Operation::sent(cmd);
+        }
         match self {
             Self::Managed(connection) => connection.req_packed_commands(pipeline, offset, count),
             Self::Dedicated(connection) => connection.req_packed_commands(pipeline, offset, count),
@@ -81,6 +92,112 @@ impl ConnectionLike for AnyConnection {
             Self::Cluster(connection) => connection.get_db(),
         }
     }
+}
+
+/// What a span has seen of the commands sent under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    /// No span: a command sent outside [`RedisConnection::run`].
+    Outside,
+    /// No command yet, or only transaction control (`MULTI`, `EXEC`).
+    Unnamed,
+    /// Commands of this one name.
+    Named(&'static str),
+    /// Commands of several names, or of one not in [`COMMANDS`].
+    Several,
+}
+
+/// The commands a span is named after; the adapters' own and their neighbours.
+const COMMANDS: [&str; 56] = [
+    "GET",
+    "SET",
+    "SETEX",
+    "PSETEX",
+    "SETNX",
+    "GETDEL",
+    "GETEX",
+    "MGET",
+    "MSET",
+    "DEL",
+    "UNLINK",
+    "EXISTS",
+    "EXPIRE",
+    "PEXPIRE",
+    "EXPIREAT",
+    "PEXPIREAT",
+    "TTL",
+    "PTTL",
+    "INCR",
+    "INCRBY",
+    "DECR",
+    "DECRBY",
+    "HGET",
+    "HSET",
+    "HDEL",
+    "HGETALL",
+    "HINCRBY",
+    "SADD",
+    "SREM",
+    "SMEMBERS",
+    "SISMEMBER",
+    "ZADD",
+    "ZREM",
+    "ZRANGE",
+    "ZCARD",
+    "ZREMRANGEBYSCORE",
+    "XADD",
+    "XACK",
+    "XDEL",
+    "XLEN",
+    "XGROUP",
+    "XPENDING",
+    "XAUTOCLAIM",
+    "XCLAIM",
+    "XREADGROUP",
+    "XRANGE",
+    "XTRIM",
+    "EVAL",
+    "EVALSHA",
+    "SCRIPT",
+    "PUBLISH",
+    "PING",
+    "SCAN",
+    "INFO",
+    "FLUSHDB",
+    "CLUSTER",
+];
+
+impl Operation {
+    /// Notes `cmd` on the span of the command being run on this thread, if any.
+    fn sent(cmd: &Cmd) {
+        let operation = OPERATION.get();
+        if operation == Operation::Outside {
+            return;
+        }
+        let name = match cmd.args_iter().next() {
+            Some(redis::Arg::Simple(name)) => name,
+            _ => &[],
+        };
+        if [&b"MULTI"[..], b"EXEC", b"DISCARD", b"WATCH", b"UNWATCH"]
+            .iter()
+            .any(|control| control.eq_ignore_ascii_case(name))
+        {
+            return;
+        }
+        let known = COMMANDS
+            .iter()
+            .find(|command| command.as_bytes().eq_ignore_ascii_case(name));
+        OPERATION.set(match (operation, known) {
+            (Operation::Unnamed, Some(command)) => Operation::Named(command),
+            (Operation::Named(current), Some(command)) if current == *command => operation,
+            _ => Operation::Several,
+        });
+    }
+}
+
+thread_local! {
+    /// The operation of the span whose command this thread is running.
+    static OPERATION: Cell<Operation> = const { Cell::new(Operation::Outside) };
 }
 
 /// A node a per-node command (SCAN) must visit.
@@ -180,6 +297,8 @@ pub struct RedisConnection {
     blocking: Arc<Mutex<Vec<AnyConnection>>>,
     prefix: Arc<str>,
     timeout: Duration,
+    /// The one server's host and port, for the spans (`None` on a cluster or a socket).
+    server: Option<Arc<(String, u16)>>,
 }
 
 /// How many multiplexed connections a handle keeps: two per core. A connection's I/O runs on the
@@ -264,7 +383,18 @@ impl RedisConnection {
                     .map_err(|e| anyhow!("invalid Redis URL: {e}"))?,
             )
         };
+        let server = match &topology {
+            Topology::Single(client) => match client.get_connection_info().addr() {
+                redis::ConnectionAddr::Tcp(host, port)
+                | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+                    Some(Arc::new((host.clone(), *port)))
+                }
+                _ => None,
+            },
+            Topology::Cluster { .. } => None,
+        };
         Ok(Self {
+            server,
             topology: Arc::new(topology),
             shared: (0..lanes()).map(|_| OnceCell::new()).collect(),
             blocking: Arc::new(Mutex::new(Vec::new())),
@@ -368,14 +498,37 @@ impl RedisConnection {
         Fut: Future<Output = RedisResult<T>>,
     {
         let connection = self.shared().await?;
-        let span = tracing::info_span!("redis", otel.kind = "client", db.system = "redis");
-        tokio::time::timeout(self.timeout, command(connection))
-            .instrument(span)
-            .await
-            .map_err(|_| {
-                PortError::unavailable(anyhow!("Redis command timed out after {:?}", self.timeout))
-            })?
-            .map_err(map_error)
+        let server = self.server.as_deref();
+        let span = tracing::info_span!(
+            "redis",
+            otel.name = "redis",
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = tracing::field::Empty,
+            server.address = server.map(|(host, _)| host.as_str()),
+            server.port = server.map(|(_, port)| i64::from(*port)),
+        );
+        let mut operation = Operation::Unnamed;
+        let mut command = std::pin::pin!(tokio::time::timeout(self.timeout, command(connection)));
+        std::future::poll_fn(|cx| {
+            let _entered = span.enter();
+            let outer = OPERATION.replace(operation);
+            let poll = command.as_mut().poll(cx);
+            operation = OPERATION.replace(outer);
+            if poll.is_ready()
+                && let Operation::Named(name) = operation
+            {
+                span.record("db.operation.name", name);
+                // Started when first entered, so the exported span takes its name this way only.
+                span.context().span().update_name(name);
+            }
+            poll
+        })
+        .await
+        .map_err(|_| {
+            PortError::unavailable(anyhow!("Redis command timed out after {:?}", self.timeout))
+        })?
+        .map_err(map_error)
     }
 
     /// Runs one blocking command (`XREADGROUP … BLOCK`) that may legitimately wait `block`, under
@@ -505,5 +658,36 @@ impl HealthCheck for RedisConnection {
         )
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operation a span running `commands` ends up with.
+    fn operation_of(commands: &[Cmd]) -> Operation {
+        OPERATION.set(Operation::Unnamed);
+        for command in commands {
+            Operation::sent(command);
+        }
+        OPERATION.replace(Operation::Outside)
+    }
+
+    #[test]
+    fn a_span_is_named_after_its_command_and_a_mix_is_left_unnamed() {
+        assert_eq!(operation_of(&[redis::cmd("get")]), Operation::Named("GET"));
+        let script = [redis::cmd("EVALSHA"), redis::cmd("EVAL")];
+        assert_eq!(operation_of(&script[..1]), Operation::Named("EVALSHA"));
+        assert_eq!(operation_of(&script), Operation::Several);
+        let transaction = [redis::cmd("MULTI"), redis::cmd("XADD"), redis::cmd("EXEC")];
+        assert_eq!(operation_of(&transaction), Operation::Named("XADD"));
+        assert_eq!(
+            operation_of(&[redis::cmd("NOT-A-COMMAND")]),
+            Operation::Several
+        );
+        // Outside a span nothing is noted.
+        Operation::sent(&redis::cmd("GET"));
+        assert_eq!(OPERATION.get(), Operation::Outside);
     }
 }

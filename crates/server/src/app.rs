@@ -380,10 +380,7 @@ struct W3cTraceLink;
 
 impl TraceLink for W3cTraceLink {
     fn adopt(&self, span: &tracing::Span, trace_parent: &str) {
-        let _ = strata_http::trace::continue_trace(
-            span,
-            strata_http::trace::TraceParent::parse(trace_parent),
-        );
+        strata_http::trace::adopt(span, trace_parent, None);
     }
 }
 

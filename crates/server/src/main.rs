@@ -25,10 +25,19 @@ async fn run() -> anyhow::Result<()> {
     let (settings, unknown) = Settings::from_env_reporting_unknown()?;
     // A health check prints one line and nothing else: no telemetry, no warnings about settings
     // the probed process has already reported at its start.
-    if let Some(Command::Healthcheck(args)) = &cli.command {
-        return healthcheck(&settings, args).await;
-    }
-    let _telemetry = telemetry::init(&settings.log, settings.log_format(), std::io::stdout);
+    let service = match &cli.command {
+        Some(Command::Healthcheck(args)) => return healthcheck(&settings, args).await,
+        None | Some(Command::Serve) => telemetry::Service::Api,
+        Some(Command::Worker) => telemetry::Service::Worker,
+        Some(Command::Migrate) => telemetry::Service::Migrate,
+        Some(Command::Admin { .. }) => telemetry::Service::Admin,
+    };
+    let _telemetry = telemetry::init_for(
+        service,
+        &settings.log,
+        settings.log_format(),
+        std::io::stdout,
+    );
     for unknown in unknown {
         tracing::warn!(
             variable = %unknown.variable,

@@ -370,8 +370,7 @@ impl Worker {
             count(JOBS_DEAD_LETTERED, &job.kind);
             return Ok(Outcome::DeadLettered);
         };
-        let span =
-            tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
+        let span = tracing::info_span!("job", otel.name = %format_args!("process {}", job.kind), otel.kind = "consumer", messaging.operation.type = "process", job_id = %job.id, kind = %job.kind, attempt = i64::from(job.attempts));
         if let (Some(link), Some(parent)) = (&self.trace_link, &job.trace_parent) {
             link.adopt(&span, parent);
         }
