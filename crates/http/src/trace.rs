@@ -17,6 +17,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 pub const TRACEPARENT: &str = "traceparent";
 /// The header carrying vendors' trace state along with [`TRACEPARENT`].
 pub const TRACESTATE: &str = "tracestate";
+/// The longest `tracestate` handed on to queued work (what its store holds); the W3C
+/// specification asks that at least this much be propagated.
+pub const TRACESTATE_KEPT: usize = 512;
 
 /// The request's headers as a carrier the propagator reads.
 pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
@@ -134,7 +137,8 @@ pub struct RequestTrace {
     pub trace_id: Option<String>,
     /// The `traceparent` to hand on to work the request starts (a queued job), if any.
     pub traceparent: Option<String>,
-    /// The `tracestate` that goes with [`RequestTrace::traceparent`], if the trace has one.
+    /// The `tracestate` that goes with [`RequestTrace::traceparent`], if the trace has one (cut
+    /// to [`TRACESTATE_KEPT`]).
     pub tracestate: Option<String>,
 }
 
@@ -143,10 +147,22 @@ impl Injector for RequestTrace {
         match key {
             TRACEPARENT => self.traceparent = Some(value),
             // The propagator writes an empty state when there is none.
-            TRACESTATE if !value.is_empty() => self.tracestate = Some(value),
+            TRACESTATE if !value.is_empty() => self.tracestate = Some(cut(value)),
             _ => {}
         }
     }
+}
+
+/// `tracestate` cut to [`TRACESTATE_KEPT`] characters by dropping whole entries from the right,
+/// as the W3C specification says to (entries on the left are the most recent).
+fn cut(mut tracestate: String) -> String {
+    while tracestate.len() > TRACESTATE_KEPT {
+        match tracestate.rfind(',') {
+            Some(comma) => tracestate.truncate(comma),
+            None => tracestate.clear(),
+        }
+    }
+    tracestate
 }
 
 tokio::task_local! {
@@ -164,14 +180,19 @@ pub fn current_trace_id() -> Option<String> {
     TRACE.try_with(|t| t.trace_id.clone()).ok().flatten()
 }
 
-/// The current request's `traceparent` for work it hands on (a queued job), if any.
-pub fn current_traceparent() -> Option<String> {
-    TRACE.try_with(|t| t.traceparent.clone()).ok().flatten()
-}
-
-/// The current request's `tracestate` for work it hands on, if its trace has one.
-pub fn current_tracestate() -> Option<String> {
-    TRACE.try_with(|t| t.tracestate.clone()).ok().flatten()
+/// The current request's trace context for work it hands on (a queued job), if any.
+pub fn current_context() -> Option<strata_ports::TraceContext> {
+    TRACE
+        .try_with(|t| {
+            t.traceparent
+                .clone()
+                .map(|traceparent| strata_ports::TraceContext {
+                    traceparent,
+                    tracestate: t.tracestate.clone().filter(|state| !state.is_empty()),
+                })
+        })
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
@@ -223,6 +244,20 @@ mod tests {
         let untraced = continue_trace(&tracing::Span::none(), None);
         assert_eq!(untraced.trace_id, None);
         assert_eq!(untraced.traceparent, None);
+    }
+
+    #[test]
+    fn a_long_tracestate_handed_on_loses_whole_entries_from_the_right() {
+        let entries: Vec<String> = (0..40)
+            .map(|i| format!("vendor{i:02}=value{i:02}"))
+            .collect();
+        let mut trace = RequestTrace::default();
+        trace.set(TRACESTATE, entries.join(","));
+        let kept = trace.tracestate.unwrap();
+        assert!(kept.len() <= TRACESTATE_KEPT, "{}", kept.len());
+        assert!(entries.join(",").starts_with(&kept));
+        assert!(kept.ends_with(&entries[kept.split(',').count() - 1]));
+        assert_eq!(cut("a=".to_owned() + &"x".repeat(600)), "");
     }
 
     #[test]

@@ -48,6 +48,15 @@ impl JobStatus {
     }
 }
 
+/// The W3C trace context of the request that queues a job, which the job's spans continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The `traceparent` value.
+    pub traceparent: String,
+    /// The `tracestate` value, if the trace has one (at most 512 characters).
+    pub tracestate: Option<String>,
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -66,6 +75,9 @@ pub struct Job {
     /// The W3C `traceparent` of the request that queued the job, so that its spans join that
     /// trace.
     pub trace_parent: Option<String>,
+    /// The W3C `tracestate` that goes with [`Job::trace_parent`], if the trace has one (at most
+    /// 512 characters).
+    pub trace_state: Option<String>,
     /// Not to run before this instant (retry backoff).
     pub run_after: DateTime<Utc>,
     /// Creation time.

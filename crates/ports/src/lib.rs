@@ -39,7 +39,7 @@ pub use exports::{ExportKey, ExportRange, ExportRepository, OrderExportRow, User
 pub use health::HealthCheck;
 pub use jobs::{
     Delivery, Job, JobQueue, JobRepository, JobStatus, Purged, RetentionCutoffs,
-    RetentionRepository,
+    RetentionRepository, TraceContext,
 };
 pub use orders::{
     IdempotencyClaim, NewOrder, OrderFilter, OrderPageKey, OrderRepository, PlaceOrderError,

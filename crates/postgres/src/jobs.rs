@@ -34,6 +34,7 @@ pub(crate) struct JobRow {
     run_after: DateTime<Utc>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    trace_state: Option<String>,
 }
 
 impl JobRow {
@@ -50,6 +51,7 @@ impl JobRow {
             attempts: i32::try_from(job.attempts).map_err(PortError::unexpected)?,
             last_error: job.last_error.clone(),
             trace_parent: job.trace_parent.clone(),
+            trace_state: job.trace_state.clone(),
             run_after: job.run_after,
             created_at: job.created_at,
             updated_at: job.updated_at,
@@ -68,6 +70,7 @@ impl JobRow {
             kind: self.kind,
             last_error: self.last_error,
             trace_parent: self.trace_parent,
+            trace_state: self.trace_state,
             run_after: self.run_after,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -241,7 +244,7 @@ impl JobRepository for PgJobRepository {
                                   ORDER BY updated_at LIMIT $3 \
                                   FOR UPDATE SKIP LOCKED) \
                      RETURNING id, kind, payload, status, attempts, last_error, trace_parent, \
-                               run_after, created_at, updated_at",
+                               run_after, created_at, updated_at, trace_state",
                 )
                 .bind::<Timestamptz, _>(before)
                 .bind::<Timestamptz, _>(now)

@@ -48,6 +48,7 @@ diesel::table! {
         run_after -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        trace_state -> Nullable<Text>,
     }
 }
 

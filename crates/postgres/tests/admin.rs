@@ -442,6 +442,7 @@ fn job_for(report: &Report) -> Job {
         attempts: 0,
         last_error: None,
         trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        trace_state: Some("congo=t61rcWkgMzE".into()),
         run_after: t,
         created_at: t,
         updated_at: t,

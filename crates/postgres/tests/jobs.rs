@@ -25,6 +25,7 @@ fn job_at(touched: DateTime<Utc>, run_after: DateTime<Utc>) -> Job {
         attempts: 0,
         last_error: None,
         trace_parent: None,
+        trace_state: None,
         run_after,
         created_at: touched,
         updated_at: touched,
@@ -359,11 +360,14 @@ async fn a_job_keeps_the_trace_of_the_request_that_queued_it() {
     let jobs = PgJobRepository::new(test_db.database());
     let mut job = job();
     job.trace_parent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    job.trace_state = Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".into());
     jobs.create(&job).await.unwrap();
     let found = jobs.find(job.id).await.unwrap().unwrap();
     assert_eq!(found.trace_parent, job.trace_parent);
+    assert_eq!(found.trace_state, job.trace_state);
     let started = jobs.start(job.id, now()).await.unwrap().unwrap();
     assert_eq!(started.trace_parent, job.trace_parent);
+    assert_eq!(started.trace_state, job.trace_state);
 }
 
 #[tokio::test]

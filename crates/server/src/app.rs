@@ -379,8 +379,8 @@ impl Components {
 struct W3cTraceLink;
 
 impl TraceLink for W3cTraceLink {
-    fn adopt(&self, span: &tracing::Span, trace_parent: &str) {
-        strata_http::trace::adopt(span, trace_parent, None);
+    fn adopt(&self, span: &tracing::Span, trace_parent: &str, trace_state: Option<&str>) {
+        strata_http::trace::adopt(span, trace_parent, trace_state);
     }
 }
 

@@ -348,6 +348,7 @@ async fn a_queued_job_runs_in_the_trace_of_the_request_that_queued_it() {
 
     assert_eq!(job.name, "process reports.sales");
     assert_eq!(job.parent_span_id, request.span_context.span_id());
+    assert_eq!(job.span_context.trace_state().header(), TRACESTATE);
     assert_eq!(
         text(&job, "messaging.operation.type").as_deref(),
         Some("process")

@@ -16,6 +16,7 @@ use strata_domain::{
 };
 use strata_ports::{
     AnalyticsRepository, Clock, IdGenerator, Job, JobQueue, PortError, ReportRepository,
+    TraceContext,
 };
 use uuid::Uuid;
 
@@ -98,13 +99,13 @@ impl ReportService {
     }
 
     /// Queues a report: stores it with the job that generates it (one transaction), then
-    /// enqueues the job. `trace_parent` (the request's W3C `traceparent`) makes the job's spans
-    /// part of the request's trace.
+    /// enqueues the job. `trace` (the request's W3C trace context) makes the job's spans part of
+    /// the request's trace.
     pub async fn request(
         &self,
         principal: &Principal,
         input: ReportInput,
-        trace_parent: Option<String>,
+        trace: Option<TraceContext>,
     ) -> Result<Report, ReportError> {
         if !principal.is_admin() {
             return Err(ReportError::Forbidden);
@@ -126,7 +127,10 @@ impl ReportService {
             &payload,
             now,
         );
-        job.trace_parent = trace_parent;
+        if let Some(trace) = trace {
+            job.trace_parent = Some(trace.traceparent);
+            job.trace_state = trace.tracestate;
+        }
         self.reports.create_with_job(&report, &job).await?;
         if let Err(error) = self.queue.enqueue(job.id, &job.kind).await {
             // The job is stored: the worker's sweep enqueues it once it has waited long enough.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use strata_ports::{
-    Clock, Delivery, IdGenerator, Job, JobQueue, JobRepository, JobStatus, PortError,
+    Clock, Delivery, IdGenerator, Job, JobQueue, JobRepository, JobStatus, PortError, TraceContext,
 };
 use tokio::sync::watch;
 use tracing::Instrument as _;
@@ -76,10 +76,11 @@ pub trait JobHandler: Send + Sync + 'static {
 }
 
 /// Joins a job's span to the trace of the request that queued it (implemented by whoever owns the
-/// tracing setup; the worker only hands over the stored `traceparent`).
+/// tracing setup; the worker only hands over the stored `traceparent` and `tracestate`).
 pub trait TraceLink: Send + Sync + 'static {
-    /// Makes `span` a child of the span named by `trace_parent` (a W3C `traceparent`).
-    fn adopt(&self, span: &tracing::Span, trace_parent: &str);
+    /// Makes `span` a child of the span named by `trace_parent` (a W3C `traceparent`), carrying
+    /// `trace_state` (its `tracestate`) on.
+    fn adopt(&self, span: &tracing::Span, trace_parent: &str, trace_state: Option<&str>);
 }
 
 /// A job created on a schedule.
@@ -323,16 +324,19 @@ impl Worker {
         self.enqueue_traced(kind, payload, None).await
     }
 
-    /// [`Worker::enqueue_new`] for a job a request queues: `trace_parent` (the request's W3C
-    /// `traceparent`) makes the job's spans part of the request's trace.
+    /// [`Worker::enqueue_new`] for a job a request queues: `trace` (the request's W3C trace
+    /// context) makes the job's spans part of the request's trace.
     pub async fn enqueue_traced(
         &self,
         kind: &str,
         payload: &str,
-        trace_parent: Option<String>,
+        trace: Option<TraceContext>,
     ) -> Result<Job, PortError> {
         let mut job = new_job(self.ids.new_id(), kind, payload, self.clock.now());
-        job.trace_parent = trace_parent;
+        if let Some(trace) = trace {
+            job.trace_parent = Some(trace.traceparent);
+            job.trace_state = trace.tracestate;
+        }
         self.jobs.create(&job).await?;
         if let Err(error) = self.queue.enqueue(job.id, kind).await {
             tracing::warn!(%error, job_id = %job.id, "job stored but not enqueued; the sweep will enqueue it");
@@ -370,9 +374,17 @@ impl Worker {
             count(JOBS_DEAD_LETTERED, &job.kind);
             return Ok(Outcome::DeadLettered);
         };
-        let span = tracing::info_span!("job", otel.name = %format_args!("process {}", job.kind), otel.kind = "consumer", messaging.operation.type = "process", job_id = %job.id, kind = %job.kind, attempt = i64::from(job.attempts));
+        let span = tracing::info_span!(
+            "job",
+            otel.name = %format_args!("process {}", job.kind),
+            otel.kind = "consumer",
+            messaging.operation.type = "process",
+            job_id = %job.id,
+            kind = %job.kind,
+            attempt = i64::from(job.attempts),
+        );
         if let (Some(link), Some(parent)) = (&self.trace_link, &job.trace_parent) {
-            link.adopt(&span, parent);
+            link.adopt(&span, parent, job.trace_state.as_deref());
         }
         let started = tokio::time::Instant::now();
         let work = handler.handle(&job).instrument(span);
@@ -532,6 +544,7 @@ pub fn new_job(id: uuid::Uuid, kind: &str, payload: &str, now: DateTime<Utc>) ->
         attempts: 0,
         last_error: None,
         trace_parent: None,
+        trace_state: None,
         run_after: now,
         created_at: now,
         updated_at: now,

@@ -89,7 +89,7 @@ async fn create_report(
 ) -> Result<HttpResponse, ApiError> {
     let report = state
         .reports
-        .request(&principal, body.into(), crate::trace::current_traceparent())
+        .request(&principal, body.into(), crate::trace::current_context())
         .await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/admin/reports/{}", report.id)))

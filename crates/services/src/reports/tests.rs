@@ -15,6 +15,7 @@ use super::*;
 use crate::test_support::{fixed_clock, now, principal, unavailable};
 
 const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const STATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
 
 fn clock() -> Arc<MockClock> {
     let clock = fixed_clock();
@@ -139,6 +140,7 @@ async fn a_report_and_its_job_are_stored_together_then_the_job_is_enqueued() {
                 && job.attempts == 0
                 && job.run_after == now()
                 && job.trace_parent.as_deref() == Some(TRACE)
+                && job.trace_state.as_deref() == Some(STATE)
                 && serde_json::from_str::<serde_json::Value>(&job.payload).ok()
                     == Some(serde_json::json!({ "report_id": report_id }))
         })
@@ -154,7 +156,14 @@ async fn a_report_and_its_job_are_stored_together_then_the_job_is_enqueued() {
         .returning(|_, _| Ok(()));
     let report = ports
         .service()
-        .request(&admin, october(), Some(TRACE.to_owned()))
+        .request(
+            &admin,
+            october(),
+            Some(TraceContext {
+                traceparent: TRACE.to_owned(),
+                tracestate: Some(STATE.to_owned()),
+            }),
+        )
         .await
         .expect("queued");
     assert_eq!(report.id, ReportId(report_id));

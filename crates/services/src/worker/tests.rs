@@ -50,6 +50,7 @@ fn running_job(kind: &str, attempts: u32) -> Job {
         attempts,
         last_error: None,
         trace_parent: None,
+        trace_state: None,
         run_after: now(),
         created_at: now(),
         updated_at: now(),
@@ -982,6 +983,7 @@ async fn a_claimed_periodic_tick_creates_and_enqueues_one_job() {
                 attempts: 0,
                 last_error: None,
                 trace_parent: None,
+                trace_state: None,
                 run_after: instant,
                 created_at: instant,
                 updated_at: instant,
@@ -1369,11 +1371,14 @@ async fn the_renewal_handler_runs_a_full_pass() {
         .expect("renewed");
 }
 
-struct Linked(std::sync::Mutex<Vec<String>>);
+struct Linked(std::sync::Mutex<Vec<(String, Option<String>)>>);
 
 impl TraceLink for Linked {
-    fn adopt(&self, _span: &tracing::Span, trace_parent: &str) {
-        self.0.lock().expect("lock").push(trace_parent.to_owned());
+    fn adopt(&self, _span: &tracing::Span, trace_parent: &str, trace_state: Option<&str>) {
+        self.0
+            .lock()
+            .expect("lock")
+            .push((trace_parent.to_owned(), trace_state.map(str::to_owned)));
     }
 }
 
@@ -1382,6 +1387,7 @@ async fn a_job_queued_by_a_request_continues_its_trace() {
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let mut job = running_job(KIND, 1);
     job.trace_parent = Some(traceparent.to_owned());
+    job.trace_state = Some("congo=t61rcWkgMzE".to_owned());
     let link = Arc::new(Linked(std::sync::Mutex::new(Vec::new())));
     let mut ports = Ports::new();
     ports.expect_start(&job);
@@ -1396,5 +1402,8 @@ async fn a_job_queued_by_a_request_continues_its_trace() {
         worker.process(delivery_of(&job), &mut stopped).await,
         Outcome::Done
     );
-    assert_eq!(*link.0.lock().expect("lock"), vec![traceparent.to_owned()]);
+    assert_eq!(
+        *link.0.lock().expect("lock"),
+        vec![(traceparent.to_owned(), Some("congo=t61rcWkgMzE".to_owned()))]
+    );
 }
