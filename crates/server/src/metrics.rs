@@ -150,6 +150,10 @@ pub fn describe() {
         "Cache reads answered by the cache, by cache"
     );
     describe_counter!(
+        "cache_local_hits_total",
+        "Cache hits answered from this process's own memory (also in cache_hits_total), by cache"
+    );
+    describe_counter!(
         "cache_misses_total",
         "Cache reads that went to the database, by cache"
     );
