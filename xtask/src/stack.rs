@@ -154,54 +154,19 @@ async fn choose_postgres(
     database: &str,
     forced_private: bool,
 ) -> anyhow::Result<Choice> {
-    let mut said = Vec::new();
-    if forced_private {
-        said.push(format!(
-            "postgres: {PRIVATE_KNOB}=1, not looking for a running server"
-        ));
-        return Ok(Choice { url: None, said });
-    }
     let (host, port) = local;
-    if let Some(url) = env_url {
-        match probe::postgres(&urls::with_database(url, "postgres")).await {
-            Probe::Ready => {
-                said.push(format!("postgres: DATABASE_URL ({})", urls::redacted(url)));
-                return Ok(Choice {
-                    url: Some(url.to_owned()),
-                    said,
-                });
-            }
-            // A DATABASE_URL nobody answers at gives way to the others, as the README promises.
-            Probe::Unreachable => said.push(format!(
-                "postgres: DATABASE_URL ({}) does not answer; trying {host}:{port}",
-                urls::redacted(url)
-            )),
-            // Someone asked for this server; using another would hide their mistake.
-            Probe::Refused(refusal) => bail!(
-                "DATABASE_URL ({}) answers but {refusal}; correct it, or unset it to use \
-                 {host}:{port} or a private server",
-                urls::redacted(url)
-            ),
-        }
-    }
-    let url = format!("postgres://postgres@{host}:{port}/{database}");
-    match probe::postgres(&urls::with_database(&url, "postgres")).await {
-        Probe::Ready => {
-            said.push(format!("postgres: local default {host}:{port}"));
-            Ok(Choice {
-                url: Some(url),
-                said,
-            })
-        }
-        Probe::Unreachable => Ok(Choice { url: None, said }),
-        Probe::Refused(refusal) => {
-            said.push(format!(
-                "postgres: PostgreSQL on {host}:{port} {refusal}; using a private server instead \
-                 — set DATABASE_URL=postgres://USER:PASSWORD@{host}:{port}/{database} to use it"
-            ));
-            Ok(Choice { url: None, said })
-        }
-    }
+    let candidate = Candidate {
+        tag: "postgres",
+        product: "PostgreSQL",
+        variable: "DATABASE_URL",
+        env_url,
+        local_url: format!("postgres://postgres@{host}:{port}/{database}"),
+        with_password: format!("postgres://USER:PASSWORD@{host}:{port}/{database}"),
+    };
+    choose(candidate, local, forced_private, |url| async move {
+        probe::postgres(&urls::with_database(&url, "postgres")).await
+    })
+    .await
 }
 
 /// REDIS_URL if it lets us in, else Redis on `local` if it does, else none.
@@ -210,48 +175,101 @@ async fn choose_redis(
     local: (&str, u16),
     forced_private: bool,
 ) -> anyhow::Result<Choice> {
+    let (host, port) = local;
+    let candidate = Candidate {
+        tag: "redis",
+        product: "Redis",
+        variable: "REDIS_URL",
+        env_url,
+        local_url: format!("redis://{host}:{port}"),
+        with_password: format!("redis://:PASSWORD@{host}:{port}"),
+    };
+    choose(candidate, local, forced_private, |url| async move {
+        probe::redis(&url).await
+    })
+    .await
+}
+
+/// What differs between choosing PostgreSQL and choosing Redis.
+struct Candidate<'a> {
+    /// The prefix of the lines said (`postgres`).
+    tag: &'static str,
+    /// The server's name in those lines (`PostgreSQL`).
+    product: &'static str,
+    /// The variable that names a server of the user's (`DATABASE_URL`).
+    variable: &'static str,
+    /// Its value, if set.
+    env_url: Option<&'a str>,
+    /// The URL tried on the local default address.
+    local_url: String,
+    /// How to spell that server's URL with a password, for the line that suggests it.
+    with_password: String,
+}
+
+/// The variable's server if it lets us in, else the local default's if it does, else none (a
+/// private server): a server the user named that refuses us is an error, the local default's
+/// refusal only a line saying how to use it.
+async fn choose<F, Fut>(
+    candidate: Candidate<'_>,
+    local: (&str, u16),
+    forced_private: bool,
+    probe: F,
+) -> anyhow::Result<Choice>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Probe>,
+{
+    let Candidate {
+        tag,
+        product,
+        variable,
+        env_url,
+        local_url,
+        with_password,
+    } = candidate;
     let mut said = Vec::new();
     if forced_private {
         said.push(format!(
-            "redis: {PRIVATE_KNOB}=1, not looking for a running server"
+            "{tag}: {PRIVATE_KNOB}=1, not looking for a running server"
         ));
         return Ok(Choice { url: None, said });
     }
     let (host, port) = local;
     if let Some(url) = env_url {
-        match probe::redis(url).await {
+        match probe(url.to_owned()).await {
             Probe::Ready => {
-                said.push(format!("redis: REDIS_URL ({})", urls::redacted(url)));
+                said.push(format!("{tag}: {variable} ({})", urls::redacted(url)));
                 return Ok(Choice {
                     url: Some(url.to_owned()),
                     said,
                 });
             }
+            // A URL nobody answers at gives way to the others, as the README promises.
             Probe::Unreachable => said.push(format!(
-                "redis: REDIS_URL ({}) does not answer; trying {host}:{port}",
+                "{tag}: {variable} ({}) does not answer; trying {host}:{port}",
                 urls::redacted(url)
             )),
+            // Someone asked for this server; using another would hide their mistake.
             Probe::Refused(refusal) => bail!(
-                "REDIS_URL ({}) answers but {refusal}; correct it, or unset it to use \
+                "{variable} ({}) answers but {refusal}; correct it, or unset it to use \
                  {host}:{port} or a private server",
                 urls::redacted(url)
             ),
         }
     }
-    let url = format!("redis://{host}:{port}");
-    match probe::redis(&url).await {
+    match probe(local_url.clone()).await {
         Probe::Ready => {
-            said.push(format!("redis: local default {host}:{port}"));
+            said.push(format!("{tag}: local default {host}:{port}"));
             Ok(Choice {
-                url: Some(url),
+                url: Some(local_url),
                 said,
             })
         }
         Probe::Unreachable => Ok(Choice { url: None, said }),
         Probe::Refused(refusal) => {
             said.push(format!(
-                "redis: Redis on {host}:{port} {refusal}; using a private server instead \
-                 — set REDIS_URL=redis://:PASSWORD@{host}:{port} to use it"
+                "{tag}: {product} on {host}:{port} {refusal}; using a private server instead \
+                 — set {variable}={with_password} to use it"
             ));
             Ok(Choice { url: None, said })
         }
