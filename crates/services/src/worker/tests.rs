@@ -491,21 +491,34 @@ async fn outcomes_are_counted_by_kind_once_they_are_recorded() {
     ];
     for (attempts, handler, expected) in runs {
         let job = running_job(KIND, attempts);
-        let mut ports = Ports::new();
-        ports.expect_start(&job);
-        ports.jobs.expect_complete().returning(|_, _| Ok(()));
-        ports.jobs.expect_fail().returning(|_, _, _, _| Ok(()));
-        ports.queue.expect_ack().returning(|_| Ok(()));
-        ports.queue.expect_enqueue_at().returning(|_, _, _| Ok(()));
-        ports.queue.expect_dead_letter().returning(|_, _| Ok(()));
-        let worker = ports.worker().handle(KIND, handler);
-        let (_stop, mut stopped) = running();
-        assert_eq!(
-            worker.process(delivery_of(&job), &mut stopped).await,
-            expected
-        );
+        assert_eq!(process_stored(&job, handler).await, expected);
     }
     // An outcome that could not be stored is not counted: the job runs (and counts) again.
+    assert_eq!(process_with_completion_lost().await, Outcome::Retrying);
+
+    let rendered = recorder.handle().render();
+    for metric in [JOBS_PROCESSED, JOBS_FAILED, JOBS_DEAD_LETTERED] {
+        let line = format!("{metric}{{kind=\"{KIND}\"}} 1\n");
+        assert!(rendered.contains(&line), "{line} missing from:\n{rendered}");
+    }
+}
+
+/// Runs `job` once through a worker whose ports store every outcome, with `handler` for its kind.
+async fn process_stored(job: &Job, handler: Arc<Recording>) -> Outcome {
+    let mut ports = Ports::new();
+    ports.expect_start(job);
+    ports.jobs.expect_complete().returning(|_, _| Ok(()));
+    ports.jobs.expect_fail().returning(|_, _, _, _| Ok(()));
+    ports.queue.expect_ack().returning(|_| Ok(()));
+    ports.queue.expect_enqueue_at().returning(|_, _, _| Ok(()));
+    ports.queue.expect_dead_letter().returning(|_, _| Ok(()));
+    let worker = ports.worker().handle(KIND, handler);
+    let (_stop, mut stopped) = running();
+    worker.process(delivery_of(job), &mut stopped).await
+}
+
+/// Runs a first attempt that succeeds but whose completion cannot be stored.
+async fn process_with_completion_lost() -> Outcome {
     let job = running_job(KIND, 1);
     let mut ports = Ports::new();
     ports.expect_start(&job);
@@ -515,16 +528,7 @@ async fn outcomes_are_counted_by_kind_once_they_are_recorded() {
         .returning(|_, _| Err(unavailable()));
     let worker = ports.worker().handle(KIND, Recording::succeeding());
     let (_stop, mut stopped) = running();
-    assert_eq!(
-        worker.process(delivery_of(&job), &mut stopped).await,
-        Outcome::Retrying
-    );
-
-    let rendered = recorder.handle().render();
-    for metric in [JOBS_PROCESSED, JOBS_FAILED, JOBS_DEAD_LETTERED] {
-        let line = format!("{metric}{{kind=\"{KIND}\"}} 1\n");
-        assert!(rendered.contains(&line), "{line} missing from:\n{rendered}");
-    }
+    worker.process(delivery_of(&job), &mut stopped).await
 }
 
 /// The value of the sample line `series` (name and labels, as rendered) in `rendered`.
@@ -547,37 +551,12 @@ async fn each_recorded_attempt_s_handler_time_is_observed_under_its_outcome() {
     ];
     for (attempts, error, expected) in runs {
         let job = running_job(KIND, attempts);
-        let mut ports = Ports::new();
-        ports.expect_start(&job);
-        ports.jobs.expect_complete().returning(|_, _| Ok(()));
-        ports.jobs.expect_fail().returning(|_, _, _, _| Ok(()));
-        ports.queue.expect_ack().returning(|_| Ok(()));
-        ports.queue.expect_enqueue_at().returning(|_, _, _| Ok(()));
-        ports.queue.expect_dead_letter().returning(|_, _| Ok(()));
-        let worker = ports
-            .worker()
-            .handle(KIND, Recording::new(handler_time, error));
-        let (_stop, mut stopped) = running();
-        assert_eq!(
-            worker.process(delivery_of(&job), &mut stopped).await,
-            expected
-        );
+        let handler = Recording::new(handler_time, error);
+        assert_eq!(process_stored(&job, handler).await, expected);
     }
     // Neither an attempt whose outcome could not be stored (it runs again and is observed then),
     // nor a job no handler runs, nor a duplicate delivery is an observation.
-    let job = running_job(KIND, 1);
-    let mut ports = Ports::new();
-    ports.expect_start(&job);
-    ports
-        .jobs
-        .expect_complete()
-        .returning(|_, _| Err(unavailable()));
-    let worker = ports.worker().handle(KIND, Recording::succeeding());
-    let (_stop, mut stopped) = running();
-    assert_eq!(
-        worker.process(delivery_of(&job), &mut stopped).await,
-        Outcome::Retrying
-    );
+    assert_eq!(process_with_completion_lost().await, Outcome::Retrying);
     let orphan = running_job("nobody.handles", 1);
     let mut ports = Ports::new();
     ports.expect_start(&orphan);
