@@ -20,73 +20,73 @@ use strata_services::{
 
 use crate::request_id;
 
-/// The stable codes of SPEC §3, plus `METHOD_NOT_ALLOWED`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProblemCode {
-    /// 422: one or more fields are invalid; `errors` lists each.
-    ValidationFailed,
-    /// 400: the body is not well-formed JSON.
-    MalformedJson,
-    /// 415: the body is not `application/json`.
-    UnsupportedMediaType,
-    /// 413: the body exceeds the limit (64 KiB).
-    PayloadTooLarge,
-    /// 401: no valid credentials.
-    Unauthenticated,
-    /// 401: the access or refresh token has expired.
-    TokenExpired,
-    /// 401: the token was revoked (logout, reuse of a rotated refresh token).
-    TokenRevoked,
-    /// 403: authenticated, but not allowed.
-    Forbidden,
-    /// 404: no such resource (or not yours).
-    NotFound,
-    /// 405: the resource exists but not with this method.
-    MethodNotAllowed,
-    /// 409: the email is registered already.
-    EmailTaken,
-    /// 409: the SKU is used already.
-    SkuTaken,
-    /// 409: the request conflicts with the resource's state.
-    Conflict,
-    /// 409: not enough stock for some order lines.
-    InsufficientStock,
-    /// 409: the status change is not allowed from the current status.
-    InvalidTransition,
-    /// 422: an Idempotency-Key was reused with another request body.
-    IdempotencyKeyReused,
-    /// 429: over the rate limit; see Retry-After.
-    RateLimited,
-    /// 503: a dependency is down or the server is overloaded; see Retry-After.
-    ServiceUnavailable,
-    /// 500: a bug; details are in the server log under the request id.
-    Internal,
+/// Declares the enum and its `ALL` array from one list of variants, so that no code can be added
+/// without being listed (the document, the problem pages and the tests all walk `ALL`).
+macro_rules! listed_enum {
+    (
+        $(#[$attribute:meta])*
+        $visibility:vis enum $name:ident {
+            $($(#[$variant_attribute:meta])* $variant:ident,)+
+        }
+    ) => {
+        $(#[$attribute])*
+        $visibility enum $name {
+            $($(#[$variant_attribute])* $variant,)+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order, for documentation and tests.
+            pub const ALL: [$name; [$(stringify!($variant)),+].len()] = [$($name::$variant),+];
+        }
+    };
+}
+
+listed_enum! {
+    /// The stable codes of SPEC §3, plus `METHOD_NOT_ALLOWED`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum ProblemCode {
+        /// 422: one or more fields are invalid; `errors` lists each.
+        ValidationFailed,
+        /// 400: the body is not well-formed JSON.
+        MalformedJson,
+        /// 415: the body is not `application/json`.
+        UnsupportedMediaType,
+        /// 413: the body exceeds the limit (64 KiB).
+        PayloadTooLarge,
+        /// 401: no valid credentials.
+        Unauthenticated,
+        /// 401: the access or refresh token has expired.
+        TokenExpired,
+        /// 401: the token was revoked (logout, reuse of a rotated refresh token).
+        TokenRevoked,
+        /// 403: authenticated, but not allowed.
+        Forbidden,
+        /// 404: no such resource (or not yours).
+        NotFound,
+        /// 405: the resource exists but not with this method.
+        MethodNotAllowed,
+        /// 409: the email is registered already.
+        EmailTaken,
+        /// 409: the SKU is used already.
+        SkuTaken,
+        /// 409: the request conflicts with the resource's state.
+        Conflict,
+        /// 409: not enough stock for some order lines.
+        InsufficientStock,
+        /// 409: the status change is not allowed from the current status.
+        InvalidTransition,
+        /// 422: an Idempotency-Key was reused with another request body.
+        IdempotencyKeyReused,
+        /// 429: over the rate limit; see Retry-After.
+        RateLimited,
+        /// 503: a dependency is down or the server is overloaded; see Retry-After.
+        ServiceUnavailable,
+        /// 500: a bug; details are in the server log under the request id.
+        Internal,
+    }
 }
 
 impl ProblemCode {
-    /// Every code, for documentation and tests.
-    pub const ALL: [ProblemCode; 19] = [
-        ProblemCode::ValidationFailed,
-        ProblemCode::MalformedJson,
-        ProblemCode::UnsupportedMediaType,
-        ProblemCode::PayloadTooLarge,
-        ProblemCode::Unauthenticated,
-        ProblemCode::TokenExpired,
-        ProblemCode::TokenRevoked,
-        ProblemCode::Forbidden,
-        ProblemCode::NotFound,
-        ProblemCode::MethodNotAllowed,
-        ProblemCode::EmailTaken,
-        ProblemCode::SkuTaken,
-        ProblemCode::Conflict,
-        ProblemCode::InsufficientStock,
-        ProblemCode::InvalidTransition,
-        ProblemCode::IdempotencyKeyReused,
-        ProblemCode::RateLimited,
-        ProblemCode::ServiceUnavailable,
-        ProblemCode::Internal,
-    ];
-
     /// Status, stable code and title.
     pub fn describe(self) -> (StatusCode, &'static str, &'static str) {
         use ProblemCode as P;
