@@ -301,7 +301,8 @@ impl Settings {
         )
     }
 
-    /// Reads and validates `figment` (tests pass their own).
+    /// Reads and validates `figment`, keyed as the environment names the variables (`port` for
+    /// `STRATA_PORT`, `database_url` for `DATABASE_URL`), so that tests can pass their own.
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         Self::from_figment_reporting_unknown(figment).map(|(settings, _)| settings)
     }
