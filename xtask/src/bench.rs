@@ -395,8 +395,8 @@ async fn seed_users(stack: &Stack, url: &str) -> anyhow::Result<()> {
     if settings.env == Environment::Production {
         bail!("refusing to seed: STRATA_ENV=production");
     }
-    settings.database_url = url.to_owned();
-    settings.redis_url = stack.redis_url().to_owned();
+    settings.database.url = url.into();
+    settings.redis.url = stack.redis_url().into();
     let components = Components::build(&settings)?;
     let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = Instant::now();

@@ -57,8 +57,8 @@ fn components(stack: &Stack) -> anyhow::Result<Components> {
     if settings.env == Environment::Production {
         bail!("refusing to seed: STRATA_ENV=production");
     }
-    settings.database_url = stack.database_url().to_owned();
-    settings.redis_url = stack.redis_url().to_owned();
+    settings.database.url = stack.database_url().into();
+    settings.redis.url = stack.redis_url().into();
     Components::build(&settings)
 }
 

@@ -27,16 +27,16 @@ use strata_redis::{
     JobQueueSettings, RedisCache, RedisConnection, RedisInvalidations, RedisJobQueue,
     RedisRateLimiter, RedisSettings, RedisTokenBlacklist,
 };
-use strata_services::tokens::{Algorithm, JwtKey};
+use strata_services::tokens::JwtKey;
 use strata_services::{
     Argon2Hasher, Argon2Settings, AuthService, AuthSettings, CatalogService, CursorCodec,
     ExportService, JwtCodec, JwtSettings, OrderService, PeriodicJob, PurgeExpired, RENEWAL_JOB,
-    RETENTION_JOB, RenewDueSubscriptions, RevocationCheckPolicy, SubscriptionService, SystemClock,
-    TraceLink, UserService, UuidV7Ids, Worker, WorkerSettings, derive_key,
+    RETENTION_JOB, RenewDueSubscriptions, SubscriptionService, SystemClock, TraceLink, UserService,
+    UuidV7Ids, Worker, WorkerSettings, derive_key,
 };
 use strata_services::{
     DashboardService, DashboardSettings, GenerateSalesReport, InvalidatingCache, LocalCache,
-    LocalCacheSettings, ReportService, SALES_REPORT_JOB,
+    ReportService, SALES_REPORT_JOB,
 };
 
 /// How often the retention sweep runs.
@@ -106,14 +106,15 @@ impl Components {
         // several components in one process.
         let metrics_handle = crate::metrics::install()?;
         let database = Database::connect_lazy(
-            &settings.database_url,
+            settings.database.url.expose_secret(),
             &PoolSettings {
-                max_size: settings.db_pool_size,
-                acquire_timeout: Settings::ms(settings.db_acquire_timeout_ms),
-                query_timeout: Settings::ms(settings.db_query_timeout_ms),
+                max_size: settings.database.pool_size,
+                acquire_timeout: settings.database.acquire_timeout,
+                query_timeout: settings.database.query_timeout,
                 // A pool per HTTP worker, as actix counts them, so that queries stay on the
                 // worker that sends them.
                 lanes: settings
+                    .http
                     .workers
                     .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
                     .and_then(|workers| u32::try_from(workers).ok())
@@ -121,19 +122,17 @@ impl Components {
             },
         );
         let redis_settings = RedisSettings {
-            url: settings.redis_url.clone(),
-            cluster: settings.redis_cluster,
-            key_prefix: settings.redis_prefix.clone(),
-            command_timeout: Settings::ms(settings.redis_timeout_ms),
+            url: settings.redis.url.expose_secret().to_owned(),
+            cluster: settings.redis.cluster,
+            key_prefix: settings.redis.prefix.clone(),
+            command_timeout: settings.redis.timeout,
         };
         let redis = RedisConnection::new(&redis_settings)?;
         let invalidations = RedisInvalidations::new(redis.clone(), &redis_settings);
-        let local_cache = settings.local_cache_enabled.then(|| {
-            Arc::new(LocalCache::new(LocalCacheSettings {
-                capacity: settings.local_cache_capacity,
-                ttl: Duration::from_secs(settings.local_cache_ttl_secs),
-            }))
-        });
+        let local_cache = settings
+            .cache
+            .local
+            .map(|local| Arc::new(LocalCache::new(local)));
 
         let users: Arc<dyn UserRepository> = Arc::new(PgUserRepository::new(database.clone()));
         let refresh_tokens: Arc<dyn RefreshTokenRepository> =
@@ -146,15 +145,16 @@ impl Components {
         ));
         let blacklist: Arc<dyn TokenBlacklist> = Arc::new(RedisTokenBlacklist::new(redis.clone()));
         let hasher: Arc<dyn PasswordHasher> = Arc::new(Argon2Hasher::new(&Argon2Settings {
-            memory_kib: settings.argon2_memory_kib,
-            iterations: settings.argon2_iterations,
-            parallelism: settings.argon2_parallelism,
+            memory_kib: settings.hashing.argon2_memory_kib,
+            iterations: settings.hashing.argon2_iterations,
+            parallelism: settings.hashing.argon2_parallelism,
             max_concurrent: settings
-                .hash_concurrency
+                .hashing
+                .concurrency
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-            queue_timeout: Settings::ms(settings.hash_queue_timeout_ms),
-            niceness: settings.hash_niceness,
-            spare_niceness: settings.hash_spare_niceness,
+            queue_timeout: settings.hashing.queue_timeout,
+            niceness: settings.hashing.niceness,
+            spare_niceness: settings.hashing.spare_niceness,
         })?);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Ids);
@@ -172,14 +172,11 @@ impl Components {
             ids.clone(),
             jwt,
             AuthSettings {
-                refresh_ttl: Duration::from_secs(settings.refresh_token_ttl_secs),
-                revocation_check: match settings.revocation_check.as_str() {
-                    "allow" => RevocationCheckPolicy::Allow,
-                    _ => RevocationCheckPolicy::Deny,
-                },
+                refresh_ttl: settings.auth.refresh_token_ttl,
+                revocation_check: settings.auth.revocation_check,
             },
         ));
-        let cache_ttl = Duration::from_secs(settings.cache_ttl_secs);
+        let cache_ttl = settings.cache.ttl;
         let cursors = CursorCodec::new(&cursor_key);
         let users = Arc::new(UserService::new(
             users,
@@ -230,7 +227,7 @@ impl Components {
         let exports = Arc::new(ExportService::new(
             Arc::new(PgExportRepository::new(database.clone())),
             clock.clone(),
-            settings.export_batch_size,
+            settings.limits.export_batch_size,
         ));
         let jobs: Arc<dyn JobRepository> = Arc::new(PgJobRepository::new(database.clone()));
         let queue: Arc<dyn JobQueue> = Arc::new(RedisJobQueue::new(
@@ -239,15 +236,15 @@ impl Components {
         ));
         let analytics: Arc<dyn AnalyticsRepository> = Arc::new(PgAnalyticsRepository::new(
             database.clone(),
-            Duration::from_secs(settings.report_timeout_secs),
+            settings.limits.report_timeout,
         ));
         let dashboard = Arc::new(DashboardService::new(
             analytics.clone(),
             cache.clone(),
             clock.clone(),
             DashboardSettings {
-                ttl: Duration::from_secs(settings.dashboard_ttl_secs),
-                low_stock_threshold: settings.low_stock_threshold,
+                ttl: settings.cache.dashboard_ttl,
+                low_stock_threshold: settings.limits.low_stock_threshold,
             },
         ));
         let report_repository: Arc<dyn ReportRepository> =
@@ -259,17 +256,17 @@ impl Components {
             ids.clone(),
         ));
         let limiter: Arc<dyn RateLimiter> = Arc::new(RedisRateLimiter::new(redis.clone()));
-        let edge = Arc::new(Edge::new(settings.edge()?, limiter));
+        let edge = Arc::new(Edge::new(settings.edge(), limiter));
         let redis_check: Arc<dyn HealthCheck> = Arc::new(redis.clone());
         let checks: Vec<Arc<dyn HealthCheck>> =
             vec![Arc::new(database.clone()), redis_check.clone()];
         let health = Arc::new(
-            Health::new(checks, Settings::ms(settings.health_timeout_ms))
+            Health::new(checks, settings.http.health_timeout)
                 // A Redis ping rides the shared multiplexed connection; a PostgreSQL ping would take
                 // a pool connection, which readiness must not (SPEC §3), so only the deep check
                 // pings it.
                 .readiness_pings(vec![redis_check])
-                .reusing_results_for(Settings::ms(settings.health_cache_ms)),
+                .reusing_results_for(settings.http.health_cache),
         );
         let metrics = crate::metrics::exporter(metrics_handle, database.clone());
         Ok(Self {
@@ -316,18 +313,18 @@ impl Components {
 
     /// The background worker with every job handler registered and the periodic jobs scheduled.
     pub fn worker(&self, settings: &Settings) -> Worker {
-        let consumer = settings.worker_consumer.clone().unwrap_or_else(|| {
+        let consumer = settings.worker.consumer.clone().unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
             format!("{host}-{}", std::process::id())
         });
         let worker_settings = WorkerSettings {
             consumer,
-            max_attempts: settings.worker_max_attempts,
-            backoff_base: Settings::ms(settings.worker_backoff_ms),
-            backoff_max: Settings::ms(settings.worker_backoff_max_ms),
-            claim_idle: Settings::ms(settings.worker_claim_idle_ms),
-            sweep_after: Duration::from_secs(settings.worker_sweep_after_secs),
-            shutdown_grace: Duration::from_secs(settings.shutdown_timeout_secs),
+            max_attempts: settings.worker.max_attempts,
+            backoff_base: settings.worker.backoff,
+            backoff_max: settings.worker.backoff_max,
+            claim_idle: settings.worker.claim_idle,
+            sweep_after: settings.worker.sweep_after,
+            shutdown_grace: settings.http.shutdown_timeout,
             ..WorkerSettings::default()
         };
         Worker::new(
@@ -358,14 +355,14 @@ impl Components {
             Arc::new(PurgeExpired::new(
                 Arc::new(PgRetentionRepository::new(self.database.clone())),
                 self.clock.clone(),
-                Duration::from_secs(settings.worker_keep_finished_jobs_days * 24 * 3600),
+                settings.worker.keep_finished_jobs,
                 FINISHED_TICKS_KEPT,
                 1000,
             )),
         )
         .every(PeriodicJob {
             kind: RENEWAL_JOB,
-            every: Duration::from_secs(settings.worker_renewal_every_secs),
+            every: settings.worker.renewal_every,
         })
         .every(PeriodicJob {
             kind: RETENTION_JOB,
@@ -386,14 +383,11 @@ impl TraceLink for W3cTraceLink {
 
 /// The JWT settings and the cursor key, from configuration.
 fn jwt_settings(settings: &Settings) -> anyhow::Result<(JwtSettings, Vec<u8>)> {
-    let algorithm: Algorithm = settings
-        .jwt_algorithm
-        .parse()
-        .map_err(|_| anyhow!("STRATA_JWT_ALGORITHM: unknown algorithm"))?;
+    let auth = &settings.auth;
     let key = match (
-        &settings.jwt_private_key_pem,
-        &settings.jwt_public_key_pem,
-        &settings.jwt_secret,
+        &auth.jwt_private_key_pem,
+        &auth.jwt_public_key_pem,
+        &auth.jwt_secret,
     ) {
         (Some(private), Some(public), _) => JwtKey::Pem {
             private: Some(private.expose_secret().as_bytes().to_vec()),
@@ -414,21 +408,17 @@ fn jwt_settings(settings: &Settings) -> anyhow::Result<(JwtSettings, Vec<u8>)> {
             ));
         }
     };
-    // The same parser that validated the setting at start-up, so the keys used are the keys
-    // checked.
-    let previous_keys = match &settings.jwt_previous_secrets {
-        Some(previous) => crate::secrets::previous_keys(
-            previous.expose_secret(),
-            settings.jwt_kid.as_deref(),
-            settings.env == crate::config::Environment::Production,
-        )
-        .map_err(|problem| anyhow!("STRATA_JWT_PREVIOUS_SECRETS: {problem}"))?
-        .into_iter()
-        .map(|(kid, secret)| (kid.to_owned(), JwtKey::Hmac(secret.as_bytes().to_vec())))
-        .collect(),
-        None => Vec::new(),
-    };
-    let cursor_key = match (&settings.cursor_secret, &key) {
+    let previous_keys = auth
+        .jwt_previous_secrets
+        .iter()
+        .map(|(kid, secret)| {
+            (
+                kid.clone(),
+                JwtKey::Hmac(secret.expose_secret().as_bytes().to_vec()),
+            )
+        })
+        .collect();
+    let cursor_key = match (&auth.cursor_secret, &key) {
         (Some(secret), _) => secret.expose_secret().as_bytes().to_vec(),
         (None, JwtKey::Hmac(secret)) => derive_key(secret, "pagination cursors"),
         (None, JwtKey::Pem { private, .. }) => {
@@ -437,11 +427,11 @@ fn jwt_settings(settings: &Settings) -> anyhow::Result<(JwtSettings, Vec<u8>)> {
     };
     Ok((
         JwtSettings {
-            issuer: settings.jwt_issuer.clone(),
-            audience: settings.jwt_audience.clone(),
-            access_ttl: Duration::from_secs(settings.access_token_ttl_secs),
-            algorithm,
-            kid: settings.jwt_kid.clone(),
+            issuer: auth.jwt_issuer.clone(),
+            audience: auth.jwt_audience.clone(),
+            access_ttl: auth.access_token_ttl,
+            algorithm: auth.jwt_algorithm,
+            kid: auth.jwt_kid.clone(),
             key,
             previous_keys,
         },
@@ -471,13 +461,13 @@ impl Application {
 
     /// Serves already-built components.
     pub fn with_components(settings: &Settings, components: Components) -> anyhow::Result<Self> {
-        let listener =
-            TcpListener::bind((settings.host.as_str(), settings.port)).with_context(|| {
-                format!(
-                    "cannot listen on {}:{} (STRATA_HOST/STRATA_PORT)",
-                    settings.host, settings.port
-                )
-            })?;
+        let http = &settings.http;
+        let listener = TcpListener::bind((http.host.as_str(), http.port)).with_context(|| {
+            format!(
+                "cannot listen on {}:{} (STRATA_HOST/STRATA_PORT)",
+                http.host, http.port
+            )
+        })?;
         let port = listener.local_addr()?.port();
         let state = components.app_state();
         let mut server = HttpServer::new(move || build_app(state.clone()))
@@ -486,12 +476,10 @@ impl Application {
             // not the client, is what is slow, so it gets as long as a request may take, and
             // never less than that default (a short request timeout must not turn a busy
             // moment into 408s for requests that were never read).
-            .client_request_timeout(
-                Settings::ms(settings.request_timeout_ms).max(Duration::from_secs(5)),
-            )
+            .client_request_timeout(http.request_timeout.max(Duration::from_secs(5)))
             .disable_signals()
-            .shutdown_timeout(settings.shutdown_timeout_secs);
-        if let Some(workers) = settings.workers {
+            .shutdown_timeout(http.shutdown_timeout.as_secs());
+        if let Some(workers) = http.workers {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
@@ -508,7 +496,7 @@ impl Application {
             port,
             health: components.health.clone(),
             components,
-            grace: Duration::from_secs(settings.shutdown_grace_secs),
+            grace: http.shutdown_grace,
         })
     }
 
@@ -561,13 +549,14 @@ impl Application {
 /// `GET /metrics` of `strata serve`, on its own listener: never on the API's port, where the public
 /// load balancer would expose it.
 fn metrics_listener(settings: &Settings, components: &Components) -> anyhow::Result<(Server, u16)> {
-    let host = settings.metrics_host();
-    let listener = TcpListener::bind((host, settings.metrics_port)).with_context(|| {
-        format!(
-            "cannot listen on {host}:{} (STRATA_METRICS_HOST/STRATA_METRICS_PORT)",
-            settings.metrics_port
-        )
-    })?;
+    let host = settings.telemetry.metrics_host.as_str();
+    let listener =
+        TcpListener::bind((host, settings.telemetry.metrics_port)).with_context(|| {
+            format!(
+                "cannot listen on {host}:{} (STRATA_METRICS_HOST/STRATA_METRICS_PORT)",
+                settings.telemetry.metrics_port
+            )
+        })?;
     let port = listener.local_addr()?.port();
     let exporter = components.metrics.clone();
     let server = HttpServer::new(move || strata_http::metrics::build_metrics_app(exporter.clone()))
@@ -618,8 +607,8 @@ pub async fn run_worker_until_signalled(
     components: &Components,
     settings: &Settings,
 ) -> anyhow::Result<()> {
-    let probes = match settings.worker_metrics_port {
-        Some(port) => Some(worker_probes(components, &settings.host, port)?),
+    let probes = match settings.worker.metrics_port {
+        Some(port) => Some(worker_probes(components, &settings.http.host, port)?),
         None => None,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -77,14 +77,14 @@ impl HealthcheckArgs {
         let (port, path) = if self.worker {
             let port = match self.port {
                 Some(port) => port,
-                None => settings.worker_metrics_port.context(
+                None => settings.worker.metrics_port.context(
                     "strata worker serves no probe: STRATA_WORKER_METRICS_PORT is not set \
                      (or pass --port)",
                 )?,
             };
             (port, "/health/live")
         } else {
-            (self.port.unwrap_or(settings.port), "/health/ready")
+            (self.port.unwrap_or(settings.http.port), "/health/ready")
         };
         Ok((port, self.path.clone().unwrap_or_else(|| path.to_owned())))
     }
@@ -92,9 +92,10 @@ impl HealthcheckArgs {
     /// The probe itself: [`Self::target`] on `STRATA_HOST` (a wildcard is reached on loopback).
     pub async fn probe(&self, settings: &Settings) -> anyhow::Result<Probe> {
         let (port, path) = self.target(settings)?;
-        let address = address_of(&settings.host, port)
+        let host = &settings.http.host;
+        let address = address_of(host, port)
             .await
-            .with_context(|| format!("cannot resolve STRATA_HOST {}", settings.host))?;
+            .with_context(|| format!("cannot resolve STRATA_HOST {host}"))?;
         Ok(Probe {
             address,
             path,

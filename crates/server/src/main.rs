@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser as _;
+use secrecy::ExposeSecret as _;
 use strata_server::cli::{AdminCommand, Cli, Command};
 use strata_server::{Application, Components, Settings, telemetry};
 
@@ -34,8 +35,8 @@ async fn run() -> anyhow::Result<()> {
     };
     let _telemetry = telemetry::init_for(
         service,
-        &settings.log,
-        settings.log_format(),
+        &settings.telemetry.log,
+        settings.telemetry.log_format,
         std::io::stdout,
     );
     for unknown in unknown {
@@ -48,7 +49,7 @@ async fn run() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(&settings)?;
-            tracing::info!(host = %settings.host, port = app.port(), "strata listening");
+            tracing::info!(host = %settings.http.host, port = app.port(), "strata listening");
             app.run_until_signalled().await
         }
         Command::Worker => {
@@ -58,7 +59,7 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Healthcheck(args) => healthcheck(&settings, &args).await,
         Command::Migrate => {
-            let applied = strata_postgres::run_migrations(&settings.database_url)
+            let applied = strata_postgres::run_migrations(settings.database.url.expose_secret())
                 .await
                 .context("migrating the database at DATABASE_URL")?;
             tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use clap::Parser as _;
 use figment::Figment;
+use secrecy::ExposeSecret as _;
 use serde::Deserialize as _;
 use serde_yaml_ng::Value;
 use strata_postgres::testing::TestDatabase;
@@ -352,8 +353,8 @@ impl Process {
     fn listening_port(&self) -> Option<u16> {
         let settings = self.settings();
         match self.subcommand() {
-            "serve" => Some(settings.port),
-            "worker" => settings.worker_metrics_port,
+            "serve" => Some(settings.http.port),
+            "worker" => settings.worker.metrics_port,
             _ => None,
         }
     }
@@ -362,8 +363,8 @@ impl Process {
     fn metrics_port(&self) -> Option<u16> {
         let settings = self.settings();
         match self.subcommand() {
-            "serve" => Some(settings.metrics_port),
-            "worker" => settings.worker_metrics_port,
+            "serve" => Some(settings.telemetry.metrics_port),
+            "worker" => settings.worker.metrics_port,
             _ => None,
         }
     }
@@ -1342,10 +1343,10 @@ fn every_kubernetes_process_starts_even_with_every_services_links() {
             (Ok(without), Ok((with, _))) => {
                 let read = |settings: &Settings| {
                     (
-                        settings.host.clone(),
-                        settings.port,
-                        settings.metrics_port,
-                        settings.worker_metrics_port,
+                        settings.http.host.clone(),
+                        settings.http.port,
+                        settings.telemetry.metrics_port,
+                        settings.worker.metrics_port,
                     )
                 };
                 if read(&without) != read(&with) {
@@ -1428,7 +1429,10 @@ fn a_hand_written_kubelet_environment_loads_without_a_warning() {
     let (settings, unknown) =
         load_settings_reporting_unknown(&hand_written_kubelet_env()).expect("strata starts");
     assert!(unknown.is_empty(), "{unknown:?}");
-    assert_eq!((settings.port, settings.metrics_port), (8080, 9464));
+    assert_eq!(
+        (settings.http.port, settings.telemetry.metrics_port),
+        (8080, 9464)
+    );
 }
 
 #[test]
@@ -1488,17 +1492,17 @@ fn probes_target_the_port_each_process_listens_on_with_the_right_path() {
             _ => {}
         }
         let reachable = |host: &str| matches!(host, "0.0.0.0" | "::" | "[::]");
-        if listening.is_some() && !reachable(&settings.host) {
+        if listening.is_some() && !reachable(&settings.http.host) {
             problems.push(format!(
                 "{origin}: STRATA_HOST={} is unreachable from outside the container",
-                settings.host
+                settings.http.host
             ));
         }
-        if process.subcommand() == "serve" && !reachable(settings.metrics_host()) {
+        if process.subcommand() == "serve" && !reachable(&settings.telemetry.metrics_host) {
             problems.push(format!(
                 "{origin}: metrics on {}, unreachable from outside the container \
                  (STRATA_METRICS_HOST, default STRATA_HOST)",
-                settings.metrics_host()
+                settings.telemetry.metrics_host
             ));
         }
         for port in process.serving_ports() {
@@ -1668,9 +1672,14 @@ fn the_load_balancer_checks_readiness_on_each_replicas_port_and_its_address_is_t
         "no compose service mounts ./haproxy.cfg with a fixed ipv4_address"
     );
     for (service, api) in &apis {
-        let edge = api.settings().edge().expect("edge settings");
+        let settings = api.settings();
         for (proxy, ip) in &proxies {
-            if !edge.trusted_proxies.iter().any(|net| net.contains(*ip)) {
+            if !settings
+                .limits
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(*ip))
+            {
                 problems.push(format!(
                     "{service}: STRATA_TRUSTED_PROXIES does not cover the proxy {proxy} ({ip})"
                 ));
@@ -1686,8 +1695,8 @@ fn stop_windows_outlast_the_shutdown_sequence() {
     let mut problems = Vec::new();
     for process in &deploy.processes {
         let settings = process.settings();
-        let grace = settings.shutdown_grace_secs;
-        let drain = settings.shutdown_timeout_secs;
+        let grace = settings.http.shutdown_grace.as_secs();
+        let drain = settings.http.shutdown_timeout.as_secs();
         let window = process.stop_window_secs;
         let pre_stop = process.pre_stop_sleep_secs;
         let origin = &process.origin;
@@ -1763,21 +1772,21 @@ fn the_image_runs_strata_serve_as_an_unprivileged_user_on_the_exposed_port() {
     assert_eq!(image.cmd, ["serve"], "deploy/Dockerfile CMD");
     let settings = load_settings(&image.env).expect("the image's ENV loads");
     assert!(
-        matches!(settings.host.as_str(), "0.0.0.0" | "::"),
+        matches!(settings.http.host.as_str(), "0.0.0.0" | "::"),
         "the image listens on {}, unreachable through a published port: set ENV STRATA_HOST=0.0.0.0",
-        settings.host
+        settings.http.host
     );
     assert!(
-        image.expose.contains(&settings.port),
+        image.expose.contains(&settings.http.port),
         "EXPOSE {:?} does not include the port the image listens on ({})",
         image.expose,
-        settings.port
+        settings.http.port
     );
     assert!(
-        image.expose.contains(&settings.metrics_port),
+        image.expose.contains(&settings.telemetry.metrics_port),
         "EXPOSE {:?} does not include the image's metrics port ({})",
         image.expose,
-        settings.metrics_port
+        settings.telemetry.metrics_port
     );
     let user = image.user.as_deref().expect("the image sets USER");
     let uid: u64 = user
@@ -2013,11 +2022,11 @@ fn kubernetes_objects_point_at_the_right_pods_and_ports() {
                 problems.push(format!("{origin}: no egress to DNS"));
             }
             let settings = process.settings();
-            for (what, url) in [("DATABASE_URL", &settings.database_url)]
+            for (what, url) in [("DATABASE_URL", settings.database.url.expose_secret())]
                 .into_iter()
                 .chain(
                     (process.subcommand() != "migrate")
-                        .then_some(("REDIS_URL", &settings.redis_url)),
+                        .then_some(("REDIS_URL", settings.redis.url.expose_secret())),
                 )
             {
                 let port = url_port(url);
