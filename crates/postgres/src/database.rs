@@ -1,5 +1,5 @@
-//! The connection pool, the timeout around every query, the client span around it, and the
-//! mapping of driver errors.
+//! The connection pool, the timeout around every query, the client span around it, the mapping of
+//! driver errors, and the one way a repository runs a transaction ([`Database::in_transaction`]).
 //!
 //! The span follows OpenTelemetry's database conventions: `db.system.name`, the server, and
 //! `db.operation.name` with the span named after it (`SELECT`). The operation is read from the
@@ -217,29 +217,53 @@ impl Database {
         })
     }
 
-    /// Runs a query (or transaction) under the query timeout, mapping its error.
+    /// Runs a query (or a few on one connection) under the query timeout, mapping its error; a
+    /// transaction goes through [`Database::in_transaction`].
     pub async fn timed<T>(
         &self,
         query: impl Future<Output = Result<T, DieselError>>,
     ) -> Result<T, PortError> {
         self.traced(self.query_timeout, query)
             .await
-            .map_err(|_| {
-                PortError::unavailable(anyhow!(
-                    "database query timed out after {:?}",
-                    self.query_timeout
-                ))
-            })?
+            .map_err(|_| timed_out(QUERY, self.query_timeout))?
             .map_err(map_error)
+    }
+
+    /// Runs `body` in one transaction on a pooled connection, begun as `mode` says, in one client
+    /// span and under one timeout for the whole of it. A driver error is mapped like any query's
+    /// (the pool's and the timeout's are [`PortError::Unavailable`]); a refusal
+    /// ([`Abort::Refused`]) rolls everything back and is returned as it is.
+    pub(crate) async fn in_transaction<T, E, F>(&self, mode: Transaction, body: F) -> Result<T, E>
+    where
+        F: for<'c> Body<'c, T, E> + Send,
+        T: Send,
+        E: From<PortError> + Send,
+    {
+        let mut conn = self.connection().await?;
+        let conn: &mut AsyncPgConnection = &mut conn;
+        let (limit, what) = match mode {
+            Transaction::Write => (self.query_timeout, QUERY),
+        };
+        let run = async {
+            match mode {
+                Transaction::Write => conn.transaction(body).await,
+            }
+        };
+        match self.traced(limit, run).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Abort::Refused(answer))) => Err(answer),
+            Ok(Err(Abort::Db(error))) => Err(map_error(error).into()),
+            Err(_) => Err(timed_out(what, limit).into()),
+        }
     }
 
     /// Runs `query` under `limit` in a client span: what a trace shows of the database, one span
     /// per statement (or transaction), named after its operation (see the module docs).
-    pub(crate) async fn traced<T>(
+    pub(crate) async fn traced<R>(
         &self,
         limit: Duration,
-        query: impl Future<Output = Result<T, DieselError>>,
-    ) -> Result<Result<T, DieselError>, tokio::time::error::Elapsed> {
+        query: impl Future<Output = R>,
+    ) -> Result<R, tokio::time::error::Elapsed> {
         let server = self.server.as_deref();
         let span = tracing::info_span!(
             "postgres",
@@ -269,6 +293,69 @@ impl Database {
         })
         .await
     }
+}
+
+/// What a timeout calls the work it abandoned, unless a caller names it.
+const QUERY: &str = "database query";
+
+/// The error of work abandoned at its timeout: the database did not answer in time.
+fn timed_out(what: &str, limit: Duration) -> PortError {
+    PortError::unavailable(anyhow!("{what} timed out after {limit:?}"))
+}
+
+/// How [`Database::in_transaction`] begins a transaction, and how long it may run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Transaction {
+    /// PostgreSQL's defaults (read committed, read-write) under the pool's query timeout: a
+    /// write that locks the rows it decides on as it reads them (`FOR UPDATE`, advisory locks).
+    Write,
+}
+
+/// Why a transaction's body gave up: a driver error, or the port's own answer (a refusal, or an
+/// invariant broken by what it read). Either way the transaction rolls back.
+pub(crate) enum Abort<E> {
+    /// The database failed.
+    Db(DieselError),
+    /// The port refuses (or an invariant broke); nothing is written.
+    Refused(E),
+}
+
+impl<E> From<DieselError> for Abort<E> {
+    fn from(error: DieselError) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl<E: From<PortError>> Abort<E> {
+    /// An infrastructure failure or broken invariant, as the port's error.
+    pub(crate) fn port(error: PortError) -> Self {
+        Self::Refused(error.into())
+    }
+
+    /// A broken invariant (unreadable stored data), as the port's error.
+    pub(crate) fn unexpected(error: impl Into<anyhow::Error>) -> Self {
+        Self::port(PortError::unexpected(error))
+    }
+}
+
+/// The body of a transaction: an async closure over its connection whose future may move between
+/// threads. diesel-async asks this of a transaction without exporting a name for it, and a generic
+/// caller has to state it.
+pub(crate) trait Body<'c, T, E>:
+    AsyncFnOnce(&'c mut AsyncPgConnection) -> Result<T, Abort<E>>
+    + FnOnce(&'c mut AsyncPgConnection) -> <Self as Body<'c, T, E>>::Future
+{
+    /// The future the closure returns.
+    type Future: Future<Output = Result<T, Abort<E>>> + Send;
+}
+
+impl<'c, F, Fut, T, E> Body<'c, T, E> for F
+where
+    F: AsyncFnOnce(&'c mut AsyncPgConnection) -> Result<T, Abort<E>>
+        + FnOnce(&'c mut AsyncPgConnection) -> Fut,
+    Fut: Future<Output = Result<T, Abort<E>>> + Send,
+{
+    type Future = Fut;
 }
 
 /// What a span has seen of the statements run under it.
