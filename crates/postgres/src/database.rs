@@ -243,10 +243,19 @@ impl Database {
         let conn: &mut AsyncPgConnection = &mut conn;
         let (limit, what) = match mode {
             Transaction::Write => (self.query_timeout, QUERY),
+            Transaction::ReadSnapshot { limit, what } => (limit, what),
         };
         let run = async {
             match mode {
+                // `BEGIN`, with diesel-async's own handling of a failed rollback.
                 Transaction::Write => conn.transaction(body).await,
+                Transaction::ReadSnapshot { .. } => {
+                    conn.build_transaction()
+                        .read_only()
+                        .repeatable_read()
+                        .run(body)
+                        .await
+                }
             }
         };
         match self.traced(limit, run).await {
@@ -309,6 +318,14 @@ pub(crate) enum Transaction {
     /// PostgreSQL's defaults (read committed, read-write) under the pool's query timeout: a
     /// write that locks the rows it decides on as it reads them (`FOR UPDATE`, advisory locks).
     Write,
+    /// Repeatable read and read-only: several reads that must see one snapshot (a report's
+    /// totals and its ranking), under their own limit rather than the query timeout.
+    ReadSnapshot {
+        /// How long the whole transaction may run.
+        limit: Duration,
+        /// What a timeout calls it ("report query timed out after …").
+        what: &'static str,
+    },
 }
 
 /// Why a transaction's body gave up: a driver error, or the port's own answer (a refusal, or an
