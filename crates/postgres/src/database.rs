@@ -683,4 +683,183 @@ mod tests {
         assert_eq!(server("postgres://a:5432,b:5432/strata"), None);
         assert_eq!(server("postgres:///strata?host=/run/postgresql"), None);
     }
+
+    /// A port's answer besides its infrastructure failures, as a keyed write's error is.
+    #[derive(Debug)]
+    enum Answer {
+        Refused,
+        Port(PortError),
+    }
+
+    impl From<PortError> for Answer {
+        fn from(error: PortError) -> Self {
+            Self::Port(error)
+        }
+    }
+
+    /// Adds a user inside the caller's transaction.
+    async fn add_user(conn: &mut AsyncPgConnection, id: uuid::Uuid) -> Result<(), DieselError> {
+        use diesel::sql_types::Uuid as SqlUuid;
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO users (id, email, display_name, password_hash) \
+             VALUES ($1, $1::text || '@example.com', 'Someone', 'x')",
+        )
+        .bind::<SqlUuid, _>(id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+    }
+
+    async fn users(db: &Database) -> i64 {
+        crate::testing::count(db, "SELECT count(*) AS n FROM users")
+            .await
+            .unwrap()
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        isolation: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        read_only: String,
+    }
+
+    async fn mode_in(conn: &mut AsyncPgConnection) -> Result<Mode, DieselError> {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "SELECT current_setting('transaction_isolation') AS isolation, \
+             current_setting('transaction_read_only') AS read_only",
+        )
+        .get_result(conn)
+        .await
+    }
+
+    async fn sleep_in(conn: &mut AsyncPgConnection) -> Result<(), DieselError> {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query("SELECT pg_sleep(5)")
+            .execute(conn)
+            .await
+            .map(|_| ())
+    }
+
+    fn unavailable_because(error: PortError) -> String {
+        match error {
+            PortError::Unavailable(cause) => cause.to_string(),
+            PortError::Unexpected(cause) => panic!("unexpected, not unavailable: {cause:#}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_committed_transaction_keeps_what_its_body_wrote() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let id = uuid::Uuid::now_v7();
+        let result: Result<(), Answer> = db
+            .in_transaction(Transaction::Write, async |conn| {
+                Ok(add_user(conn, id).await?)
+            })
+            .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(users(&db).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_rolls_back_what_the_body_wrote_and_is_returned_as_it_is() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let result: Result<(), Answer> = db
+            .in_transaction(Transaction::Write, async |conn| {
+                add_user(conn, uuid::Uuid::now_v7()).await?;
+                Err(Abort::Refused(Answer::Refused))
+            })
+            .await;
+        assert!(matches!(result, Err(Answer::Refused)), "{result:?}");
+        assert_eq!(users(&db).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_driver_error_rolls_back_and_is_mapped_like_a_single_query_error() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let id = uuid::Uuid::now_v7();
+        let result: Result<(), Answer> = db
+            .in_transaction(Transaction::Write, async |conn| {
+                add_user(conn, id).await?;
+                Ok(add_user(conn, id).await?)
+            })
+            .await;
+        assert!(
+            matches!(result, Err(Answer::Port(PortError::Unexpected(_)))),
+            "{result:?}"
+        );
+        assert_eq!(users(&db).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_past_the_query_timeout_is_unavailable_and_writes_nothing() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let settings = PoolSettings {
+            max_size: 1,
+            query_timeout: Duration::from_millis(300),
+            ..PoolSettings::default()
+        };
+        let db = Database::connect_lazy(test_db.url(), &settings);
+        let result: Result<(), PortError> = db
+            .in_transaction(Transaction::Write, async |conn| {
+                add_user(conn, uuid::Uuid::now_v7()).await?;
+                Ok(sleep_in(conn).await?)
+            })
+            .await;
+        assert_eq!(
+            unavailable_because(result.unwrap_err()),
+            "database query timed out after 300ms"
+        );
+        assert_eq!(users(&test_db.database()).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_write_runs_at_read_committed_and_a_read_snapshot_at_repeatable_read_read_only() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let write: Mode = db
+            .in_transaction::<_, PortError, _>(Transaction::Write, async |conn| {
+                Ok(mode_in(conn).await?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (write.isolation.as_str(), write.read_only.as_str()),
+            ("read committed", "off")
+        );
+        let snapshot = Transaction::ReadSnapshot {
+            limit: Duration::from_secs(5),
+            what: "report query",
+        };
+        let read: Mode = db
+            .in_transaction::<_, PortError, _>(snapshot, async |conn| Ok(mode_in(conn).await?))
+            .await
+            .unwrap();
+        assert_eq!(
+            (read.isolation.as_str(), read.read_only.as_str()),
+            ("repeatable read", "on")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_snapshot_is_bound_by_its_own_limit_and_named_in_its_timeout() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let snapshot = Transaction::ReadSnapshot {
+            limit: Duration::from_millis(200),
+            what: "report query",
+        };
+        let result: Result<(), PortError> = db
+            .in_transaction(snapshot, async |conn| Ok(sleep_in(conn).await?))
+            .await;
+        assert_eq!(
+            unavailable_because(result.unwrap_err()),
+            "report query timed out after 200ms"
+        );
+    }
 }
