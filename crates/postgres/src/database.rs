@@ -862,4 +862,80 @@ mod tests {
             "report query timed out after 200ms"
         );
     }
+
+    /// The `postgres` spans opened on this thread, each with the operation it was named after.
+    #[derive(Clone, Default)]
+    struct SpanRecorder {
+        spans: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    }
+
+    /// Keeps a string field's value.
+    struct OperationName<'a>(&'a mut Option<String>);
+
+    impl tracing::field::Visit for OperationName<'_> {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            if field.name() == "db.operation.name" {
+                *self.0 = Some(value.to_owned());
+            }
+        }
+
+        fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+    }
+
+    impl tracing::Subscriber for SpanRecorder {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+
+        fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            let mut spans = self.spans.lock().unwrap();
+            if span.metadata().name() != "postgres" {
+                // Ids start at 1; other spans share one that is never looked up.
+                return tracing::span::Id::from_u64(u64::MAX);
+            }
+            spans.push(None);
+            tracing::span::Id::from_u64(spans.len() as u64)
+        }
+
+        fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+            let mut spans = self.spans.lock().unwrap();
+            if let Some(operation) = usize::try_from(span.into_u64() - 1)
+                .ok()
+                .and_then(|index| spans.get_mut(index))
+            {
+                values.record(&mut OperationName(operation));
+            }
+        }
+
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+        fn event(&self, _: &tracing::Event<'_>) {}
+
+        fn enter(&self, _: &tracing::span::Id) {}
+
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[tokio::test]
+    async fn a_transaction_is_one_client_span_named_after_its_one_operation() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let recorder = SpanRecorder::default();
+        let guard = tracing::subscriber::set_default(recorder.clone());
+        db.in_transaction::<_, PortError, _>(Transaction::Write, async |conn| {
+            add_user(conn, uuid::Uuid::now_v7()).await?;
+            Ok(add_user(conn, uuid::Uuid::now_v7()).await?)
+        })
+        .await
+        .unwrap();
+        db.in_transaction::<_, PortError, _>(Transaction::Write, async |conn| {
+            add_user(conn, uuid::Uuid::now_v7()).await?;
+            Ok(mode_in(conn).await.map(|_| ())?)
+        })
+        .await
+        .unwrap();
+        drop(guard);
+        let spans = recorder.spans.lock().unwrap().clone();
+        assert_eq!(spans, [Some("INSERT".to_owned()), None]);
+    }
 }
