@@ -247,7 +247,8 @@ impl Database {
         };
         let run = async {
             match mode {
-                // `BEGIN`, with diesel-async's own handling of a failed rollback.
+                // `BEGIN` through the transaction manager rather than the builder: it keeps the
+                // body's error when the rollback finds the connection broken.
                 Transaction::Write => conn.transaction(body).await,
                 Transaction::ReadSnapshot { .. } => {
                     conn.build_transaction()
