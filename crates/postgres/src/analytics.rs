@@ -10,7 +10,6 @@
 //! coming back as a number no `Money` can hold.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -26,7 +25,7 @@ use strata_domain::{
 use strata_ports::{AnalyticsRepository, PortError};
 use uuid::Uuid;
 
-use crate::database::{Database, map_error};
+use crate::database::{Database, Transaction};
 
 /// Aggregate reads in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -41,19 +40,6 @@ impl PgAnalyticsRepository {
     /// query timeout like every request's.
     pub fn new(db: Database, report_timeout: Duration) -> Self {
         Self { db, report_timeout }
-    }
-
-    /// Runs `query` under `limit` instead of the pool's query timeout.
-    async fn timed_for<T>(
-        &self,
-        limit: Duration,
-        query: impl Future<Output = Result<T, diesel::result::Error>>,
-    ) -> Result<T, PortError> {
-        self.db
-            .traced(limit, query)
-            .await
-            .map_err(|_| PortError::unavailable(anyhow!("report query timed out after {limit:?}")))?
-            .map_err(map_error)
     }
 }
 
@@ -325,42 +311,40 @@ impl AnalyticsRepository for PgAnalyticsRepository {
     ) -> Result<SalesFigures, PortError> {
         let (from, to) = (range.from(), range.to());
         let top = limit_of(top)?;
-        let mut conn = self.db.connection().await?;
         // One snapshot for the three statements, so that the totals, the days and the ranking
         // count the same orders even while orders are placed and cancelled.
+        let snapshot = Transaction::ReadSnapshot {
+            limit: self.report_timeout,
+            what: "report query",
+        };
         let (sales, units, products) = self
-            .timed_for(self.report_timeout, async {
-                conn.build_transaction()
-                    .read_only()
-                    .repeatable_read()
-                    .run(async |conn| {
-                        let sales = diesel::sql_query(
-                            "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, currency, \
-                               count(*) AS orders, sum(total_minor)::bigint AS revenue \
-                             FROM orders \
-                             WHERE status <> 'cancelled' AND created_at >= $1 AND created_at < $2 \
-                             GROUP BY 1, 2",
-                        )
-                        .bind::<Timestamptz, _>(from)
-                        .bind::<Timestamptz, _>(to)
-                        .load::<DaySalesRow>(conn)
-                        .await?;
-                        let units = diesel::sql_query(
-                            "SELECT (o.created_at AT TIME ZONE 'UTC')::date AS day, \
-                               sum(i.quantity)::bigint AS units \
-                             FROM orders o JOIN order_items i ON i.order_id = o.id \
-                             WHERE o.status <> 'cancelled' \
-                               AND o.created_at >= $1 AND o.created_at < $2 \
-                             GROUP BY 1",
-                        )
-                        .bind::<Timestamptz, _>(from)
-                        .bind::<Timestamptz, _>(to)
-                        .load::<DayUnitsRow>(conn)
-                        .await?;
-                        let products = top_products_in(conn, from, to, top).await?;
-                        Ok::<_, diesel::result::Error>((sales, units, products))
-                    })
-                    .await
+            .db
+            .in_transaction::<_, PortError, _>(snapshot, async |conn| {
+                let sales = diesel::sql_query(
+                    "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, currency, \
+                       count(*) AS orders, sum(total_minor)::bigint AS revenue \
+                     FROM orders \
+                     WHERE status <> 'cancelled' AND created_at >= $1 AND created_at < $2 \
+                     GROUP BY 1, 2",
+                )
+                .bind::<Timestamptz, _>(from)
+                .bind::<Timestamptz, _>(to)
+                .load::<DaySalesRow>(conn)
+                .await?;
+                let units = diesel::sql_query(
+                    "SELECT (o.created_at AT TIME ZONE 'UTC')::date AS day, \
+                       sum(i.quantity)::bigint AS units \
+                     FROM orders o JOIN order_items i ON i.order_id = o.id \
+                     WHERE o.status <> 'cancelled' \
+                       AND o.created_at >= $1 AND o.created_at < $2 \
+                     GROUP BY 1",
+                )
+                .bind::<Timestamptz, _>(from)
+                .bind::<Timestamptz, _>(to)
+                .load::<DayUnitsRow>(conn)
+                .await?;
+                let products = top_products_in(conn, from, to, top).await?;
+                Ok((sales, units, products))
             })
             .await?;
         let mut by_day: BTreeMap<(NaiveDate, Currency), DaySales> = BTreeMap::new();

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Int8, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use strata_domain::{
     BilledSubscription, BillingInterval, Currency, Invoice, InvoiceId, InvoiceKind, InvoiceLine,
     Money, Plan, PlanCode, Price, RenewalDecision, Subscription, SubscriptionId,
@@ -24,8 +24,8 @@ use strata_ports::{
 };
 use uuid::Uuid;
 
-use crate::database::{Database, keyset, violates};
-use crate::idempotency::{Abort, KeyClaim, claim_key, peek_key, split, store_response};
+use crate::database::{Abort, Database, Transaction, keyset, violates};
+use crate::idempotency::{KeyClaim, claim_key, peek_key, store_response};
 use crate::prepared::{LimitLiteral as _, PrepareOnce as _};
 use crate::schema::{invoices, plans, subscriptions};
 
@@ -528,17 +528,9 @@ impl SubscriptionRepository for PgSubscriptionRepository {
         &self,
         new: &NewSubscription,
     ) -> Result<Recorded<BilledSubscription>, SubscriptionWriteError> {
-        let mut conn = self.db.connection().await?;
         self.db
-            .timed(async {
-                split(
-                    conn.transaction::<_, Abort<SubscriptionWriteError>, _>(async |conn| {
-                        create_in(conn, new).await
-                    })
-                    .await,
-                )
-            })
-            .await?
+            .in_transaction(Transaction::Write, async |conn| create_in(conn, new).await)
+            .await
     }
 
     async fn find_replay(
@@ -587,17 +579,11 @@ impl SubscriptionRepository for PgSubscriptionRepository {
         &self,
         change: &PlanChange,
     ) -> Result<Recorded<BilledSubscription>, SubscriptionWriteError> {
-        let mut conn = self.db.connection().await?;
         self.db
-            .timed(async {
-                split(
-                    conn.transaction::<_, Abort<SubscriptionWriteError>, _>(async |conn| {
-                        change_plan_in(conn, change).await
-                    })
-                    .await,
-                )
+            .in_transaction(Transaction::Write, async |conn| {
+                change_plan_in(conn, change).await
             })
-            .await?
+            .await
     }
 
     async fn cancel(
@@ -649,17 +635,11 @@ impl SubscriptionRepository for PgSubscriptionRepository {
 
     async fn renew_due(&self, now: DateTime<Utc>, limit: usize) -> Result<RenewalPass, PortError> {
         let limit = i64::try_from(limit).map_err(PortError::unexpected)?;
-        let mut conn = self.db.connection().await?;
         self.db
-            .timed(async {
-                split(
-                    conn.transaction::<_, Abort<PortError>, _>(async |conn| {
-                        renew_due_in(conn, now, limit).await
-                    })
-                    .await,
-                )
+            .in_transaction(Transaction::Write, async |conn| {
+                renew_due_in(conn, now, limit).await
             })
-            .await?
+            .await
     }
 
     async fn invoices(

@@ -1,5 +1,5 @@
-//! The connection pool, the timeout around every query, the client span around it, and the
-//! mapping of driver errors.
+//! The connection pool, the timeout around every query, the client span around it, the mapping of
+//! driver errors, and the one way a repository runs a transaction ([`Database::in_transaction`]).
 //!
 //! The span follows OpenTelemetry's database conventions: `db.system.name`, the server, and
 //! `db.operation.name` with the span named after it (`SELECT`). The operation is read from the
@@ -217,29 +217,63 @@ impl Database {
         })
     }
 
-    /// Runs a query (or transaction) under the query timeout, mapping its error.
+    /// Runs a query (or a few on one connection) under the query timeout, mapping its error; a
+    /// transaction goes through [`Database::in_transaction`].
     pub async fn timed<T>(
         &self,
         query: impl Future<Output = Result<T, DieselError>>,
     ) -> Result<T, PortError> {
         self.traced(self.query_timeout, query)
             .await
-            .map_err(|_| {
-                PortError::unavailable(anyhow!(
-                    "database query timed out after {:?}",
-                    self.query_timeout
-                ))
-            })?
+            .map_err(|_| timed_out(QUERY, self.query_timeout))?
             .map_err(map_error)
+    }
+
+    /// Runs `body` in one transaction on a pooled connection, begun as `mode` says, in one client
+    /// span and under one timeout for the whole of it. A driver error is mapped like any query's
+    /// (the pool's and the timeout's are [`PortError::Unavailable`]); a refusal
+    /// ([`Abort::Refused`]) rolls everything back and is returned as it is.
+    pub(crate) async fn in_transaction<T, E, F>(&self, mode: Transaction, body: F) -> Result<T, E>
+    where
+        F: for<'c> Body<'c, T, E> + Send,
+        T: Send,
+        E: From<PortError> + Send,
+    {
+        let mut conn = self.connection().await?;
+        let conn: &mut AsyncPgConnection = &mut conn;
+        let (limit, what) = match mode {
+            Transaction::Write => (self.query_timeout, QUERY),
+            Transaction::ReadSnapshot { limit, what } => (limit, what),
+        };
+        let run = async {
+            match mode {
+                // `BEGIN` through the transaction manager rather than the builder: it keeps the
+                // body's error when the rollback finds the connection broken.
+                Transaction::Write => conn.transaction(body).await,
+                Transaction::ReadSnapshot { .. } => {
+                    conn.build_transaction()
+                        .read_only()
+                        .repeatable_read()
+                        .run(body)
+                        .await
+                }
+            }
+        };
+        match self.traced(limit, run).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Abort::Refused(answer))) => Err(answer),
+            Ok(Err(Abort::Db(error))) => Err(map_error(error).into()),
+            Err(_) => Err(timed_out(what, limit).into()),
+        }
     }
 
     /// Runs `query` under `limit` in a client span: what a trace shows of the database, one span
     /// per statement (or transaction), named after its operation (see the module docs).
-    pub(crate) async fn traced<T>(
+    pub(crate) async fn traced<R>(
         &self,
         limit: Duration,
-        query: impl Future<Output = Result<T, DieselError>>,
-    ) -> Result<Result<T, DieselError>, tokio::time::error::Elapsed> {
+        query: impl Future<Output = R>,
+    ) -> Result<R, tokio::time::error::Elapsed> {
         let server = self.server.as_deref();
         let span = tracing::info_span!(
             "postgres",
@@ -269,6 +303,77 @@ impl Database {
         })
         .await
     }
+}
+
+/// What a timeout calls the work it abandoned, unless a caller names it.
+const QUERY: &str = "database query";
+
+/// The error of work abandoned at its timeout: the database did not answer in time.
+fn timed_out(what: &str, limit: Duration) -> PortError {
+    PortError::unavailable(anyhow!("{what} timed out after {limit:?}"))
+}
+
+/// How [`Database::in_transaction`] begins a transaction, and how long it may run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Transaction {
+    /// PostgreSQL's defaults (read committed, read-write) under the pool's query timeout: a
+    /// write that locks the rows it decides on as it reads them (`FOR UPDATE`, advisory locks).
+    Write,
+    /// Repeatable read and read-only: several reads that must see one snapshot (a report's
+    /// totals and its ranking), under their own limit rather than the query timeout.
+    ReadSnapshot {
+        /// How long the whole transaction may run.
+        limit: Duration,
+        /// What a timeout calls it ("report query timed out after …").
+        what: &'static str,
+    },
+}
+
+/// Why a transaction's body gave up: a driver error, or the port's own answer (a refusal, or an
+/// invariant broken by what it read). Either way the transaction rolls back.
+pub(crate) enum Abort<E> {
+    /// The database failed.
+    Db(DieselError),
+    /// The port refuses (or an invariant broke); nothing is written.
+    Refused(E),
+}
+
+impl<E> From<DieselError> for Abort<E> {
+    fn from(error: DieselError) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl<E: From<PortError>> Abort<E> {
+    /// An infrastructure failure or broken invariant, as the port's error.
+    pub(crate) fn port(error: PortError) -> Self {
+        Self::Refused(error.into())
+    }
+
+    /// A broken invariant (unreadable stored data), as the port's error.
+    pub(crate) fn unexpected(error: impl Into<anyhow::Error>) -> Self {
+        Self::port(PortError::unexpected(error))
+    }
+}
+
+/// The body of a transaction: an async closure over its connection whose future may move between
+/// threads. diesel-async asks this of a transaction without exporting a name for it, and a generic
+/// caller has to state it.
+pub(crate) trait Body<'c, T, E>:
+    AsyncFnOnce(&'c mut AsyncPgConnection) -> Result<T, Abort<E>>
+    + FnOnce(&'c mut AsyncPgConnection) -> <Self as Body<'c, T, E>>::Future
+{
+    /// The future the closure returns.
+    type Future: Future<Output = Result<T, Abort<E>>> + Send;
+}
+
+impl<'c, F, Fut, T, E> Body<'c, T, E> for F
+where
+    F: AsyncFnOnce(&'c mut AsyncPgConnection) -> Result<T, Abort<E>>
+        + FnOnce(&'c mut AsyncPgConnection) -> Fut,
+    Fut: Future<Output = Result<T, Abort<E>>> + Send,
+{
+    type Future = Fut;
 }
 
 /// What a span has seen of the statements run under it.
@@ -578,5 +683,260 @@ mod tests {
         );
         assert_eq!(server("postgres://a:5432,b:5432/strata"), None);
         assert_eq!(server("postgres:///strata?host=/run/postgresql"), None);
+    }
+
+    /// A port's answer besides its infrastructure failures, as a keyed write's error is.
+    #[derive(Debug)]
+    enum Answer {
+        Refused,
+        Port(PortError),
+    }
+
+    impl From<PortError> for Answer {
+        fn from(error: PortError) -> Self {
+            Self::Port(error)
+        }
+    }
+
+    /// Adds a user inside the caller's transaction.
+    async fn add_user(conn: &mut AsyncPgConnection, id: uuid::Uuid) -> Result<(), DieselError> {
+        use diesel::sql_types::Uuid as SqlUuid;
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO users (id, email, display_name, password_hash) \
+             VALUES ($1, $1::text || '@example.com', 'Someone', 'x')",
+        )
+        .bind::<SqlUuid, _>(id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+    }
+
+    async fn users(db: &Database) -> i64 {
+        crate::testing::count(db, "SELECT count(*) AS n FROM users")
+            .await
+            .unwrap()
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        isolation: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        read_only: String,
+    }
+
+    async fn mode_in(conn: &mut AsyncPgConnection) -> Result<Mode, DieselError> {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "SELECT current_setting('transaction_isolation') AS isolation, \
+             current_setting('transaction_read_only') AS read_only",
+        )
+        .get_result(conn)
+        .await
+    }
+
+    async fn sleep_in(conn: &mut AsyncPgConnection) -> Result<(), DieselError> {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query("SELECT pg_sleep(5)")
+            .execute(conn)
+            .await
+            .map(|_| ())
+    }
+
+    fn unavailable_because(error: PortError) -> String {
+        match error {
+            PortError::Unavailable(cause) => cause.to_string(),
+            PortError::Unexpected(cause) => panic!("unexpected, not unavailable: {cause:#}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_committed_transaction_keeps_what_its_body_wrote() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let id = uuid::Uuid::now_v7();
+        let result: Result<(), Answer> = db
+            .in_transaction(Transaction::Write, async |conn| {
+                Ok(add_user(conn, id).await?)
+            })
+            .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(users(&db).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_rolls_back_what_the_body_wrote_and_is_returned_as_it_is() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let result: Result<(), Answer> = db
+            .in_transaction(Transaction::Write, async |conn| {
+                add_user(conn, uuid::Uuid::now_v7()).await?;
+                Err(Abort::Refused(Answer::Refused))
+            })
+            .await;
+        assert!(matches!(result, Err(Answer::Refused)), "{result:?}");
+        assert_eq!(users(&db).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_driver_error_rolls_back_and_is_mapped_like_a_single_query_error() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let id = uuid::Uuid::now_v7();
+        let result: Result<(), Answer> = db
+            .in_transaction(Transaction::Write, async |conn| {
+                add_user(conn, id).await?;
+                Ok(add_user(conn, id).await?)
+            })
+            .await;
+        assert!(
+            matches!(result, Err(Answer::Port(PortError::Unexpected(_)))),
+            "{result:?}"
+        );
+        assert_eq!(users(&db).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_past_the_query_timeout_is_unavailable_and_writes_nothing() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let settings = PoolSettings {
+            max_size: 1,
+            query_timeout: Duration::from_millis(300),
+            ..PoolSettings::default()
+        };
+        let db = Database::connect_lazy(test_db.url(), &settings);
+        let result: Result<(), PortError> = db
+            .in_transaction(Transaction::Write, async |conn| {
+                add_user(conn, uuid::Uuid::now_v7()).await?;
+                Ok(sleep_in(conn).await?)
+            })
+            .await;
+        assert_eq!(
+            unavailable_because(result.unwrap_err()),
+            "database query timed out after 300ms"
+        );
+        assert_eq!(users(&test_db.database()).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_write_runs_at_read_committed_and_a_read_snapshot_at_repeatable_read_read_only() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let write: Mode = db
+            .in_transaction::<_, PortError, _>(Transaction::Write, async |conn| {
+                Ok(mode_in(conn).await?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (write.isolation.as_str(), write.read_only.as_str()),
+            ("read committed", "off")
+        );
+        let snapshot = Transaction::ReadSnapshot {
+            limit: Duration::from_secs(5),
+            what: "report query",
+        };
+        let read: Mode = db
+            .in_transaction::<_, PortError, _>(snapshot, async |conn| Ok(mode_in(conn).await?))
+            .await
+            .unwrap();
+        assert_eq!(
+            (read.isolation.as_str(), read.read_only.as_str()),
+            ("repeatable read", "on")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_snapshot_is_bound_by_its_own_limit_and_named_in_its_timeout() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let snapshot = Transaction::ReadSnapshot {
+            limit: Duration::from_millis(200),
+            what: "report query",
+        };
+        let result: Result<(), PortError> = db
+            .in_transaction(snapshot, async |conn| Ok(sleep_in(conn).await?))
+            .await;
+        assert_eq!(
+            unavailable_because(result.unwrap_err()),
+            "report query timed out after 200ms"
+        );
+    }
+
+    /// The `postgres` spans opened on this thread, each with the operation it was named after.
+    #[derive(Clone, Default)]
+    struct SpanRecorder {
+        spans: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    }
+
+    /// Keeps a string field's value.
+    struct OperationName<'a>(&'a mut Option<String>);
+
+    impl tracing::field::Visit for OperationName<'_> {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            if field.name() == "db.operation.name" {
+                *self.0 = Some(value.to_owned());
+            }
+        }
+
+        fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+    }
+
+    impl tracing::Subscriber for SpanRecorder {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+
+        fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            let mut spans = self.spans.lock().unwrap();
+            if span.metadata().name() != "postgres" {
+                // Ids start at 1; other spans share one that is never looked up.
+                return tracing::span::Id::from_u64(u64::MAX);
+            }
+            spans.push(None);
+            tracing::span::Id::from_u64(spans.len() as u64)
+        }
+
+        fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+            let mut spans = self.spans.lock().unwrap();
+            if let Some(operation) = usize::try_from(span.into_u64() - 1)
+                .ok()
+                .and_then(|index| spans.get_mut(index))
+            {
+                values.record(&mut OperationName(operation));
+            }
+        }
+
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+        fn event(&self, _: &tracing::Event<'_>) {}
+
+        fn enter(&self, _: &tracing::span::Id) {}
+
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[tokio::test]
+    async fn a_transaction_is_one_client_span_named_after_its_one_operation() {
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.database();
+        let recorder = SpanRecorder::default();
+        let guard = tracing::subscriber::set_default(recorder.clone());
+        db.in_transaction::<_, PortError, _>(Transaction::Write, async |conn| {
+            add_user(conn, uuid::Uuid::now_v7()).await?;
+            Ok(add_user(conn, uuid::Uuid::now_v7()).await?)
+        })
+        .await
+        .unwrap();
+        db.in_transaction::<_, PortError, _>(Transaction::Write, async |conn| {
+            add_user(conn, uuid::Uuid::now_v7()).await?;
+            Ok(mode_in(conn).await.map(|_| ())?)
+        })
+        .await
+        .unwrap();
+        drop(guard);
+        let spans = recorder.spans.lock().unwrap().clone();
+        assert_eq!(spans, [Some("INSERT".to_owned()), None]);
     }
 }

@@ -1,5 +1,5 @@
-//! Idempotency-Key claims on the `idempotency_keys` table, and the transaction plumbing the keyed
-//! writes (orders, subscriptions) share.
+//! Idempotency-Key claims on the `idempotency_keys` table, shared by the keyed writes (orders,
+//! subscriptions).
 //!
 //! A key is claimed inside the transaction of its effect and its response is stored there too,
 //! so a committed record exists exactly when the effect does: a rollback (a refusal, a crash)
@@ -14,46 +14,9 @@ use strata_domain::UserId;
 use strata_ports::{IdempotencyClaim, PortError};
 use uuid::Uuid;
 
+use crate::database::Abort;
 use crate::prepared::PrepareOnce as _;
 use crate::schema::idempotency_keys;
-
-/// Why a transaction closure gave up: a driver error (mapped by
-/// [`Database::timed`](crate::Database::timed)) or the port's own answer. Either way diesel rolls
-/// the transaction back.
-pub(crate) enum Abort<E> {
-    /// The database failed.
-    Db(DieselError),
-    /// The port refuses (or an invariant broke); nothing is written.
-    Refused(E),
-}
-
-impl<E> From<DieselError> for Abort<E> {
-    fn from(error: DieselError) -> Self {
-        Self::Db(error)
-    }
-}
-
-impl<E: From<PortError>> Abort<E> {
-    /// An infrastructure failure or broken invariant, as the port's error.
-    pub(crate) fn port(error: PortError) -> Self {
-        Self::Refused(error.into())
-    }
-
-    /// A broken invariant (unreadable stored data), as the port's error.
-    pub(crate) fn unexpected(error: impl Into<anyhow::Error>) -> Self {
-        Self::port(PortError::unexpected(error))
-    }
-}
-
-/// Moves a transaction's refusal out of the way of
-/// [`Database::timed`](crate::Database::timed), which maps driver errors.
-pub(crate) fn split<T, E>(result: Result<T, Abort<E>>) -> Result<Result<T, E>, DieselError> {
-    match result {
-        Ok(value) => Ok(Ok(value)),
-        Err(Abort::Refused(error)) => Ok(Err(error)),
-        Err(Abort::Db(error)) => Err(error),
-    }
-}
 
 /// What claiming (or peeking at) a key found.
 pub(crate) enum KeyClaim<T> {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int2, Int4, Int8, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use strata_domain::{
     Currency, Money, Order, OrderId, OrderLine, OrderStatus, Price, ProductId, ProductName,
     Quantity, Sku, Stock, StockedProduct, UserId, price_order,
@@ -22,8 +22,8 @@ use strata_ports::{
 };
 use uuid::Uuid;
 
-use crate::database::{Database, keyset};
-use crate::idempotency::{Abort, KeyClaim, claim_key, split, store_response};
+use crate::database::{Abort, Database, Transaction, keyset};
+use crate::idempotency::{KeyClaim, claim_key, store_response};
 use crate::prepared::{LimitLiteral as _, PrepareOnce as _};
 use crate::schema::{order_items, orders, products};
 
@@ -337,17 +337,9 @@ async fn transition_in(
 #[async_trait]
 impl OrderRepository for PgOrderRepository {
     async fn place(&self, order: &NewOrder) -> Result<Placement, PlaceOrderError> {
-        let mut conn = self.db.connection().await?;
         self.db
-            .timed(async {
-                split(
-                    conn.transaction::<_, Abort<PlaceOrderError>, _>(async |conn| {
-                        place_in(conn, order).await
-                    })
-                    .await,
-                )
-            })
-            .await?
+            .in_transaction(Transaction::Write, async |conn| place_in(conn, order).await)
+            .await
     }
 
     async fn find(&self, id: OrderId) -> Result<Option<Order>, PortError> {
@@ -445,16 +437,10 @@ impl OrderRepository for PgOrderRepository {
         to: OrderStatus,
         now: DateTime<Utc>,
     ) -> Result<Order, TransitionError> {
-        let mut conn = self.db.connection().await?;
         self.db
-            .timed(async {
-                split(
-                    conn.transaction::<_, Abort<TransitionError>, _>(async |conn| {
-                        transition_in(conn, id, owner, to, now).await
-                    })
-                    .await,
-                )
+            .in_transaction(Transaction::Write, async |conn| {
+                transition_in(conn, id, owner, to, now).await
             })
-            .await?
+            .await
     }
 }

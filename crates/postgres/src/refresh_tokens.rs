@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use strata_domain::{RefreshTokenRecord, UserId};
 use strata_ports::{PortError, RefreshTokenRepository, RotateOutcome};
 use uuid::Uuid;
 
-use crate::database::Database;
+use crate::database::{Database, Transaction};
 use crate::prepared::PrepareOnce as _;
 use crate::schema::refresh_tokens;
 
@@ -110,47 +110,41 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
         now: DateTime<Utc>,
     ) -> Result<RotateOutcome, PortError> {
         let row = RefreshTokenRow::from(new);
-        let mut conn = self.db.connection().await?;
         self.db
-            .timed(
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    lock_family(conn, row.family_id).await?;
-                    // The family's lock makes this UPDATE see any revocation committed before it;
-                    // its row lock still gives concurrent rotations of one token one winner.
-                    let marked = diesel::update(
-                        refresh_tokens::table
-                            .find(old_id)
-                            .filter(refresh_tokens::family_id.eq(row.family_id))
-                            .filter(refresh_tokens::rotated_at.is_null())
-                            .filter(refresh_tokens::revoked_at.is_null()),
-                    )
-                    .set(refresh_tokens::rotated_at.eq(now))
+            .in_transaction(Transaction::Write, async |conn| {
+                lock_family(conn, row.family_id).await?;
+                // The family's lock makes this UPDATE see any revocation committed before it;
+                // its row lock still gives concurrent rotations of one token one winner.
+                let marked = diesel::update(
+                    refresh_tokens::table
+                        .find(old_id)
+                        .filter(refresh_tokens::family_id.eq(row.family_id))
+                        .filter(refresh_tokens::rotated_at.is_null())
+                        .filter(refresh_tokens::revoked_at.is_null()),
+                )
+                .set(refresh_tokens::rotated_at.eq(now))
+                .prepared()
+                .execute(conn)
+                .await?;
+                if marked == 0 {
+                    return Ok(RotateOutcome::AlreadyUsed);
+                }
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&row)
                     .prepared()
                     .execute(conn)
                     .await?;
-                    if marked == 0 {
-                        return Ok(RotateOutcome::AlreadyUsed);
-                    }
-                    diesel::insert_into(refresh_tokens::table)
-                        .values(&row)
-                        .prepared()
-                        .execute(conn)
-                        .await?;
-                    Ok(RotateOutcome::Rotated)
-                }),
-            )
+                Ok(RotateOutcome::Rotated)
+            })
             .await
     }
 
     async fn revoke_family(&self, family_id: Uuid, now: DateTime<Utc>) -> Result<(), PortError> {
-        let mut conn = self.db.connection().await?;
         self.db
-            .timed(
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    lock_family(conn, family_id).await?;
-                    revoke_families(conn, &[family_id], now).await
-                }),
-            )
+            .in_transaction(Transaction::Write, async |conn| {
+                lock_family(conn, family_id).await?;
+                Ok(revoke_families(conn, &[family_id], now).await?)
+            })
             .await
     }
 
@@ -160,31 +154,28 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
         except_family: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> Result<(), PortError> {
-        let mut conn = self.db.connection().await?;
         self.db
-            .timed(
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    // In id order, so that two of these for one user cannot deadlock.
-                    let families: Vec<Uuid> = diesel::sql_query(
-                        "SELECT family_id, pg_advisory_xact_lock(hashtextextended(family_id::text, \
-                         $3)) AS locked FROM (SELECT DISTINCT family_id FROM refresh_tokens \
-                         WHERE user_id = $1 AND revoked_at IS NULL \
-                         AND family_id IS DISTINCT FROM $2 ORDER BY family_id) AS live",
-                    )
-                    .bind::<diesel::sql_types::Uuid, _>(user_id.0)
-                    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(except_family)
-                    .bind::<diesel::sql_types::BigInt, _>(FAMILY_LOCK_SEED)
-                    .prepared()
-                    .load::<Family>(conn)
-                    .await?
-                    .into_iter()
-                    .map(|family| family.family_id)
-                    .collect();
-                    // A session started after the SELECT is left alone: it began after the
-                    // revocation did, like one started after it ended.
-                    revoke_families(conn, &families, now).await
-                }),
-            )
+            .in_transaction(Transaction::Write, async |conn| {
+                // In id order, so that two of these for one user cannot deadlock.
+                let families: Vec<Uuid> = diesel::sql_query(
+                    "SELECT family_id, pg_advisory_xact_lock(hashtextextended(family_id::text, \
+                     $3)) AS locked FROM (SELECT DISTINCT family_id FROM refresh_tokens \
+                     WHERE user_id = $1 AND revoked_at IS NULL \
+                     AND family_id IS DISTINCT FROM $2 ORDER BY family_id) AS live",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(user_id.0)
+                .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(except_family)
+                .bind::<diesel::sql_types::BigInt, _>(FAMILY_LOCK_SEED)
+                .prepared()
+                .load::<Family>(conn)
+                .await?
+                .into_iter()
+                .map(|family| family.family_id)
+                .collect();
+                // A session started after the SELECT is left alone: it began after the
+                // revocation did, like one started after it ended.
+                Ok(revoke_families(conn, &families, now).await?)
+            })
             .await
     }
 }

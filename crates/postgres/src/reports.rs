@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Timestamptz, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use strata_domain::{Report, ReportId, ReportKind, ReportRange, ReportStatus, SalesReport, UserId};
 use strata_ports::{Job, PortError, ReportRepository};
 use uuid::Uuid;
 
-use crate::database::Database;
+use crate::database::{Database, Transaction};
 use crate::jobs::JobRow;
 use crate::prepared::PrepareOnce as _;
 use crate::schema::{jobs, reports};
@@ -107,23 +107,20 @@ impl ReportRepository for PgReportRepository {
     async fn create_with_job(&self, report: &Report, job: &Job) -> Result<(), PortError> {
         let job_row = JobRow::new(job)?;
         let report_row = ReportRow::new(report, job.id)?;
-        let mut conn = self.db.connection().await?;
         self.db
-            .timed(
-                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                    diesel::insert_into(jobs::table)
-                        .values(&job_row)
-                        .prepared()
-                        .execute(conn)
-                        .await?;
-                    diesel::insert_into(reports::table)
-                        .values(&report_row)
-                        .prepared()
-                        .execute(conn)
-                        .await?;
-                    Ok(())
-                }),
-            )
+            .in_transaction(Transaction::Write, async |conn| {
+                diesel::insert_into(jobs::table)
+                    .values(&job_row)
+                    .prepared()
+                    .execute(conn)
+                    .await?;
+                diesel::insert_into(reports::table)
+                    .values(&report_row)
+                    .prepared()
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
             .await
     }
 
