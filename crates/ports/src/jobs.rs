@@ -107,6 +107,10 @@ pub trait JobRepository: Send + Sync + 'static {
         retry_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<(), PortError>;
+    /// Records that the worker running the job is alive (`updated_at = now`), so that the stranded
+    /// sweep leaves a long job alone. `Ok(false)` when the job is no longer running: another
+    /// worker recorded its outcome, so this attempt is stale.
+    async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, PortError>;
     /// Puts a running job back to queued (a worker shutting down released it).
     async fn release(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), PortError>;
     /// Queued or running jobs untouched since `before` whose `run_after` has passed: candidates
@@ -166,6 +170,11 @@ pub trait JobQueue: Send + Sync + 'static {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<Delivery>, PortError>;
+    /// Keeps `consumer`'s claim on a message it is still working on: resets its idle time, so that
+    /// [`JobQueue::claim_stale`] does not hand it to another consumer, without counting a
+    /// delivery. `Ok(false)` when `consumer` no longer holds it (another consumer took it over, or
+    /// it was acknowledged); then nothing changes.
+    async fn refresh_claim(&self, consumer: &str, delivery: &Delivery) -> Result<bool, PortError>;
     /// Acknowledges a message: it will not be delivered again.
     async fn ack(&self, delivery: &Delivery) -> Result<(), PortError>;
     /// Acknowledges a message and records it on the dead-letter stream with `reason`.

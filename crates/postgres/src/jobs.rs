@@ -206,6 +206,23 @@ impl JobRepository for PgJobRepository {
         Ok(())
     }
 
+    async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, PortError> {
+        let mut conn = self.db.connection().await?;
+        // `updated_at` is what the stranded sweep reads as "untouched"; the sweep itself touches
+        // it the same way, so a touch without a change of state is what the column already means.
+        let touched = self
+            .db
+            .timed(
+                diesel::update(jobs::table.find(id))
+                    .filter(jobs::status.eq(JobStatus::Running.as_str()))
+                    .set(jobs::updated_at.eq(now))
+                    .prepared()
+                    .execute(&mut conn),
+            )
+            .await?;
+        Ok(touched == 1)
+    }
+
     async fn release(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), PortError> {
         let mut conn = self.db.connection().await?;
         self.db

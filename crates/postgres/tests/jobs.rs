@@ -269,6 +269,47 @@ async fn stranded_finds_old_unfinished_due_jobs_once_and_touches_them() -> anyho
     Ok(())
 }
 
+#[tokio::test]
+async fn a_heartbeat_keeps_a_long_running_job_from_the_sweep_and_only_a_running_job_beats()
+-> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let jobs = PgJobRepository::new(test_db.database());
+    let t = now();
+    let long = job_at(t - seconds(3600), t - seconds(3600));
+    jobs.create(&long).await?;
+    jobs.start(long.id, t - seconds(3600))
+        .await?
+        .expect("queued");
+
+    assert!(jobs.heartbeat(long.id, t - seconds(10)).await?);
+    assert!(
+        jobs.stranded(t - seconds(300), t, 10).await?.is_empty(),
+        "a job beating within the sweep's bound is not stranded"
+    );
+    let beaten = stored(&jobs, long.id).await;
+    assert_eq!(beaten.updated_at, t - seconds(10));
+    assert_eq!((beaten.status, beaten.attempts), (JobStatus::Running, 1));
+
+    // Its worker died: once the last beat is older than the bound, the sweep finds it.
+    let later = t + seconds(600);
+    assert_eq!(
+        jobs.stranded(later - seconds(300), later, 10).await?.len(),
+        1
+    );
+
+    jobs.complete(long.id, later).await?;
+    assert!(
+        !jobs.heartbeat(long.id, later + seconds(1)).await?,
+        "a finished job does not beat"
+    );
+    assert_eq!(stored(&jobs, long.id).await.updated_at, later);
+    let queued = job();
+    jobs.create(&queued).await?;
+    assert!(!jobs.heartbeat(queued.id, later).await?);
+    assert!(!jobs.heartbeat(Uuid::now_v7(), later).await?);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_sweepers_never_return_the_same_stranded_job() -> anyhow::Result<()> {
     let test_db = TestDatabase::create().await?;

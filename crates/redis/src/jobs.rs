@@ -49,6 +49,28 @@ return #due
 
 static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(PROMOTE_LUA));
 
+/// Resets the idle time of message `ARGV[3]` in stream `KEYS[1]`, group `ARGV[1]`, if consumer
+/// `ARGV[2]` still holds it; returns 1 if so, 0 if not (another consumer took it over, it was
+/// acknowledged, or the group is gone). One script, so the check and the claim cannot be split by
+/// a takeover: an unguarded XCLAIM would take the message back from the worker now running it.
+/// JUSTID leaves the delivery count alone, so a long job's heartbeats do not look like deliveries.
+const REFRESH_CLAIM_LUA: &str = r"
+local pending = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if type(pending) == 'table' and pending.err then
+  if string.find(pending.err, 'NOGROUP', 1, true) then
+    return 0
+  end
+  return redis.error_reply(pending.err)
+end
+if #pending == 0 or pending[1][2] ~= ARGV[2] then
+  return 0
+end
+local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return #claimed
+";
+
+static REFRESH_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(REFRESH_CLAIM_LUA));
+
 /// How many delayed messages one script run moves: bounds the time Redis spends in the script.
 const PROMOTE_BATCH: usize = 100;
 
@@ -483,6 +505,24 @@ impl JobQueue for RedisJobQueue {
             }
         }
         Ok(deliveries)
+    }
+
+    async fn refresh_claim(&self, consumer: &str, delivery: &Delivery) -> Result<bool, PortError> {
+        let (stream, group) = (self.stream.clone(), self.group.clone());
+        let (consumer, id) = (consumer.to_owned(), delivery.message_id.clone());
+        let refreshed: i64 = self
+            .redis
+            .run(|mut conn| async move {
+                REFRESH_CLAIM
+                    .key(&*stream)
+                    .arg(&*group)
+                    .arg(consumer)
+                    .arg(id)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(refreshed == 1)
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), PortError> {

@@ -151,6 +151,58 @@ async fn a_crashed_consumers_message_is_claimed_by_another_with_its_delivery_cou
 }
 
 #[tokio::test]
+async fn a_refreshed_claim_keeps_a_long_job_from_being_taken_over_and_counts_no_delivery()
+-> anyhow::Result<()> {
+    let (queue, redis) = queue()?;
+    queue.enqueue(Uuid::now_v7(), KIND).await?;
+    let running = queue
+        .receive("slow", Duration::from_secs(1))
+        .await?
+        .expect("the message");
+
+    // Refreshed every 100 ms for 600 ms, twice the idle time a takeover needs.
+    let min_idle = Duration::from_millis(300);
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(queue.refresh_claim("slow", &running).await?);
+        assert!(
+            queue.claim_stale("rescuer", min_idle, 10).await?.is_empty(),
+            "a refreshed message is not idle"
+        );
+    }
+
+    // The worker died: no more refreshes.
+    tokio::time::sleep(min_idle + Duration::from_millis(50)).await;
+    let claimed = queue.claim_stale("rescuer", min_idle, 10).await?;
+    assert_eq!(
+        claimed,
+        vec![Delivery {
+            deliveries: 2,
+            ..running.clone()
+        }],
+        "the refreshes were not counted as deliveries"
+    );
+    assert!(
+        !queue.refresh_claim("slow", &running).await?,
+        "a consumer cannot refresh a message another took over"
+    );
+    assert!(
+        queue.refresh_claim("rescuer", &claimed[0]).await?,
+        "the message stays with the consumer that took it over"
+    );
+
+    queue.ack(&claimed[0]).await?;
+    assert!(!queue.refresh_claim("rescuer", &claimed[0]).await?);
+    redis.clear_namespace().await?;
+    assert!(
+        !queue.refresh_claim("rescuer", &claimed[0]).await?,
+        "without the group nothing is held"
+    );
+    redis.clear_namespace().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn claiming_respects_the_count_and_pages_through_the_pending_list() -> anyhow::Result<()> {
     let (queue, redis) = queue()?;
     for _ in 0..5 {

@@ -118,6 +118,15 @@ pub struct WorkerSettings {
     pub depth_sample_every: Option<Duration>,
 }
 
+impl WorkerSettings {
+    /// How often a running job's claim is refreshed: a third of the shorter of
+    /// [`WorkerSettings::claim_idle`] and [`WorkerSettings::sweep_after`], so that two refreshes
+    /// may be lost before another worker takes the job over.
+    pub fn heartbeat_every(&self) -> Duration {
+        (self.claim_idle.min(self.sweep_after) / 3).max(Duration::from_millis(1))
+    }
+}
+
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
@@ -148,6 +157,9 @@ pub enum Outcome {
     Duplicate,
     /// The worker was stopping and the job did not finish in time; it was put back.
     Released,
+    /// Another worker took the job over while its handler ran here (a heartbeat came too late):
+    /// the handler was stopped and nothing recorded, the other worker's run is the one that counts.
+    Abandoned,
 }
 
 /// The worker.
@@ -277,9 +289,19 @@ impl Worker {
             .queue
             .claim_stale(&self.settings.consumer, self.settings.claim_idle, 10)
             .await?;
-        for delivery in stale {
+        for (index, delivery) in stale.into_iter().enumerate() {
             if *stop.borrow() {
                 break;
+            }
+            // Claimed with the first, it sat idle while those before it ran: by now another
+            // worker may have taken it over and be running it.
+            if index > 0
+                && !self
+                    .queue
+                    .refresh_claim(&self.settings.consumer, &delivery)
+                    .await?
+            {
+                continue;
             }
             tracing::info!(job_id = %delivery.job_id, deliveries = delivery.deliveries, "took over a job a worker left");
             self.process(delivery, stop).await;
@@ -388,16 +410,31 @@ impl Worker {
         }
         let started = tokio::time::Instant::now();
         let work = handler.handle(&job).instrument(span);
-        tokio::pin!(work);
+        // The heartbeat runs beside the handler, also through the shutdown grace, so that no
+        // other worker takes the job over while this one still runs it.
+        let guarded = async {
+            tokio::select! {
+                biased;
+                result = work => Some(result),
+                () = self.keep_alive(delivery, job.id) => None,
+            }
+        };
+        tokio::pin!(guarded);
         let result = tokio::select! {
-            result = &mut work => Some(result),
+            result = &mut guarded => Some(result),
             _ = wait_for_stop(stop) => {
-                tokio::time::timeout(self.settings.shutdown_grace, &mut work).await.ok()
+                tokio::time::timeout(self.settings.shutdown_grace, &mut guarded).await.ok()
             }
         };
         let took = started.elapsed();
         let now = self.clock.now();
         match result {
+            Some(None) => {
+                // Another worker runs the job now and records its outcome: recording or
+                // acknowledging anything here would act on that worker's delivery.
+                tracing::warn!(job_id = %job.id, kind = %job.kind, "another worker took the job over; stopped running it here");
+                Ok(Outcome::Abandoned)
+            }
             None => {
                 self.jobs.release(job.id, now).await?;
                 self.queue.enqueue(job.id, &job.kind).await?;
@@ -405,7 +442,7 @@ impl Worker {
                 tracing::info!(job_id = %job.id, "released the job at hand on shutdown");
                 Ok(Outcome::Released)
             }
-            Some(Ok(())) => {
+            Some(Some(Ok(()))) => {
                 self.jobs.complete(job.id, now).await?;
                 self.queue.ack(delivery).await?;
                 count(JOBS_PROCESSED, &job.kind);
@@ -413,7 +450,7 @@ impl Worker {
                 tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, "job done");
                 Ok(Outcome::Done)
             }
-            Some(Err(error)) => {
+            Some(Some(Err(error))) => {
                 let reason = format!("{error:#}");
                 if job.attempts >= self.settings.max_attempts {
                     // First, so that a failure to record it leaves the job to be run again.
@@ -435,6 +472,38 @@ impl Worker {
                     time(&job.kind, "failed", took);
                     tracing::warn!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, %retry_at, error = %reason, "job failed; will retry");
                     Ok(Outcome::Retrying)
+                }
+            }
+        }
+    }
+
+    /// Refreshes the job's claim on the queue and its row every
+    /// [`WorkerSettings::heartbeat_every`] for as long as it is polled; returns only once the job
+    /// is found to be another worker's (its message claimed by another consumer, or its row no
+    /// longer running). A refresh that fails or takes longer than an interval is logged and tried
+    /// again at the next one: one slow round trip must not cost the job while the claim still
+    /// has time left.
+    async fn keep_alive(&self, delivery: &Delivery, job_id: uuid::Uuid) {
+        let every = self.settings.heartbeat_every();
+        loop {
+            tokio::time::sleep(every).await;
+            let refreshed = tokio::time::timeout(every, async {
+                tokio::join!(
+                    self.queue.refresh_claim(&self.settings.consumer, delivery),
+                    self.jobs.heartbeat(job_id, self.clock.now()),
+                )
+            })
+            .await;
+            match refreshed {
+                Ok((Ok(true), Ok(true))) => {}
+                Ok((Ok(false), _) | (_, Ok(false))) => return,
+                Ok((claim, row)) => {
+                    for error in [claim.err(), row.err()].into_iter().flatten() {
+                        tracing::warn!(%error, job_id = %job_id, "cannot refresh a running job's claim; trying again");
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(job_id = %job_id, "refreshing a running job's claim timed out; trying again");
                 }
             }
         }

@@ -851,6 +851,155 @@ async fn a_job_that_finishes_within_the_grace_after_a_stop_is_done() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// heartbeat
+
+/// Counts the claim and row refreshes of `job`'s delivery, answering each with `claim` and `row`.
+fn count_refreshes(
+    ports: &mut Ports,
+    job: &Job,
+    claim: fn() -> Result<bool, PortError>,
+    row: fn() -> Result<bool, PortError>,
+) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let (claims, rows) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (on_claim, on_row) = (claims.clone(), rows.clone());
+    let delivery = delivery_of(job);
+    ports
+        .queue
+        .expect_refresh_claim()
+        .withf(move |consumer, refreshed| consumer == CONSUMER && *refreshed == delivery)
+        .returning(move |_, _| {
+            on_claim.fetch_add(1, Ordering::SeqCst);
+            claim()
+        });
+    let (job_id, at) = (job.id, ports.now);
+    ports
+        .jobs
+        .expect_heartbeat()
+        .withf(move |id, now| *id == job_id && *now == at)
+        .returning(move |_, _| {
+            on_row.fetch_add(1, Ordering::SeqCst);
+            row()
+        });
+    (claims, rows)
+}
+
+#[test]
+fn the_heartbeat_beats_three_times_within_the_shorter_of_claim_idle_and_sweep_after() {
+    assert_eq!(settings().heartbeat_every(), Duration::from_secs(10));
+    let short_sweep = WorkerSettings {
+        sweep_after: Duration::from_secs(6),
+        ..settings()
+    };
+    assert_eq!(short_sweep.heartbeat_every(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_job_refreshes_its_claim_and_row_every_interval_and_stops_when_it_ends() {
+    let job = running_job(KIND, 1);
+    // 95 s against a claim idle of 30 s: refreshed at 10, 20, ..., 90 s.
+    let handler = Recording::new(Duration::from_secs(95), None);
+    let mut ports = Ports::new();
+    ports.expect_start(&job);
+    ports.expect_done(&job);
+    ports.expect_no_failure();
+    let (claims, rows) = count_refreshes(&mut ports, &job, || Ok(true), || Ok(true));
+    let worker = ports.worker().handle(KIND, handler.clone());
+    let (_stop, mut stopped) = running();
+    let outcome = worker.process(delivery_of(&job), &mut stopped).await;
+    assert_eq!(outcome, Outcome::Done);
+    assert_eq!(claims.load(Ordering::SeqCst), 9);
+    assert_eq!(rows.load(Ordering::SeqCst), 9);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        claims.load(Ordering::SeqCst),
+        9,
+        "no refresh after the job ended"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_refresh_is_tried_again_and_the_job_still_completes() {
+    let job = running_job(KIND, 1);
+    let handler = Recording::new(Duration::from_secs(35), None);
+    let mut ports = Ports::new();
+    ports.expect_start(&job);
+    ports.expect_done(&job);
+    ports.expect_no_failure();
+    let (claims, _rows) = count_refreshes(&mut ports, &job, || Err(unavailable()), || Ok(true));
+    let worker = ports.worker().handle(KIND, handler.clone());
+    let (_stop, mut stopped) = running();
+    let outcome = worker.process(delivery_of(&job), &mut stopped).await;
+    assert_eq!(outcome, Outcome::Done);
+    assert_eq!(claims.load(Ordering::SeqCst), 3);
+}
+
+async fn taken_over(claim: fn() -> Result<bool, PortError>, row: fn() -> Result<bool, PortError>) {
+    let job = running_job(KIND, 1);
+    let handler = Recording::new(Duration::from_secs(3600), None);
+    let mut ports = Ports::new();
+    ports.expect_start(&job);
+    ports.jobs.expect_complete().never();
+    ports.queue.expect_ack().never();
+    ports.queue.expect_enqueue().never();
+    ports.expect_no_failure();
+    let (claims, _rows) = count_refreshes(&mut ports, &job, claim, row);
+    let worker = ports.worker().handle(KIND, handler.clone());
+    let (_stop, mut stopped) = running();
+    let outcome = worker.process(delivery_of(&job), &mut stopped).await;
+    assert_eq!(outcome, Outcome::Abandoned);
+    assert_eq!(
+        claims.load(Ordering::SeqCst),
+        1,
+        "the first refresh found it lost"
+    );
+    assert!(
+        !handler.finished.load(Ordering::SeqCst),
+        "the handler was stopped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_whose_message_another_worker_claimed_stops_here_and_records_nothing() {
+    taken_over(|| Ok(false), || Ok(true)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_whose_row_another_worker_finished_stops_here_and_records_nothing() {
+    taken_over(|| Ok(true), || Ok(false)).await;
+}
+
+#[tokio::test]
+async fn a_stale_message_another_worker_took_while_an_earlier_one_ran_is_skipped() {
+    let (first, second) = (running_job(KIND, 2), running_job(KIND, 2));
+    let handler = Recording::succeeding();
+    let mut ports = Ports::new();
+    ports.queue.expect_promote_due().returning(|_| Ok(0));
+    let claimed = vec![delivery_of(&first), delivery_of(&second)];
+    ports
+        .queue
+        .expect_claim_stale()
+        .times(1)
+        .returning(move |_, _, _| Ok(claimed.clone()));
+    ports.expect_start(&first);
+    ports.expect_done(&first);
+    let second_delivery = delivery_of(&second);
+    ports
+        .queue
+        .expect_refresh_claim()
+        .withf(move |consumer, delivery| consumer == CONSUMER && *delivery == second_delivery)
+        .times(1)
+        .returning(|_, _| Ok(false));
+    ports
+        .jobs
+        .expect_stranded()
+        .returning(|_, _, _| Ok(Vec::new()));
+    ports.expect_no_failure();
+    let worker = ports.worker().handle(KIND, handler.clone());
+    worker.housekeeping().await.expect("housekeeping");
+    assert_eq!(handler.calls(), vec![first]);
+}
+
+// ---------------------------------------------------------------------------------------------
 // housekeeping
 
 #[tokio::test]
