@@ -8,6 +8,12 @@
 //! whatever awaits the job's outcome (a report) is marked failed; if that fails, the job is left to
 //! be taken over and run again (docs/decisions/0010-reports.md).
 //!
+//! While a handler runs, a heartbeat beside it refreshes the job's claim on the queue and its row
+//! (see [`WorkerSettings::heartbeat_every`]), so that a job longer than the claim-idle time is not
+//! taken over by another worker while it still runs here; a worker that dies stops beating, and
+//! its job is taken over as before. Should a beat come too late and another worker hold the job,
+//! this worker stops its handler and records nothing: the job runs in one place at a time.
+//!
 //! Outcomes are counted by job kind in [`JOBS_PROCESSED`], [`JOBS_FAILED`] and
 //! [`JOBS_DEAD_LETTERED`], once the outcome is recorded (a job whose outcome could not be stored
 //! runs again, and is counted then); the handler's time of each such attempt goes to

@@ -1,6 +1,7 @@
 //! The worker against real PostgreSQL and Redis: renewals exactly once with two workers, a job
-//! taken over from a worker that died mid-job, a poison job dead-lettered after five attempts, and
-//! a job whose message was flushed away found and run.
+//! taken over from a worker that died mid-job, a long job kept by its living worker's heartbeat
+//! and taken over once that worker dies, a poison job dead-lettered after five attempts, and a job
+//! whose message was flushed away found and run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -236,6 +237,140 @@ async fn a_stopping_worker_finishes_the_job_at_hand() {
     stop.send(true).unwrap();
     assert_eq!(processing.await.unwrap(), Outcome::Done);
     assert_eq!(job(&app, created.id).await.status, JobStatus::Done);
+}
+
+/// A handler that takes `took` and counts its runs: started, running now, and the most ever
+/// running at once.
+#[derive(Default)]
+struct Long {
+    took: Duration,
+    started: AtomicUsize,
+    running: Arc<AtomicUsize>,
+    most_at_once: AtomicUsize,
+}
+
+impl Long {
+    fn new(took: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            took,
+            ..Self::default()
+        })
+    }
+}
+
+/// Leaves the running count when the run ends, however it ends (a worker aborted mid-job drops
+/// the run).
+struct Leave(Arc<AtomicUsize>);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl JobHandler for Long {
+    async fn handle(&self, _job: &Job) -> anyhow::Result<()> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        let _leave = Leave(self.running.clone());
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.took).await;
+        Ok(())
+    }
+}
+
+/// Claims go idle after 300 ms; the long job takes more than eight times that, so without its
+/// heartbeat the other worker's housekeeping (every second) would take it over mid-run.
+const CLAIM_IDLE_MS: u64 = 300;
+const LONG_JOB: Duration = Duration::from_millis(2_500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_far_longer_than_the_claim_idle_time_runs_once_however_many_workers_run() {
+    let app = TestApp::spawn().await;
+    let long = Long::new(LONG_JOB);
+    let idle = [("worker_claim_idle_ms", json!(CLAIM_IDLE_MS))];
+    let first = worker(&app, "first", &idle).handle("test.long", long.clone());
+    let second = worker(&app, "second", &idle).handle("test.long", long.clone());
+    let created = first.enqueue_new("test.long", "{}").await.unwrap();
+
+    let (stop, stopped) = watch::channel(false);
+    let other = tokio::spawn({
+        let stopped = stopped.clone();
+        async move { second.run(stopped).await }
+    });
+    let done = || async { job(&app, created.id).await.status == JobStatus::Done };
+    run_until(first, done).await;
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), other)
+        .await
+        .expect("the other worker stops")
+        .unwrap();
+
+    assert_eq!(long.started.load(Ordering::SeqCst), 1, "the job ran once");
+    assert_eq!(long.most_at_once.load(Ordering::SeqCst), 1);
+    assert_eq!(job(&app, created.id).await.attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_job_whose_worker_dies_mid_run_is_taken_over_after_the_claim_idle_time() {
+    let app = TestApp::spawn().await;
+    let long = Long::new(LONG_JOB);
+    let idle = [("worker_claim_idle_ms", json!(CLAIM_IDLE_MS))];
+    let doomed = worker(&app, "doomed", &idle).handle("test.long", long.clone());
+    let survivor = worker(&app, "survivor", &idle).handle("test.long", long.clone());
+    let created = doomed.enqueue_new("test.long", "{}").await.unwrap();
+
+    let (_keep, stopped) = watch::channel(false);
+    let dying = tokio::spawn(async move { doomed.run(stopped).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while long.started.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the job started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The survivor runs beside the living worker for several claim-idle times and leaves its job
+    // alone; then the worker dies mid-job (its task dropped: no release, no acknowledgement).
+    let (stop, survivor_stopped) = watch::channel(false);
+    let surviving = tokio::spawn(async move { survivor.run(survivor_stopped).await });
+    tokio::time::sleep(Duration::from_millis(4 * CLAIM_IDLE_MS)).await;
+    assert_eq!(
+        long.started.load(Ordering::SeqCst),
+        1,
+        "not taken over while alive"
+    );
+    dying.abort();
+    let _ = dying.await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while job(&app, created.id).await.status != JobStatus::Done {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job was taken over and finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), surviving)
+        .await
+        .expect("the survivor stops")
+        .unwrap();
+
+    assert_eq!(
+        long.started.load(Ordering::SeqCst),
+        2,
+        "run again once, by the survivor"
+    );
+    assert_eq!(
+        long.most_at_once.load(Ordering::SeqCst),
+        1,
+        "never two at once"
+    );
+    assert_eq!(
+        job(&app, created.id).await.attempts,
+        2,
+        "the dead attempt counts"
+    );
 }
 
 /// The value of the sample line `series` (name and labels, as rendered) in `rendered`.
