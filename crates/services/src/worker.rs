@@ -373,6 +373,8 @@ impl Worker {
     }
 
     /// Processes one delivery to the end: run, then acknowledge, retry, or dead-letter.
+    /// `delivery` must be held by this worker's consumer: the heartbeat refreshes the claim in
+    /// that name, and a claim held by another consumer means the job is another worker's.
     pub async fn process(&self, delivery: Delivery, stop: &mut watch::Receiver<bool>) -> Outcome {
         match self.try_process(&delivery, stop).await {
             Ok(outcome) => outcome,
