@@ -7,21 +7,27 @@
 //! instrumentation), so that no call site has to name it; a span whose statements differ (a
 //! transaction of reads and writes) or whose statement does several things (`WITH … UPDATE …
 //! INSERT`) names none, as the conventions ask.
+//!
+//! A timeout cancels on the server what it abandons (ADR 0025): the client stopping to wait
+//! would leave the statement running there (a lock wait lasts as long as the lock is held) and its
+//! connection busy. The statement is cancelled through the connection's cancel key, which
+//! PgBouncer forwards to the server connection the client holds, and a connection whose statement
+//! was not seen to end is dropped rather than handed to the next request.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use diesel::connection::InstrumentationEvent;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::AsyncConnection as _;
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection as _,
 };
@@ -60,7 +66,7 @@ impl Default for PoolSettings {
 #[derive(Clone)]
 pub struct Database {
     /// One pool per lane of threads (see [`PoolSettings::lanes`]).
-    pools: Arc<[Pool<AsyncPgConnection>]>,
+    pools: Arc<[Pool]>,
     query_timeout: Duration,
     /// Callers inside [`Database::connection`] waiting for the pool (bb8 does not count them).
     waiting: Arc<AtomicU64>,
@@ -110,7 +116,7 @@ impl Database {
     pub fn connect_lazy(url: &str, settings: &PoolSettings) -> Self {
         let lanes = settings.lanes.max(1);
         let per_lane = settings.max_size.div_ceil(lanes);
-        let pools: Arc<[Pool<AsyncPgConnection>]> = (0..lanes)
+        let pools: Arc<[Pool]> = (0..lanes)
             .map(|_| {
                 let mut config = ManagerConfig::<AsyncPgConnection>::default();
                 // Each connection's I/O task runs where the connection is made. With a single
@@ -137,7 +143,11 @@ impl Database {
                             })??,
                             None => AsyncPgConnection::establish(&url).await?,
                         };
-                        connection.set_instrumentation(name_operation);
+                        let session = Arc::new(Session {
+                            cancel: connection.cancel_token(),
+                            busy: AtomicBool::new(false),
+                        });
+                        connection.set_instrumentation(Watch(session));
                         Ok(connection)
                     })
                 });
@@ -151,7 +161,7 @@ impl Database {
                     // A check per checkout is a round trip per query; `connection` skips
                     // connections whose socket closed while idle (a server restart) without one.
                     .test_on_check_out(false)
-                    .build_unchecked(manager)
+                    .build_unchecked(ConnectionManager(manager))
             })
             .collect();
         Self {
@@ -177,7 +187,7 @@ impl Database {
     }
 
     /// The pool of the calling thread's lane.
-    fn pool(&self) -> &Pool<AsyncPgConnection> {
+    fn pool(&self) -> &Pool {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         thread_local! {
             static LANE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -187,7 +197,7 @@ impl Database {
     }
 
     /// A pooled connection; [`PortError::Unavailable`] when none can be had in time.
-    pub async fn connection(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, PortError> {
+    pub async fn connection(&self) -> Result<PooledConnection<'_>, PortError> {
         let waiting = Waiting::start(&self.waiting);
         // A connection closed while idle is dropped (bb8 discards it as broken) and the next one
         // tried; each attempt is bounded by the acquire timeout, and there are only so many.
@@ -268,12 +278,14 @@ impl Database {
     }
 
     /// Runs `query` under `limit` in a client span: what a trace shows of the database, one span
-    /// per statement (or transaction), named after its operation (see the module docs).
+    /// per statement (or transaction), named after its operation (see the module docs). At the
+    /// limit the statement still running is cancelled on the server, and `query` polled a moment
+    /// longer so that it ends (its connection free again) before it is dropped.
     pub(crate) async fn traced<R>(
         &self,
         limit: Duration,
         query: impl Future<Output = R>,
-    ) -> Result<R, tokio::time::error::Elapsed> {
+    ) -> Result<R, TimedOut> {
         let server = self.server.as_deref();
         let span = tracing::info_span!(
             "postgres",
@@ -284,24 +296,157 @@ impl Database {
             server.address = server.map(|(host, _)| host.as_str()),
             server.port = server.map(|(_, port)| i64::from(*port)),
         );
-        let mut operation = Operation::Unnamed;
-        let mut query = std::pin::pin!(tokio::time::timeout(limit, query));
-        std::future::poll_fn(|cx| {
-            let _entered = span.enter();
-            // The driver reports each statement while this poll runs it, on this thread.
-            let outer = OPERATION.replace(operation);
-            let poll = query.as_mut().poll(cx);
-            operation = OPERATION.replace(outer);
-            if poll.is_ready()
-                && let Operation::Named(name) = operation
-            {
-                span.record("db.operation.name", name);
-                // Started when first entered, so the exported span takes its name this way only.
-                span.context().span().update_name(name);
-            }
-            poll
+        let mut run = Run {
+            span,
+            operation: Operation::Unnamed,
+            // A statement built before the first poll (`timed(query.execute(&mut conn))`) has
+            // already been reported by its connection, on this thread.
+            sessions: STARTED.take().into_iter().collect(),
+        };
+        let mut query = std::pin::pin!(query);
+        let mut deadline = std::pin::pin!(tokio::time::sleep(limit));
+        let finished = std::future::poll_fn(|cx| match run.poll(query.as_mut(), cx) {
+            Poll::Ready(value) => Poll::Ready(Some(value)),
+            Poll::Pending => deadline.as_mut().poll(cx).map(|()| None),
         })
-        .await
+        .await;
+        if let Some(value) = finished {
+            return Ok(value);
+        }
+        let busy: Vec<Arc<Session>> = run
+            .sessions
+            .iter()
+            .filter(|session| session.busy.load(Ordering::Acquire))
+            .cloned()
+            .collect();
+        if !busy.is_empty() {
+            let settle = async {
+                for session in &busy {
+                    if let Err(error) = session.cancel.cancel_query(tokio_postgres::NoTls).await {
+                        tracing::warn!(%error, "could not cancel a statement past its timeout");
+                    }
+                }
+                // Read what the cancelled statement answers (or a transaction's rollback), so
+                // that its connection goes back to the pool with nothing in flight.
+                std::future::poll_fn(|cx| run.poll(query.as_mut(), cx)).await
+            };
+            if tokio::time::timeout(CANCEL_GRACE, settle).await.is_err() {
+                tracing::warn!(
+                    "a statement past its timeout did not end within {CANCEL_GRACE:?} of its \
+                     cancel; its connection is closed"
+                );
+            }
+        }
+        Err(TimedOut)
+    }
+}
+
+/// How long a timeout waits for the statement it cancelled to end; past it the statement's
+/// connection is closed instead (the pool drops a connection whose statement has not ended).
+const CANCEL_GRACE: Duration = Duration::from_millis(500);
+
+/// Work abandoned at its limit (its statement cancelled on the server).
+#[derive(Debug)]
+pub(crate) struct TimedOut;
+
+/// One [`Database::traced`] call: its span, what it has seen of its statements, and the
+/// connections they ran on.
+struct Run {
+    span: tracing::Span,
+    operation: Operation,
+    sessions: Vec<Arc<Session>>,
+}
+
+impl Run {
+    /// Polls `query` in the span, collecting what the connections report while it runs.
+    fn poll<R>(
+        &mut self,
+        query: std::pin::Pin<&mut impl Future<Output = R>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<R> {
+        let _entered = self.span.enter();
+        // The driver reports each statement while this poll runs it, on this thread.
+        let outer = OPERATION.replace(self.operation);
+        let outer_started = STARTED.take();
+        let poll = query.poll(cx);
+        self.operation = OPERATION.replace(outer);
+        if let Some(session) = STARTED.replace(outer_started)
+            && !self.sessions.iter().any(|seen| Arc::ptr_eq(seen, &session))
+        {
+            self.sessions.push(session);
+        }
+        if poll.is_ready()
+            && let Operation::Named(name) = self.operation
+        {
+            self.span.record("db.operation.name", name);
+            // Started when first entered, so the exported span takes its name this way only.
+            self.span.context().span().update_name(name);
+        }
+        poll
+    }
+}
+
+/// The pool of connections of one lane.
+type Pool = bb8::Pool<ConnectionManager>;
+
+/// A connection lent by the pool, returned to it when dropped.
+pub type PooledConnection<'a> = bb8::PooledConnection<'a, ConnectionManager>;
+
+/// diesel-async's connection manager, but a connection whose last statement has not ended (its
+/// future was dropped: a timeout, a client gone) is broken: handed out, it would make the next
+/// request wait behind a statement nobody waits for.
+pub struct ConnectionManager(AsyncDieselConnectionManager<AsyncPgConnection>);
+
+impl bb8::ManageConnection for ConnectionManager {
+    type Connection = AsyncPgConnection;
+    type Error = PoolError;
+
+    fn connect(&self) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send {
+        self.0.connect()
+    }
+
+    fn is_valid(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.0.is_valid(conn)
+    }
+
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        self.0.has_broken(conn)
+            || conn
+                .instrumentation()
+                .downcast_ref::<Watch>()
+                .is_some_and(|watch| watch.0.busy.load(Ordering::Acquire))
+    }
+}
+
+/// What a timeout needs of one connection, shared by its instrumentation and the calls that ran
+/// statements on it.
+struct Session {
+    /// The connection's cancel key: asks the server (through PgBouncer, the server connection
+    /// this client holds) to cancel the statement running there.
+    cancel: tokio_postgres::CancelToken,
+    /// A statement was sent and its end not yet read.
+    busy: AtomicBool,
+}
+
+/// Each connection's instrumentation: reports the statements it runs to the call polling them.
+struct Watch(Arc<Session>);
+
+impl Instrumentation for Watch {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { .. } => {
+                self.0.busy.store(true, Ordering::Release);
+                STARTED.set(Some(Arc::clone(&self.0)));
+            }
+            InstrumentationEvent::FinishQuery { .. } => {
+                self.0.busy.store(false, Ordering::Release);
+                name_operation(event);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -419,6 +564,8 @@ impl Operation {
 thread_local! {
     /// The operation of the span whose query this thread is polling.
     static OPERATION: Cell<Operation> = const { Cell::new(Operation::Outside) };
+    /// The connection of the statement last started on this thread, for the call polling it.
+    static STARTED: RefCell<Option<Arc<Session>>> = const { RefCell::new(None) };
 }
 
 /// The connections' instrumentation: tells the span running a statement which statement it was.
