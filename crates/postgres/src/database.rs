@@ -443,6 +443,17 @@ impl Instrumentation for Watch {
             }
             InstrumentationEvent::FinishQuery { .. } => {
                 self.0.busy.store(false, Ordering::Release);
+                // An ended statement is nobody's to cancel: a call that starts polling later on
+                // this thread (another request's, perhaps) must not take this connection for its
+                // own and cancel what runs on it then.
+                STARTED.with_borrow_mut(|started| {
+                    if started
+                        .as_ref()
+                        .is_some_and(|session| Arc::ptr_eq(session, &self.0))
+                    {
+                        *started = None;
+                    }
+                });
                 name_operation(event);
             }
             _ => {}
