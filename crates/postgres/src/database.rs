@@ -909,6 +909,47 @@ mod tests {
         }
     }
 
+    /// One worker thread runs many requests: a timeout must cancel the statements of its own
+    /// call only, never another call's on a connection whose earlier statement ended here.
+    #[tokio::test]
+    async fn a_timeout_cancels_its_own_statement_and_not_another_calls_on_the_same_thread() {
+        use diesel_async::SimpleAsyncConnection as _;
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = Database::connect_lazy(
+            test_db.url(),
+            &PoolSettings {
+                max_size: 2,
+                acquire_timeout: Duration::from_secs(5),
+                query_timeout: Duration::from_millis(300),
+                lanes: 1,
+            },
+        );
+        let mut other = db.connection().await.unwrap();
+        let mut own = db.connection().await.unwrap();
+        // A statement that ends on this thread outside any timed call (as a connection's set-up
+        // statements do when the pool opens it in the background).
+        other.batch_execute("SELECT 1").await.unwrap();
+        let timed_out = db.timed(own.batch_execute("SELECT pg_sleep(3)"));
+        let other_call = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            db.traced(
+                Duration::from_secs(5),
+                other.batch_execute("SELECT pg_sleep(1)"),
+            )
+            .await
+        };
+        let (timed_out, other_call) = tokio::join!(timed_out, other_call);
+        assert!(
+            unavailable_because(timed_out.unwrap_err()).contains("timed out"),
+            "the own statement is cut at its timeout"
+        );
+        let other_call = other_call.expect("the other call has its own, longer limit");
+        assert!(
+            other_call.is_ok(),
+            "the other call's statement was cancelled by a timeout not its own: {other_call:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_committed_transaction_keeps_what_its_body_wrote() {
         let test_db = crate::testing::TestDatabase::create().await.unwrap();
