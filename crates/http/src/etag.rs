@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
+use utoipa::IntoParams;
 
 use crate::problem::ApiError;
 
@@ -90,4 +91,18 @@ impl Prepared {
                 .body(self.body.clone())
         }
     }
+}
+
+/// `If-None-Match`, on every GET that sends an ETag.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfNoneMatch {
+    /// ETags of the representation the client holds (or `*`); the answer is 304 without a body
+    /// when one is current.
+    #[param(
+        rename = "If-None-Match",
+        nullable = false,
+        example = "\"x7LvYpS0k9QhT1mWc3aB2g\""
+    )]
+    pub if_none_match: Option<String>,
 }

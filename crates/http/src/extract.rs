@@ -9,6 +9,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use strata_domain::{FieldError, ValidationErrors};
 use strata_services::Principal;
+use utoipa::IntoParams;
 
 use crate::middleware::AuthenticatedUser;
 use crate::problem::{ApiError, ProblemCode};
@@ -203,4 +204,23 @@ pub fn path_uuid(
             format!("no such {what}"),
         )),
     }
+}
+
+/// `Idempotency-Key`, on the POSTs that create an effect once.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// The client's name for one intended effect: 1–255 visible ASCII characters (a UUID is
+    /// typical). The same key with the same body within 24 h replays the first answer (with
+    /// `Idempotent-Replayed: true`) and has no second effect; the same key with another body is
+    /// 422 `IDEMPOTENCY_KEY_REUSED`.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[\\x21-\\x7E]{1,255}$",
+        example = "8e0c3f5e-2b1a-4c1e-9d7a-3f0b2a1c9e11"
+    )]
+    pub idempotency_key: Option<String>,
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ResourceMap, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError};
@@ -19,6 +19,7 @@ use futures_util::FutureExt;
 use strata_domain::UserId;
 use tracing::Instrument;
 
+use crate::headers::apply_security_headers;
 use crate::problem::{ApiError, ProblemCode};
 use crate::request_id;
 use crate::trace;
@@ -43,7 +44,7 @@ pub async fn observe(
     hsts: Option<HeaderValue>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
-    let docs = crate::openapi::is_docs(req.path());
+    let docs = crate::headers::is_docs(req.path());
     // CORS response headers are read by browsers only, and a browser always sends Origin.
     let cross_origin = req.headers().contains_key(header::ORIGIN);
     let id = request_id::from_headers(req.headers());
@@ -151,7 +152,7 @@ pub async fn observe(
     if docs_page {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
-            const { HeaderValue::from_static(crate::openapi::DOCS_CSP) },
+            const { HeaderValue::from_static(crate::headers::DOCS_CSP) },
         );
     }
     if let Some(hsts) = hsts {
@@ -171,38 +172,6 @@ pub async fn observe(
     );
     log_access(&span, &response, started);
     Ok(response)
-}
-
-/// The security headers of SPEC §3, set on every response. Constants, so that setting them is a
-/// copy of ready values: `from_static` outside a const context checks its bytes every call.
-pub const SECURITY_HEADERS: [(HeaderName, HeaderValue); 5] = [
-    (
-        HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
-    ),
-    (
-        HeaderName::from_static("x-frame-options"),
-        HeaderValue::from_static("DENY"),
-    ),
-    (
-        HeaderName::from_static("referrer-policy"),
-        HeaderValue::from_static("no-referrer"),
-    ),
-    (
-        HeaderName::from_static("content-security-policy"),
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    ),
-    (
-        HeaderName::from_static("cross-origin-resource-policy"),
-        HeaderValue::from_static("same-origin"),
-    ),
-];
-
-/// Sets [`SECURITY_HEADERS`] on `headers`.
-pub fn apply_security_headers(headers: &mut HeaderMap) {
-    for (name, value) in SECURITY_HEADERS {
-        headers.insert(name, value);
-    }
 }
 
 thread_local! {

@@ -448,7 +448,7 @@ impl ResponseError for ApiError {
         if let Some(id) = &self.request_id {
             response.insert_header((request_id::HEADER, id.as_str()));
             // Rendered outside the middleware (after a panic), so it sets these headers itself.
-            for header in crate::middleware::SECURITY_HEADERS {
+            for header in crate::headers::SECURITY_HEADERS {
                 response.insert_header(header);
             }
         }

@@ -2,27 +2,71 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use strata_domain::OrderId;
+use strata_domain::{InvalidTransition, OrderId, OrderStatus, ProductId, ShortLine};
+use strata_services::OrderError;
 
-use crate::dto::{OrderListQuery, OrderView, PageView, PlaceOrderRequest};
+use self::dto::{OrderListQuery, OrderView, PlaceOrderRequest};
+use crate::dto::PageView;
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, IDEMPOTENT_REPLAYED, idempotency_key, path_uuid};
+use crate::operation;
 use crate::problem::ApiError;
+use crate::routing::{Problems, Routes};
 use crate::state::AppState;
 
-/// Mounts the routes under the enclosing scope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/orders")
-            .service(
-                web::resource("")
-                    .route(web::get().to(list))
-                    .route(web::post().to(place)),
-            )
-            .service(web::resource("/{id}").route(web::get().to(get)))
-            .service(web::resource("/{id}/cancel").route(web::post().to(cancel)))
-            .service(web::resource("/{id}/fulfill").route(web::post().to(fulfill))),
-    );
+pub mod dto;
+mod examples;
+
+/// The orders' routes and documentation.
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .tag(
+            "orders",
+            "Placing orders (with Idempotency-Key), reading, cancelling and fulfilling them.",
+        )
+        .scope("/orders", |routes| {
+            routes
+                .route(operation!(list, || Problems::of([
+                    OrderError::Forbidden.into()
+                ])))
+                .route(operation!(place, || {
+                    Problems::of([short_of_stock(), OrderError::KeyReused.into()])
+                        .body::<PlaceOrderRequest>()
+                }))
+                .route(operation!(get, || Problems::of([
+                    OrderError::NotFound.into()
+                ])))
+                .route(operation!(cancel, || {
+                    Problems::of([
+                        OrderError::NotFound.into(),
+                        refused_move(OrderStatus::Fulfilled, OrderStatus::Cancelled),
+                    ])
+                }))
+                .route(operation!(fulfill, || {
+                    Problems::of([
+                        OrderError::Forbidden.into(),
+                        OrderError::NotFound.into(),
+                        refused_move(OrderStatus::Cancelled, OrderStatus::Fulfilled),
+                    ])
+                }))
+        })
+}
+
+/// An order refused for a line short of stock.
+pub(crate) fn short_of_stock() -> ApiError {
+    OrderError::InsufficientStock(vec![ShortLine {
+        index: 0,
+        product_id: ProductId(
+            uuid::Uuid::parse_str("0193a5b2-7c1e-7d3a-9f10-3b2c4d5e6f70").unwrap_or_default(),
+        ),
+        requested: 12,
+        available: 10,
+    }])
+    .into()
+}
+
+fn refused_move(from: OrderStatus, to: OrderStatus) -> ApiError {
+    OrderError::InvalidTransition(InvalidTransition { from, to }).into()
 }
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {
@@ -42,7 +86,7 @@ fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     tag = "orders",
     operation_id = "placeOrder",
     security(("bearer" = [])),
-    params(crate::openapi::IdempotencyKey),
+    params(crate::extract::IdempotencyKey),
     request_body = PlaceOrderRequest,
     responses(
         (status = 201, description = "Placed (or, with `Idempotent-Replayed: true`, the first answer to this key).", body = OrderView,
@@ -50,7 +94,7 @@ fn order_id(raw: &str) -> Result<OrderId, ApiError> {
                 ("Location" = String, description = "The order: `/v1/orders/{id}`."),
                 ("Idempotent-Replayed" = String, description = "`true` when this replays the first answer to the `Idempotency-Key`; absent otherwise."),
             ),
-            example = crate::openapi::examples::order),
+            example = examples::order),
     ),
 )]
 async fn place(
@@ -83,7 +127,7 @@ async fn place(
     responses(
         (status = 200, description = "A page of orders.", body = PageView<OrderView>,
             headers(("Cache-Control" = String, description = "`private, no-store`.")),
-            example = crate::openapi::examples::order_page),
+            example = examples::order_page),
     ),
 )]
 async fn list(
@@ -111,7 +155,7 @@ async fn list(
     security(("bearer" = [])),
     params(
         ("id" = uuid::Uuid, Path, description = "The order's id."),
-        crate::openapi::IfNoneMatch,
+        crate::etag::IfNoneMatch,
     ),
     responses(
         (status = 200, description = "The order.", body = OrderView,
@@ -119,7 +163,7 @@ async fn list(
                 ("ETag" = String, description = "Strong validator of the representation."),
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
-            example = crate::openapi::examples::order),
+            example = examples::order),
         (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
             headers(
                 ("ETag" = String, description = "The current validator."),
@@ -150,7 +194,7 @@ async fn get(
     params(("id" = uuid::Uuid, Path, description = "The order's id.")),
     responses(
         (status = 200, description = "The cancelled order.", body = OrderView,
-            example = crate::openapi::examples::cancelled_order),
+            example = examples::cancelled_order),
     ),
 )]
 async fn cancel(
@@ -174,7 +218,7 @@ async fn cancel(
     params(("id" = uuid::Uuid, Path, description = "The order's id.")),
     responses(
         (status = 200, description = "The fulfilled order.", body = OrderView,
-            example = crate::openapi::examples::fulfilled_order),
+            example = examples::fulfilled_order),
     ),
 )]
 async fn fulfill(

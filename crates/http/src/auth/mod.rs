@@ -3,20 +3,65 @@
 use actix_web::{HttpResponse, web};
 use strata_services::RegisterInput;
 
-use crate::dto::{LoginRequest, RefreshRequest, RegisterRequest, RegisteredView, TokensView};
+use strata_domain::{Email, Password, ValidationErrors};
+use strata_services::AuthError;
+
+use self::dto::{LoginRequest, RefreshRequest, RegisterRequest, RegisteredView, TokensView};
 use crate::extract::{ApiJson, Authenticated};
+use crate::operation;
 use crate::problem::ApiError;
+use crate::routing::{Problems, Routes, Schemas, object_mut};
 use crate::state::AppState;
 
-/// Mounts the routes under the enclosing scope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/auth")
-            .service(web::resource("/register").route(web::post().to(register)))
-            .service(web::resource("/login").route(web::post().to(login)))
-            .service(web::resource("/refresh").route(web::post().to(refresh)))
-            .service(web::resource("/logout").route(web::post().to(logout))),
-    );
+pub mod dto;
+mod examples;
+
+/// The auth routes and documentation.
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .tag(
+            "auth",
+            "Registration, login, refresh-token rotation and logout.",
+        )
+        .scope("/auth", |routes| {
+            routes
+                .route(operation!(register, || {
+                    Problems::of([AuthError::EmailTaken.into()])
+                        .body_invalid(registration_refused())
+                }))
+                .route(operation!(login, || {
+                    Problems::of([AuthError::InvalidCredentials.into()]).body::<LoginRequest>()
+                }))
+                .route(operation!(refresh, || {
+                    Problems::of([
+                        AuthError::Unauthenticated.into(),
+                        AuthError::TokenExpired.into(),
+                        AuthError::TokenRevoked.into(),
+                    ])
+                    .body::<RefreshRequest>()
+                }))
+                .route(operation!(logout))
+        })
+        .rule(a_login_password_has_the_services_bound)
+}
+
+/// A registration refused with the domain's own messages: an email and a password that are not.
+pub(crate) fn registration_refused() -> ApiError {
+    ApiError::validation(ValidationErrors(
+        [Email::parse("ada@").err(), Password::parse("short").err()]
+            .into_iter()
+            .flatten()
+            .collect(),
+    ))
+}
+
+/// The longest password login hashes, which the services own.
+fn a_login_password_has_the_services_bound(schemas: &mut Schemas) {
+    let password = object_mut(schemas.get_mut("LoginRequest"))
+        .and_then(|login| object_mut(login.properties.get_mut("password")));
+    if let Some(password) = password {
+        password.max_length = Some(strata_services::auth::MAX_LOGIN_PASSWORD_CHARS);
+    }
 }
 
 /// Register a customer account.
@@ -35,7 +80,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 ("Location" = String, description = "The new user: `/v1/users/{id}`."),
                 ("Cache-Control" = String, description = "`no-store`: the body holds tokens."),
             ),
-            example = crate::openapi::examples::registration),
+            example = examples::registration),
     ),
 )]
 async fn register(
@@ -74,7 +119,7 @@ async fn register(
     responses(
         (status = 200, description = "Signed in.", body = TokensView,
             headers(("Cache-Control" = String, description = "`no-store`: the body holds tokens.")),
-            example = crate::openapi::examples::tokens),
+            example = examples::tokens),
     ),
 )]
 async fn login(
@@ -101,7 +146,7 @@ async fn login(
     responses(
         (status = 200, description = "A new pair of tokens.", body = TokensView,
             headers(("Cache-Control" = String, description = "`no-store`: the body holds tokens.")),
-            example = crate::openapi::examples::tokens),
+            example = examples::tokens),
     ),
 )]
 async fn refresh(

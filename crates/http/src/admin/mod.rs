@@ -8,17 +8,49 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use strata_domain::ReportId;
 
-use crate::dto::admin::{CreateReportRequest, DashboardView, ReportView};
+use strata_domain::ReportRequest;
+use strata_services::{DashboardError, ReportError};
+
+use self::dto::{CreateReportRequest, DashboardView, ReportView};
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, path_uuid};
-use crate::problem::ApiError;
+use crate::operation;
+use crate::problem::{ApiError, ProblemCode};
+use crate::routing::{Problems, Routes};
 use crate::state::AppState;
 
-/// Mounts the routes under the enclosing scope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/admin/dashboard").route(web::get().to(dashboard)))
-        .service(web::resource("/admin/reports").route(web::post().to(create_report)))
-        .service(web::resource("/admin/reports/{id}").route(web::get().to(get_report)));
+pub mod dto;
+mod examples;
+
+/// The admin's routes and documentation.
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .tag(
+            "admin",
+            "The admin's dashboard (cached for a few seconds) and sales reports generated in the background.",
+        )
+        .route(operation!(dashboard, || {
+            Problems::of([DashboardError::Forbidden.into()])
+        }))
+        .route(operation!(create_report, || {
+            Problems::of([ReportError::Forbidden.into(), report_request_invalid()])
+                .body::<CreateReportRequest>()
+        }))
+        .route(operation!(get_report, || {
+            Problems::of([ReportError::Forbidden.into(), ReportError::NotFound.into()])
+        }))
+}
+
+/// A report request whose range is backwards, as the domain refuses it.
+fn report_request_invalid() -> ApiError {
+    match ReportRequest::parse(
+        Some("sales"),
+        Some("2026-11-01T00:00:00Z"),
+        Some("2026-10-01T00:00:00Z"),
+    ) {
+        Err(errors) => ReportError::Validation(errors).into(),
+        Ok(_) => ApiError::new(ProblemCode::ValidationFailed, "to must be later than from"),
+    }
 }
 
 /// The admin dashboard.
@@ -37,14 +69,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tag = "admin",
     operation_id = "getDashboard",
     security(("bearer" = [])),
-    params(crate::openapi::IfNoneMatch),
+    params(crate::etag::IfNoneMatch),
     responses(
         (status = 200, description = "The dashboard.", body = DashboardView,
             headers(
                 ("ETag" = String, description = "Strong validator of the representation (it changes with `generated_at`)."),
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
-            example = crate::openapi::examples::dashboard),
+            example = examples::dashboard),
         (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
             headers(
                 ("ETag" = String, description = "The current validator."),
@@ -79,7 +111,7 @@ async fn dashboard(
     responses(
         (status = 202, description = "Queued.", body = ReportView,
             headers(("Location" = String, description = "The report: `/v1/admin/reports/{id}`.")),
-            example = crate::openapi::examples::queued_report),
+            example = examples::queued_report),
     ),
 )]
 async fn create_report(
@@ -108,7 +140,7 @@ async fn create_report(
     security(("bearer" = [])),
     params(
         ("id" = uuid::Uuid, Path, description = "The report's id."),
-        crate::openapi::IfNoneMatch,
+        crate::etag::IfNoneMatch,
     ),
     responses(
         (status = 200, description = "The report.", body = ReportView,
@@ -117,8 +149,8 @@ async fn create_report(
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
             examples(
-                ("done" = (summary = "Done, with its result", value = json!(crate::openapi::examples::done_report()))),
-                ("failed" = (summary = "Failed, with the reason", value = json!(crate::openapi::examples::failed_report()))),
+                ("done" = (summary = "Done, with its result", value = json!(examples::done_report()))),
+                ("failed" = (summary = "Failed, with the reason", value = json!(examples::failed_report()))),
             )),
         (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
             headers(

@@ -4,24 +4,61 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use strata_domain::UserId;
 use strata_services::ProfileChanges;
 
-use crate::dto::{PageQuery, PageView, UpdateMeRequest, UserView};
+use strata_services::UserError;
+
+use self::dto::{UpdateMeRequest, UserView};
+use crate::dto::{PageQuery, PageView};
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, path_uuid};
+use crate::operation;
 use crate::problem::ApiError;
+use crate::routing::{Problems, Routes, Schemas, object_mut};
 use crate::state::AppState;
 
-/// Mounts the routes under the enclosing scope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/users")
-            .service(
-                web::resource("/me")
-                    .route(web::get().to(me))
-                    .route(web::patch().to(update_me)),
-            )
-            .service(web::resource("").route(web::get().to(list)))
-            .service(web::resource("/{id}").route(web::get().to(get))),
-    );
+pub mod dto;
+pub(crate) mod examples;
+
+/// The users' routes and documentation.
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .tag(
+            "users",
+            "The caller's profile, and the admin's user list and lookup.",
+        )
+        .scope("/users", |routes| {
+            routes
+                .route(operation!(me, || Problems::of(
+                    [UserError::NotFound.into()]
+                )))
+                .route(operation!(update_me, || {
+                    Problems::of([UserError::NotFound.into()]).body::<UpdateMeRequest>()
+                }))
+                .route(operation!(list, || Problems::of([
+                    UserError::Forbidden.into()
+                ])))
+                .route(operation!(get, || {
+                    Problems::of([UserError::Forbidden.into(), UserError::NotFound.into()])
+                }))
+        })
+        .rule(a_profile_change_names_what_changes)
+}
+
+/// Which fields a profile update needs together, which the schema attributes cannot state.
+fn a_profile_change_names_what_changes(schemas: &mut Schemas) {
+    if let Some(update_me) = object_mut(schemas.get_mut("UpdateMeRequest")) {
+        // One keyword: utoipa keeps extra keywords in a hash map, whose order would change
+        // from one build of the document to the next if it held two.
+        update_me
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(
+                "allOf".to_owned(),
+                serde_json::json!([
+                    {"anyOf": [{"required": ["display_name"]}, {"required": ["password"]}]},
+                    {"dependentRequired": {"password": ["current_password"]}},
+                ]),
+            );
+    }
 }
 
 /// Your profile.
@@ -33,14 +70,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tag = "users",
     operation_id = "getMe",
     security(("bearer" = [])),
-    params(crate::openapi::IfNoneMatch),
+    params(crate::etag::IfNoneMatch),
     responses(
         (status = 200, description = "The profile.", body = UserView,
             headers(
                 ("ETag" = String, description = "Strong validator of the representation."),
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
-            example = crate::openapi::examples::user),
+            example = examples::user),
         (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
             headers(
                 ("ETag" = String, description = "The current validator."),
@@ -70,7 +107,7 @@ async fn me(
     request_body = UpdateMeRequest,
     responses(
         (status = 200, description = "The updated profile.", body = UserView,
-            example = crate::openapi::examples::user),
+            example = examples::user),
     ),
 )]
 async fn update_me(
@@ -100,7 +137,7 @@ async fn update_me(
     responses(
         (status = 200, description = "A page of users.", body = PageView<UserView>,
             headers(("Cache-Control" = String, description = "`no-store`.")),
-            example = crate::openapi::examples::user_page),
+            example = examples::user_page),
     ),
 )]
 async fn list(
@@ -128,7 +165,7 @@ async fn list(
     security(("bearer" = [])),
     params(
         ("id" = uuid::Uuid, Path, description = "The user's id."),
-        crate::openapi::IfNoneMatch,
+        crate::etag::IfNoneMatch,
     ),
     responses(
         (status = 200, description = "The user.", body = UserView,
@@ -136,7 +173,7 @@ async fn list(
                 ("ETag" = String, description = "Strong validator of the representation."),
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
-            example = crate::openapi::examples::user),
+            example = examples::user),
         (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
             headers(
                 ("ETag" = String, description = "The current validator."),

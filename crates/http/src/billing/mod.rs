@@ -3,27 +3,74 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::dto::{
-    CancelSubscriptionRequest, InvoiceView, PageQuery, PageView, PlanChoiceQuery,
-    PlanChoiceRequest, PlanView, ProrationView, SubscribedView, SubscriptionView,
+use strata_domain::{PlanCode, ValidationErrors};
+use strata_services::BillingError;
+
+use self::dto::{
+    CancelSubscriptionRequest, InvoiceView, PlanChoiceQuery, PlanChoiceRequest, PlanView,
+    ProrationView, SubscribedView, SubscriptionView,
 };
+use crate::dto::{PageQuery, PageView};
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, IDEMPOTENT_REPLAYED, idempotency_key};
+use crate::operation;
 use crate::problem::ApiError;
+use crate::routing::{Problems, Routes};
 use crate::state::AppState;
 
-/// Mounts the routes under the enclosing scope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/plans").route(web::get().to(plans)))
-        .service(
-            web::scope("/subscriptions")
-                .service(web::resource("").route(web::post().to(subscribe)))
-                .service(web::resource("/me").route(web::get().to(current)))
-                .service(web::resource("/me/proration").route(web::get().to(preview)))
-                .service(web::resource("/me/change-plan").route(web::post().to(change_plan)))
-                .service(web::resource("/me/cancel").route(web::post().to(cancel))),
+pub mod dto;
+mod examples;
+
+/// The billing routes (plans, subscriptions, invoices) and documentation.
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .tag("plans", "The subscription plans on offer.")
+        .tag(
+            "subscriptions",
+            "Subscribing, proration previews, plan changes and cancellation.",
         )
-        .service(web::resource("/invoices").route(web::get().to(invoices)));
+        .tag("invoices", "The caller's invoices.")
+        .route(operation!(plans))
+        .scope("/subscriptions", |routes| {
+            routes
+                .route(operation!(subscribe, || {
+                    Problems::of([
+                        BillingError::AlreadySubscribed.into(),
+                        BillingError::KeyReused.into(),
+                    ])
+                    .body::<PlanChoiceRequest>()
+                }))
+                .route(operation!(current, || Problems::of([
+                    BillingError::NotFound.into()
+                ])))
+                .route(operation!(preview, || {
+                    Problems::of([
+                        BillingError::NotFound.into(),
+                        BillingError::SamePlan.into(),
+                        BillingError::Stale.into(),
+                    ])
+                    .query_invalid(ApiError::validation(ValidationErrors(
+                        PlanCode::parse("Pro Monthly!").err().into_iter().collect(),
+                    )))
+                }))
+                .route(operation!(change_plan, || {
+                    Problems::of([
+                        BillingError::NotFound.into(),
+                        BillingError::SamePlan.into(),
+                        BillingError::Stale.into(),
+                        BillingError::KeyReused.into(),
+                    ])
+                    .body::<PlanChoiceRequest>()
+                }))
+                .route(operation!(cancel, || {
+                    Problems::of([
+                        BillingError::NotFound.into(),
+                        BillingError::NotActive.into(),
+                    ])
+                    .body::<CancelSubscriptionRequest>()
+                }))
+        })
+        .route(operation!(invoices))
 }
 
 /// List the plans.
@@ -35,14 +82,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     path = "/v1/plans",
     tag = "plans",
     operation_id = "listPlans",
-    params(PageQuery, crate::openapi::IfNoneMatch),
+    params(PageQuery, crate::etag::IfNoneMatch),
     responses(
         (status = 200, description = "A page of plans.", body = PageView<PlanView>,
             headers(
                 ("ETag" = String, description = "Strong validator of the list."),
                 ("Cache-Control" = String, description = "`public, no-cache`: revalidate before each use."),
             ),
-            example = crate::openapi::examples::plans),
+            example = examples::plans),
         (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
             headers(
                 ("ETag" = String, description = "The current validator."),
@@ -73,7 +120,7 @@ async fn plans(
     tag = "subscriptions",
     operation_id = "subscribe",
     security(("bearer" = [])),
-    params(crate::openapi::IdempotencyKey),
+    params(crate::extract::IdempotencyKey),
     request_body = PlanChoiceRequest,
     responses(
         (status = 201, description = "Subscribed (or, with `Idempotent-Replayed: true`, the first answer to this key).", body = SubscribedView,
@@ -81,7 +128,7 @@ async fn plans(
                 ("Location" = String, description = "`/v1/subscriptions/me`."),
                 ("Idempotent-Replayed" = String, description = "`true` when this replays the first answer to the `Idempotency-Key`; absent otherwise."),
             ),
-            example = crate::openapi::examples::subscribed),
+            example = examples::subscribed),
     ),
 )]
 async fn subscribe(
@@ -112,14 +159,14 @@ async fn subscribe(
     tag = "subscriptions",
     operation_id = "getMySubscription",
     security(("bearer" = [])),
-    params(crate::openapi::IfNoneMatch),
+    params(crate::etag::IfNoneMatch),
     responses(
         (status = 200, description = "The subscription.", body = SubscriptionView,
             headers(
                 ("ETag" = String, description = "Strong validator of the representation."),
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
-            example = crate::openapi::examples::subscription),
+            example = examples::subscription),
         (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
             headers(
                 ("ETag" = String, description = "The current validator."),
@@ -154,7 +201,7 @@ async fn current(
     responses(
         (status = 200, description = "The preview.", body = ProrationView,
             headers(("Cache-Control" = String, description = "`private, no-store`.")),
-            example = crate::openapi::examples::proration),
+            example = examples::proration),
     ),
 )]
 async fn preview(
@@ -182,12 +229,12 @@ async fn preview(
     tag = "subscriptions",
     operation_id = "changePlan",
     security(("bearer" = [])),
-    params(crate::openapi::IdempotencyKey),
+    params(crate::extract::IdempotencyKey),
     request_body = PlanChoiceRequest,
     responses(
         (status = 200, description = "The proration invoice (or, with `Idempotent-Replayed: true`, the first answer to this key).", body = InvoiceView,
             headers(("Idempotent-Replayed" = String, description = "`true` when this replays the first answer to the `Idempotency-Key`; absent otherwise.")),
-            example = crate::openapi::examples::proration_invoice_example),
+            example = examples::proration_invoice_example),
     ),
 )]
 async fn change_plan(
@@ -221,7 +268,7 @@ async fn change_plan(
     request_body = CancelSubscriptionRequest,
     responses(
         (status = 200, description = "The subscription as it now stands.", body = SubscriptionView,
-            example = crate::openapi::examples::cancelled_subscription),
+            example = examples::cancelled_subscription),
     ),
 )]
 async fn cancel(
@@ -249,7 +296,7 @@ async fn cancel(
     responses(
         (status = 200, description = "A page of invoices.", body = PageView<InvoiceView>,
             headers(("Cache-Control" = String, description = "`private, no-store`.")),
-            example = crate::openapi::examples::invoice_page),
+            example = examples::invoice_page),
     ),
 )]
 async fn invoices(

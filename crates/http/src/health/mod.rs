@@ -28,7 +28,15 @@ use serde::Serialize;
 use strata_ports::{HealthCheck, PortError};
 use tokio::time::Instant;
 
+use utoipa::ToSchema;
+use utoipa::openapi::schema::Object;
+
+use crate::dto::schemas::one_of;
+use crate::operation;
+use crate::routing::Routes;
 use crate::state::AppState;
+
+mod examples;
 
 /// How long a check answers probes by default: at most one ping per dependency per second.
 pub const DEFAULT_REUSE: Duration = Duration::from_secs(1);
@@ -204,44 +212,161 @@ async fn ping_all(checks: Arc<[Arc<dyn HealthCheck>]>, timeout: Duration) -> Arc
 }
 
 /// One dependency's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = DependencyCheck)]
 pub struct CheckReport {
-    /// Dependency name.
+    /// Dependency name, such as `postgres` or `redis`.
+    #[schema(value_type = String, examples("postgres"))]
     pub name: &'static str,
-    /// `up`, `down`, or (readiness only) `unknown` for one no deep check has pinged yet.
+    /// `up`, `down`, or `unknown` (readiness only: not pinged by readiness, and no deep check
+    /// has run yet).
+    #[schema(schema_with = up_down)]
     pub status: &'static str,
-    /// Time the ping took.
+    /// How long the ping took, in milliseconds.
     pub latency_ms: u64,
-    /// `timeout`, `unavailable` or `error` when down.
+    /// Why it is down; absent when up.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = down_reason)]
     pub error: Option<&'static str>,
 }
 
+fn up_down() -> Object {
+    one_of(
+        &["up", "down", "unknown"],
+        "`up`, `down`, or `unknown` (readiness only: not pinged by readiness, and no deep \
+         check has run yet).",
+    )
+}
+
+fn down_reason() -> Object {
+    one_of(
+        &["timeout", "unavailable", "error"],
+        "Why it is down: `timeout`, `unavailable` or `error`; absent when up.",
+    )
+}
+
 /// The body of readiness and of the deep check.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = HealthReport)]
 pub struct HealthReport {
     /// `ok`, or `degraded` when a dependency is down.
+    #[schema(schema_with = ok_degraded)]
     pub status: &'static str,
-    /// True while shutting down.
+    /// True while the instance shuts down.
     pub draining: bool,
     /// Every dependency.
     pub checks: Vec<CheckReport>,
 }
 
-/// GET /health/live
+fn ok_degraded() -> Object {
+    one_of(
+        &["ok", "degraded"],
+        "`ok`, or `degraded` when a dependency is down.",
+    )
+}
+
+/// `GET /health/live`'s body.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Liveness)]
+pub struct Liveness {
+    /// Always `ok`.
+    #[schema(schema_with = ok)]
+    pub status: &'static str,
+}
+
+fn ok() -> Object {
+    one_of(&["ok"], "Always `ok`.")
+}
+
+/// The probes' routes and documentation (at the root, outside `/v1`: never shed, never rate
+/// limited).
+pub(crate) fn routes() -> Routes {
+    Routes::new("")
+        .tag(
+            "health",
+            "Liveness and readiness probes, and the deep health check for people and alerts (never shed, never rate limited).",
+        )
+        // Before the scope, which would answer `/health` with its own 404.
+        .route(operation!(deep))
+        .scope("/health", |routes| {
+            routes.route(operation!(live)).route(operation!(ready))
+        })
+}
+
+/// Liveness.
+///
+/// 200 as long as the process serves HTTP.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    operation_id = "live",
+    responses(
+        (status = 200, description = "The process serves HTTP.", body = Liveness,
+            headers(("Cache-Control" = String, description = "`no-store`.")),
+            example = examples::live),
+    ),
+)]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({ "status": "ok" }))
+        .json(Liveness { status: "ok" })
 }
 
-/// GET /health/ready: 503 only while draining; a dependency down is `degraded` in a 200.
+/// Readiness.
+///
+/// Whether this instance can serve: 503 only while it drains before shutdown. A dependency
+/// Strata degrades around (Redis, PostgreSQL) is reported in the body as `degraded` with 200,
+/// so that an outage shared by every replica never empties the load balancer. Costs no pool
+/// connection: Redis is pinged over its shared connection, PostgreSQL reported as the last
+/// deep check (`GET /health`) saw it. Never shed, never rate limited.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    operation_id = "ready",
+    responses(
+        (status = 200, description = "Ready; `status` is `degraded` when a dependency is down.", body = HealthReport,
+            headers(("Cache-Control" = String, description = "`no-store`.")),
+            examples(
+                ("ok" = (summary = "Every dependency up", value = json!(examples::ready()))),
+                ("degraded" = (summary = "Redis down: still ready", value = json!(examples::ready_degraded()))),
+            )),
+        (status = 503, description = "Not ready: the instance is draining before shutdown.",
+            content((HealthReport = "application/json", example = examples::draining)),
+            headers(
+                ("Cache-Control" = String, description = "`no-store`."),
+                ("Retry-After" = u64, description = "Seconds to wait before probing again."),
+            )),
+    ),
+)]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let report = state.health.readiness().await;
     answer(report.draining, report)
 }
 
-/// GET /health: 503 naming the dependency when one is down.
+/// Deep health check.
+///
+/// For people and alerts, not for load balancers: pings PostgreSQL and Redis concurrently,
+/// each under a timeout, and answers 503 naming the dependency that is down. Concurrent calls
+/// share one check. Never shed, never rate limited.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    operation_id = "health",
+    responses(
+        (status = 200, description = "Every dependency is up.", body = HealthReport,
+            headers(("Cache-Control" = String, description = "`no-store`.")),
+            example = examples::ready),
+        (status = 503, description = "A dependency is down; `checks` names it.",
+            content((HealthReport = "application/json", example = examples::degraded)),
+            headers(
+                ("Cache-Control" = String, description = "`no-store`."),
+                ("Retry-After" = u64, description = "Seconds to wait before checking again."),
+            )),
+    ),
+)]
 pub async fn deep(state: web::Data<AppState>) -> HttpResponse {
     let report = state.health.deep_check().await;
     answer(report.status != "ok", report)

@@ -5,36 +5,87 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use strata_domain::{Product, ProductId};
 use strata_services::{Principal, Representation};
 
-use crate::dto::{
-    CreateProductRequest, PageView, ProductListQuery, ProductView, StockAdjustRequest,
-    UpdateProductRequest,
+use strata_services::CatalogError;
+
+use self::dto::{
+    CreateProductRequest, ProductListQuery, ProductView, StockAdjustRequest, UpdateProductRequest,
 };
+use crate::dto::PageView;
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, path_uuid};
+use crate::operation;
 use crate::problem::ApiError;
+use crate::routing::{Problems, Routes, Schemas, object_mut};
 use crate::state::AppState;
+
+pub mod dto;
+mod examples;
 
 /// Public reads may be stored by any cache but must be revalidated (ETag) before each use, so a
 /// price or stock change is seen at once.
 const PUBLIC_REVALIDATE: &str = "public, no-cache";
 
-/// Mounts the routes under the enclosing scope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/products")
-            .service(
-                web::resource("")
-                    .route(web::get().to(list))
-                    .route(web::post().to(create)),
-            )
-            .service(
-                web::resource("/{id}")
-                    .route(web::get().to(get))
-                    .route(web::patch().to(update))
-                    .route(web::delete().to(delete)),
-            )
-            .service(web::resource("/{id}/stock").route(web::post().to(adjust_stock))),
-    );
+/// The catalog's routes and documentation.
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .tag(
+            "products",
+            "The catalog: public reads (cached, with ETags) and the admin's writes.",
+        )
+        .scope("/products", |routes| {
+            routes
+                .route(operation!(list))
+                .route(operation!(create, || {
+                    Problems::of([
+                        CatalogError::Forbidden.into(),
+                        CatalogError::SkuTaken.into(),
+                    ])
+                    .body::<CreateProductRequest>()
+                }))
+                .route(operation!(get, || Problems::of([
+                    CatalogError::NotFound.into()
+                ])))
+                .route(operation!(update, || {
+                    Problems::of([
+                        CatalogError::Forbidden.into(),
+                        CatalogError::NotFound.into(),
+                        CatalogError::SkuTaken.into(),
+                    ])
+                    .body::<UpdateProductRequest>()
+                }))
+                .route(operation!(delete, || {
+                    Problems::of([
+                        CatalogError::Forbidden.into(),
+                        CatalogError::NotFound.into(),
+                    ])
+                }))
+                .route(operation!(adjust_stock, || {
+                    Problems::of([
+                        CatalogError::Forbidden.into(),
+                        CatalogError::NotFound.into(),
+                        CatalogError::InsufficientStock {
+                            requested: 12,
+                            available: 10,
+                        }
+                        .into(),
+                        CatalogError::StockTooLarge.into(),
+                    ])
+                    .body::<StockAdjustRequest>()
+                }))
+        })
+        .rule(stock_change_is_not_zero)
+}
+
+/// A stock change of zero changes nothing and is refused: the schema says so with `not`.
+fn stock_change_is_not_zero(schemas: &mut Schemas) {
+    let delta = object_mut(schemas.get_mut("StockAdjustRequest"))
+        .and_then(|stock| object_mut(stock.properties.get_mut("delta")));
+    if let Some(delta) = delta {
+        delta
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("not".to_owned(), serde_json::json!({"const": 0}));
+    }
 }
 
 /// The product id in the path (see [`path_uuid`]).
@@ -53,14 +104,14 @@ fn product_id(raw: &str, admin_route: Option<&Principal>) -> Result<ProductId, A
     path = "/v1/products",
     tag = "products",
     operation_id = "listProducts",
-    params(ProductListQuery, crate::openapi::IfNoneMatch),
+    params(ProductListQuery, crate::etag::IfNoneMatch),
     responses(
         (status = 200, description = "A page of products.", body = PageView<ProductView>,
             headers(
                 ("ETag" = String, description = "Strong validator of the page."),
                 ("Cache-Control" = String, description = "`public, no-cache`: revalidate before each use."),
             ),
-            example = crate::openapi::examples::product_page),
+            example = examples::product_page),
         (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
             headers(
                 ("ETag" = String, description = "The current validator."),
@@ -92,7 +143,7 @@ async fn list(
     operation_id = "getProduct",
     params(
         ("id" = uuid::Uuid, Path, description = "The product's id."),
-        crate::openapi::IfNoneMatch,
+        crate::etag::IfNoneMatch,
     ),
     responses(
         (status = 200, description = "The product.", body = ProductView,
@@ -100,7 +151,7 @@ async fn list(
                 ("ETag" = String, description = "Strong validator of the representation."),
                 ("Cache-Control" = String, description = "`public, no-cache`: revalidate before each use."),
             ),
-            example = crate::openapi::examples::product),
+            example = examples::product),
         (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
             headers(
                 ("ETag" = String, description = "The current validator."),
@@ -160,7 +211,7 @@ impl Representation<Product> for ProductBody {
     responses(
         (status = 201, description = "Created.", body = ProductView,
             headers(("Location" = String, description = "The new product: `/v1/products/{id}`.")),
-            example = crate::openapi::examples::product),
+            example = examples::product),
     ),
 )]
 async fn create(
@@ -188,7 +239,7 @@ async fn create(
     request_body = UpdateProductRequest,
     responses(
         (status = 200, description = "The updated product.", body = ProductView,
-            example = crate::openapi::examples::product),
+            example = examples::product),
     ),
 )]
 async fn update(
@@ -240,7 +291,7 @@ async fn delete(
     request_body = StockAdjustRequest,
     responses(
         (status = 200, description = "The product with its new stock.", body = ProductView,
-            example = crate::openapi::examples::product),
+            example = examples::product),
     ),
 )]
 async fn adjust_stock(

@@ -26,11 +26,18 @@ use serde::Serialize;
 use strata_services::Failure;
 use strata_services::exports::{Export, ExportFormat, ExportRows};
 
-use crate::dto::{ExportQuery, OrderExportView, UserExportView};
+use self::dto::{ExportQuery, OrderExportView, UserExportView};
+use strata_services::ExportError;
+use strata_services::exports::ExportParams;
+
 use crate::extract::Authenticated;
-use crate::problem::ApiError;
+use crate::operation;
+use crate::problem::{ApiError, ProblemCode};
 use crate::request_id;
+use crate::routing::{Problems, Routes};
 use crate::state::AppState;
+
+pub mod dto;
 
 /// Encoded bytes gathered before a chunk is handed to actix: about its write buffer's size.
 pub const CHUNK_BYTES: usize = 32 * 1024;
@@ -39,13 +46,44 @@ pub const CSV: &str = "text/csv; charset=utf-8";
 /// `Content-Type` of an ndjson export.
 pub const NDJSON: &str = "application/x-ndjson";
 
-/// Mounts the routes under the enclosing scope.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/admin/exports")
-            .service(web::resource("/users").route(web::get().to(users)))
-            .service(web::resource("/orders").route(web::get().to(orders))),
-    );
+/// The exports' routes and documentation.
+pub(crate) fn routes() -> Routes {
+    Routes::new("/v1")
+        .tag(
+            "exports",
+            "The admin's bulk exports of users and orders: ndjson or CSV, streamed in constant memory.",
+        )
+        .scope("/admin/exports", |routes| {
+            routes
+                .route(operation!(users, problems))
+                .route(operation!(orders, problems))
+        })
+}
+
+/// What an export can answer: a caller who is no admin, a range that ends before it starts, an
+/// unknown format.
+fn problems() -> Problems {
+    Problems::of([ExportError::Forbidden.into(), export_range_invalid()]).query_invalid(
+        ApiError::validation(strata_domain::ValidationErrors(
+            ExportFormat::parse(Some("xlsx"))
+                .err()
+                .into_iter()
+                .collect(),
+        )),
+    )
+}
+
+/// An export range that ends before it starts, as the export use case refuses it.
+fn export_range_invalid() -> ApiError {
+    let params = ExportParams {
+        format: None,
+        from: Some("2026-12-01T00:00:00Z".to_owned()),
+        to: Some("2026-11-01T00:00:00Z".to_owned()),
+    };
+    match params.validate() {
+        Err(errors) => ExportError::Validation(errors).into(),
+        Ok(_) => ApiError::new(ProblemCode::ValidationFailed, "to must be later than from"),
+    }
 }
 
 /// Export users (admin).

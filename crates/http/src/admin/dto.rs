@@ -9,7 +9,10 @@ use strata_services::{Dashboard, ReportInput};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{MoneyView, rfc3339, rfc3339_opt};
+use strata_domain::{ReportKind, ReportStatus};
+
+use crate::dto::schemas::one_of;
+use crate::dto::{MoneyView, rfc3339, rfc3339_opt};
 
 /// A product and the units of it sold.
 #[derive(Debug, Serialize, ToSchema)]
@@ -173,7 +176,7 @@ impl From<Dashboard> for DashboardView {
 #[schema(examples(json!({"kind": "sales", "from": "2026-10-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"})))]
 pub struct CreateReportRequest {
     /// What to report on: `sales`.
-    #[schema(required = true, schema_with = crate::openapi::schemas::report_kind)]
+    #[schema(required = true, schema_with = report_kind)]
     pub kind: Option<String>,
     /// The first instant covered (RFC 3339, any offset).
     #[schema(value_type = String, format = DateTime, required = true, examples("2026-10-01T00:00:00Z"))]
@@ -258,10 +261,10 @@ pub struct ReportView {
     /// Identifier.
     pub id: Uuid,
     /// `sales`.
-    #[schema(schema_with = crate::openapi::schemas::report_kind)]
+    #[schema(schema_with = report_kind)]
     pub kind: &'static str,
     /// `queued`, `running`, then `done` or `failed`.
-    #[schema(schema_with = crate::openapi::schemas::report_status)]
+    #[schema(schema_with = report_status)]
     pub status: &'static str,
     /// The first instant covered (UTC).
     #[serde(serialize_with = "rfc3339")]
@@ -317,4 +320,19 @@ impl From<Report> for ReportView {
             result: report.result.map(Into::into),
         }
     }
+}
+
+/// What a report is about.
+fn report_kind() -> utoipa::openapi::schema::Object {
+    let kinds: Vec<&'static str> = ReportKind::ALL.iter().map(|k| k.as_str()).collect();
+    one_of(&kinds, "`sales`.")
+}
+
+/// Where a report is.
+fn report_status() -> utoipa::openapi::schema::Object {
+    let statuses: Vec<&'static str> = ReportStatus::ALL.iter().map(|s| s.as_str()).collect();
+    one_of(
+        &statuses,
+        "`queued`, `running` (a worker is on it, or will retry it), then `done` or `failed`.",
+    )
 }

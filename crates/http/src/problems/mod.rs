@@ -4,11 +4,15 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
+use crate::operation;
 use crate::problem::{ApiError, ProblemCode};
+use crate::routing::{Problems, Routes};
 
-/// Mounts the routes at the root.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/problems/{code}").route(web::get().to(page)));
+/// The problem pages' route and documentation (at the root, outside `/v1`).
+pub(crate) fn routes() -> Routes {
+    Routes::new("").route(operation!(page, || {
+        Problems::of([ApiError::new(ProblemCode::NotFound, "no such problem type")])
+    }))
 }
 
 /// A problem type, as JSON.
