@@ -14,7 +14,7 @@ pub fn path() -> PathBuf {
 
 /// The document as committed: pretty-printed JSON with a trailing newline.
 pub fn generate() -> anyhow::Result<String> {
-    strata_http::docs::to_pretty_json(&strata_http::docs::document())
+    strata_http::docs::to_pretty_json(&strata_http::document())
         .context("serialising the OpenAPI document")
 }
 

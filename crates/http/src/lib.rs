@@ -38,7 +38,11 @@ pub mod users;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Compress, from_fn};
-use actix_web::{App, HttpRequest, HttpResponse, web};
+use std::collections::BTreeMap;
+
+use actix_web::{App, web};
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi as Document;
 
 pub use health::Health;
 pub use problem::{ApiError, ProblemCode};
@@ -60,6 +64,7 @@ pub fn build_app(
     let hsts = state.edge.hsts().cloned();
     App::new()
         .app_data(web::Data::new(state))
+        .app_data(web::Data::new(docs::Source(document)))
         .app_data(
             web::PathConfig::default().error_handler(|_, _| {
                 ApiError::new(ProblemCode::NotFound, "no such resource").into()
@@ -72,7 +77,7 @@ pub fn build_app(
             .into()
         }))
         .configure(mount)
-        .default_service(web::to(unmatched))
+        .default_service(web::to(routing::unmatched))
         // Innermost first; edge.rs explains the order.
         .wrap(from_fn(edge::guard))
         .wrap(Compress::default())
@@ -117,10 +122,168 @@ fn mount(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// No route matched.
-async fn unmatched(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        ProblemCode::NotFound,
-        format!("no route for {} {}", req.method(), req.path()),
-    ))
+/// The complete OpenAPI 3.1 document: what every area mounts, as its attributes describe it, with
+/// the problems each operation can answer.
+pub fn document() -> Document {
+    let mut document = docs::Info::openapi();
+    let mut schemas = Vec::new();
+    let mut tags = Vec::new();
+    let mut rules = Vec::new();
+    let mut problems = BTreeMap::new();
+    for area in areas() {
+        tags.extend(area.tags().iter().cloned());
+        rules.extend(area.rules());
+        for described in area.describe(&mut schemas) {
+            document.paths.add_path_operation(
+                &described.path,
+                vec![described.method.clone()],
+                described.operation,
+            );
+            problems.insert(
+                (
+                    described.path,
+                    docs::catalogue::method_name(&described.method),
+                ),
+                described.problems,
+            );
+        }
+    }
+    document.tags = Some(tags);
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(schemas);
+    docs::catalogue::complete(&mut document, problems);
+    if let Some(components) = document.components.as_mut() {
+        for rule in rules {
+            rule(&mut components.schemas);
+        }
+    }
+    document
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// The module of the crate each file belongs to: its first path component (`catalog` for
+    /// `catalog/dto.rs`), `lib` for the crate root.
+    fn module_of(relative: &Path) -> String {
+        let first = relative
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        first.trim_end_matches(".rs").to_owned()
+    }
+
+    /// Every `crate::<name>` a file's code (not its comments) names.
+    fn named_modules(source: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for line in source.lines() {
+            let code = line.split("//").next().unwrap_or_default();
+            for (at, _) in code.match_indices("crate::") {
+                let name: String = code[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                names.insert(name);
+            }
+        }
+        names
+    }
+
+    /// Module → modules it imports, from every file under `src/`; an item of the crate root
+    /// (`crate::areas`) counts as `lib`.
+    fn imports() -> BTreeMap<String, BTreeSet<String>> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![root.clone()];
+        let mut sources = Vec::new();
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).expect("src is readable") {
+                    files.push(entry.expect("a directory entry").path());
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let relative = path.strip_prefix(&root).expect("under src").to_owned();
+                sources.push((
+                    module_of(&relative),
+                    std::fs::read_to_string(&path).expect("a file"),
+                ));
+            }
+        }
+        let modules: BTreeSet<String> = sources.iter().map(|(m, _)| m.clone()).collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (module, source) in &sources {
+            let edges = graph.entry(module.clone()).or_default();
+            for name in named_modules(source) {
+                let target = if modules.contains(&name) {
+                    name
+                } else {
+                    "lib".to_owned()
+                };
+                if target != *module {
+                    edges.insert(target);
+                }
+            }
+        }
+        graph
+    }
+
+    /// A circle through `from`, if one exists, skipping imports of `state` (`AppState`, which
+    /// every handler takes and which holds the edge and the health checks).
+    fn circle(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> Option<Vec<String>> {
+        let mut stack = vec![vec![from.to_owned()]];
+        let mut seen = BTreeSet::new();
+        while let Some(path) = stack.pop() {
+            let last = path.last().cloned().unwrap_or_default();
+            for next in graph.get(&last).into_iter().flatten() {
+                if next == "state" {
+                    continue;
+                }
+                let mut longer = path.clone();
+                longer.push(next.clone());
+                if next == from {
+                    return Some(longer);
+                }
+                if seen.insert(next.clone()) {
+                    stack.push(longer);
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn no_module_imports_itself_in_a_circle_but_through_app_state() {
+        let graph = imports();
+        assert!(graph.contains_key("catalog") && graph["catalog"].contains("routing"));
+        let circles: Vec<String> = graph
+            .keys()
+            .filter_map(|module| circle(&graph, module))
+            .map(|circle| circle.join(" → "))
+            .collect();
+        assert!(circles.is_empty(), "import circles: {circles:#?}");
+    }
+
+    #[test]
+    fn a_circle_is_found_and_app_state_breaks_none() {
+        let graph: BTreeMap<String, BTreeSet<String>> = [
+            ("a", vec!["b"]),
+            ("b", vec!["c", "state"]),
+            ("c", vec!["a"]),
+            ("state", vec!["d"]),
+            ("d", vec!["state"]),
+        ]
+        .into_iter()
+        .map(|(m, to)| (m.to_owned(), to.into_iter().map(str::to_owned).collect()))
+        .collect();
+        assert_eq!(
+            circle(&graph, "a").map(|c| c.join(" → ")),
+            Some("a → b → c → a".to_owned())
+        );
+        assert_eq!(circle(&graph, "d"), None);
+    }
 }

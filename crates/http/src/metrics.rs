@@ -35,7 +35,7 @@ pub fn build_metrics_app(
     App::new()
         .app_data(web::Data::new(exporter))
         .service(web::resource("/metrics").route(web::get().to(render)))
-        .default_service(web::to(crate::unmatched))
+        .default_service(web::to(crate::routing::unmatched))
 }
 
 /// Every metric of the process in the Prometheus text format.

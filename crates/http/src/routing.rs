@@ -5,30 +5,28 @@
 //! The server mounts the handler at the path and method the attribute documents, and the OpenAPI
 //! document is assembled from the same list, so a route cannot be served undocumented, documented
 //! unserved, or mounted at another path than the one its documentation names. Write operations
-//! with [`operation!`](crate::operation).
+//! with `operation!`.
 
 use std::collections::BTreeMap;
 
 use actix_web::http::Method;
-use actix_web::{FromRequest, Handler, Responder, web};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web};
 use serde::de::DeserializeOwned;
 use strata_domain::{FieldError, PageLimit, ValidationErrors};
 use utoipa::openapi::path::{HttpMethod, Operation as Documented};
 use utoipa::openapi::tag::{Tag, TagBuilder};
 use utoipa::openapi::{RefOr, Schema};
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ProblemCode};
 
 /// The schemas of a document, by name.
 pub(crate) type Schemas = BTreeMap<String, RefOr<Schema>>;
 
 /// One operation: `#[utoipa::path]`-documented handler, mounted where its documentation says,
 /// with its problems. `operation!(handler)` or `operation!(handler, || Problems::of([…]))`.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! operation {
     ($handler:ident) => {
-        $crate::operation!($handler, $crate::routing::Problems::none)
+        $crate::routing::operation!($handler, $crate::routing::Problems::none)
     };
     ($handler:ident, $problems:expr) => {
         ::pastey::paste! {
@@ -37,7 +35,17 @@ macro_rules! operation {
     };
 }
 
-/// What an operation can answer beyond what its shape implies (see `crate::docs`): the use
+pub(crate) use operation;
+
+/// No route matched: 404 naming the method and path.
+pub(crate) async fn unmatched(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ProblemCode::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+/// What an operation can answer beyond what its shape implies (see the docs area's catalogue): the use
 /// case's own errors, and the validation failures of its body and query when they differ from
 /// the usual ones.
 #[derive(Default)]

@@ -41,7 +41,7 @@ fn committed_path() -> PathBuf {
 }
 
 fn generated() -> String {
-    openapi::to_pretty_json(&openapi::document()).expect("the document serialises")
+    openapi::to_pretty_json(&strata_http::document()).expect("the document serialises")
 }
 
 fn document() -> Value {

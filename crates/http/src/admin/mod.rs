@@ -14,9 +14,8 @@ use strata_services::{DashboardError, ReportError};
 use self::dto::{CreateReportRequest, DashboardView, ReportView};
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, path_uuid};
-use crate::operation;
 use crate::problem::{ApiError, ProblemCode};
-use crate::routing::{Problems, Routes};
+use crate::routing::{Problems, Routes, operation};
 use crate::state::AppState;
 
 pub mod dto;

@@ -8,9 +8,8 @@ use strata_services::AuthError;
 
 use self::dto::{LoginRequest, RefreshRequest, RegisterRequest, RegisteredView, TokensView};
 use crate::extract::{ApiJson, Authenticated};
-use crate::operation;
 use crate::problem::ApiError;
-use crate::routing::{Problems, Routes, Schemas, object_mut};
+use crate::routing::{Problems, Routes, Schemas, object_mut, operation};
 use crate::state::AppState;
 
 pub mod dto;

@@ -13,9 +13,8 @@ use self::dto::{
 use crate::dto::{PageQuery, PageView};
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, IDEMPOTENT_REPLAYED, idempotency_key};
-use crate::operation;
 use crate::problem::ApiError;
-use crate::routing::{Problems, Routes};
+use crate::routing::{Problems, Routes, operation};
 use crate::state::AppState;
 
 pub mod dto;

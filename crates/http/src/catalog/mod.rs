@@ -13,9 +13,8 @@ use self::dto::{
 use crate::dto::PageView;
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, path_uuid};
-use crate::operation;
 use crate::problem::ApiError;
-use crate::routing::{Problems, Routes, Schemas, object_mut};
+use crate::routing::{Problems, Routes, Schemas, object_mut, operation};
 use crate::state::AppState;
 
 pub mod dto;

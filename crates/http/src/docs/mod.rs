@@ -15,8 +15,7 @@
 //!   `title`, `status`, `code` and `detail` come from the catalogue), and the examples are grouped
 //!   by status into one `application/problem+json` response per status.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,9 +23,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Document;
 
 use crate::etag::{self, IfNoneMatch};
-use crate::operation;
 use crate::problem::{ApiError, ProblemCode};
-use crate::routing::{Problems, Routes};
+use crate::routing::{Problems, Routes, operation};
 
 pub(crate) mod catalogue;
 
@@ -79,45 +77,7 @@ over OTLP when configured); problem bodies then carry its `trace_id`.";
     description = INTRO,
     license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
 ))]
-struct Info;
-
-/// The complete OpenAPI 3.1 document: what every area mounts, as its attributes describe it, with
-/// the problems each operation can answer.
-pub fn document() -> Document {
-    let mut document = Info::openapi();
-    let mut schemas = Vec::new();
-    let mut tags = Vec::new();
-    let mut rules = Vec::new();
-    let mut problems = BTreeMap::new();
-    for area in crate::areas() {
-        tags.extend(area.tags().iter().cloned());
-        rules.extend(area.rules());
-        for described in area.describe(&mut schemas) {
-            document.paths.add_path_operation(
-                &described.path,
-                vec![described.method.clone()],
-                described.operation,
-            );
-            problems.insert(
-                (described.path, catalogue::method_name(&described.method)),
-                described.problems,
-            );
-        }
-    }
-    document.tags = Some(tags);
-    document
-        .components
-        .get_or_insert_with(Default::default)
-        .schemas
-        .extend(schemas);
-    catalogue::complete(&mut document, problems);
-    if let Some(components) = document.components.as_mut() {
-        for rule in rules {
-            rule(&mut components.schemas);
-        }
-    }
-    document
-}
+pub struct Info;
 
 /// `document` as written to `docs/openapi.json` and served at `/openapi.json`: pretty-printed JSON
 /// with a trailing newline.
@@ -127,15 +87,24 @@ pub fn to_pretty_json(document: &Document) -> serde_json::Result<String> {
     Ok(json)
 }
 
-/// The served document and its ETag, built once.
-static SERVED: LazyLock<Result<(String, String), String>> = LazyLock::new(|| {
-    to_pretty_json(&document())
-        .map(|json| {
-            let tag = etag::of(json.as_bytes());
-            (json, tag)
-        })
-        .map_err(|error| error.to_string())
-});
+/// Where the docs area finds the document it serves: the crate root assembles it from every area
+/// (this one included), and hands it over as app data.
+#[derive(Debug, Clone, Copy)]
+pub struct Source(pub fn() -> Document);
+
+/// The served document and its ETag, built on first use.
+static SERVED: OnceLock<Result<(String, String), String>> = OnceLock::new();
+
+fn served(source: Source) -> &'static Result<(String, String), String> {
+    SERVED.get_or_init(|| {
+        to_pretty_json(&(source.0)())
+            .map(|json| {
+                let tag = etag::of(json.as_bytes());
+                (json, tag)
+            })
+            .map_err(|error| error.to_string())
+    })
+}
 
 /// `/openapi.json`, `/docs`, `/docs/` and `/docs/{file}` (at the root, outside `/v1`: never rate
 /// limited).
@@ -176,8 +145,11 @@ pub(crate) fn routes() -> Routes {
             )),
     ),
 )]
-pub async fn openapi_json(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (json, tag) = SERVED
+pub async fn openapi_json(
+    req: HttpRequest,
+    source: web::Data<Source>,
+) -> Result<HttpResponse, ApiError> {
+    let (json, tag) = served(**source)
         .as_ref()
         .map_err(|error| ApiError::internal(anyhow::anyhow!("openapi document: {error}")))?;
     let fresh = etag::matches(&req, tag);

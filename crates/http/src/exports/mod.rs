@@ -31,10 +31,9 @@ use strata_services::ExportError;
 use strata_services::exports::ExportParams;
 
 use crate::extract::Authenticated;
-use crate::operation;
 use crate::problem::{ApiError, ProblemCode};
 use crate::request_id;
-use crate::routing::{Problems, Routes};
+use crate::routing::{Problems, Routes, operation};
 use crate::state::AppState;
 
 pub mod dto;

@@ -32,8 +32,7 @@ use utoipa::ToSchema;
 use utoipa::openapi::schema::Object;
 
 use crate::dto::schemas::one_of;
-use crate::operation;
-use crate::routing::Routes;
+use crate::routing::{Routes, operation};
 use crate::state::AppState;
 
 mod examples;

@@ -9,9 +9,8 @@ use self::dto::{OrderListQuery, OrderView, PlaceOrderRequest};
 use crate::dto::PageView;
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, IDEMPOTENT_REPLAYED, idempotency_key, path_uuid};
-use crate::operation;
 use crate::problem::ApiError;
-use crate::routing::{Problems, Routes};
+use crate::routing::{Problems, Routes, operation};
 use crate::state::AppState;
 
 pub mod dto;

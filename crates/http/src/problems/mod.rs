@@ -4,9 +4,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use crate::operation;
 use crate::problem::{ApiError, ProblemCode};
-use crate::routing::{Problems, Routes};
+use crate::routing::{Problems, Routes, operation};
 
 /// The problem pages' route and documentation (at the root, outside `/v1`).
 pub(crate) fn routes() -> Routes {

@@ -10,9 +10,8 @@ use self::dto::{UpdateMeRequest, UserView};
 use crate::dto::{PageQuery, PageView};
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, path_uuid};
-use crate::operation;
 use crate::problem::ApiError;
-use crate::routing::{Problems, Routes, Schemas, object_mut};
+use crate::routing::{Problems, Routes, Schemas, object_mut, operation};
 use crate::state::AppState;
 
 pub mod dto;
