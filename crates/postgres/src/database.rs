@@ -664,7 +664,8 @@ pub fn with_database(url: &str, database: &str) -> String {
     }
 }
 
-/// Maps a driver error that no port names: connection loss is transient, the rest unexpected.
+/// Maps a driver error that no port names: what a retry can get past is transient (503 with
+/// `Retry-After`), the rest unexpected (500).
 pub(crate) fn map_error(error: DieselError) -> PortError {
     match &error {
         // The connection died under the query (the server crashed or is shutting down): the
@@ -674,11 +675,34 @@ pub(crate) fn map_error(error: DieselError) -> PortError {
             _,
         )
         | DieselError::BrokenTransactionManager => PortError::unavailable(error),
-        DieselError::DatabaseError(_, info) if is_shutdown_message(info.message()) => {
+        // A server that became a read-only standby (a failover moved the primary away), or a
+        // transaction that lost a serialization race: nothing was written, and the same request
+        // succeeds against the new primary or on a second try.
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ReadOnlyTransaction | DatabaseErrorKind::SerializationFailure,
+            _,
+        ) => PortError::unavailable(error),
+        DieselError::DatabaseError(_, info)
+            if is_shutdown_message(info.message()) || is_transient_message(info.message()) =>
+        {
             PortError::unavailable(error)
         }
         _ => PortError::unexpected(error),
     }
+}
+
+/// The messages of the other refusals a retry gets past, which diesel reports without a
+/// dedicated kind (and without their SQLSTATE): a deadlock victim (40P01), a statement cancelled
+/// by an operator or a timeout (57014), a server or role out of connection slots (53300), a lock
+/// not available at once (55P03). PostgreSQL writes them in its `lc_messages` language; these are
+/// its English ones, which a server in another language does not match (they stay 500).
+fn is_transient_message(message: &str) -> bool {
+    message.starts_with("deadlock detected")
+        || message.starts_with("canceling statement due to")
+        || message.starts_with("sorry, too many clients already")
+        || message.starts_with("too many connections for")
+        || message.starts_with("remaining connection slots are reserved")
+        || message.starts_with("could not obtain lock on")
 }
 
 /// The messages of SQLSTATE 57P01–57P03 (administrator shutdown, crash shutdown, cannot connect
@@ -1137,5 +1161,174 @@ mod tests {
         drop(guard);
         let spans = recorder.spans.lock().unwrap().clone();
         assert_eq!(spans, [Some("INSERT".to_owned()), None]);
+    }
+
+    #[test]
+    fn refusals_a_retry_gets_past_are_unavailable_and_the_rest_unexpected() {
+        let database_error =
+            |kind, message: &str| DieselError::DatabaseError(kind, Box::new(message.to_owned()));
+        for transient in [
+            database_error(
+                DatabaseErrorKind::ReadOnlyTransaction,
+                "cannot execute UPDATE in a read-only transaction",
+            ),
+            database_error(
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize access due to concurrent update",
+            ),
+            database_error(DatabaseErrorKind::Unknown, "deadlock detected"),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to user request",
+            ),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to statement timeout",
+            ),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "sorry, too many clients already",
+            ),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "too many connections for role \"strata\"",
+            ),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "could not obtain lock on row in relation \"products\"",
+            ),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            database_error(DatabaseErrorKind::ClosedConnection, "connection closed"),
+        ] {
+            let shown = format!("{transient:?}");
+            assert!(
+                matches!(map_error(transient), PortError::Unavailable(_)),
+                "{shown} is transient"
+            );
+        }
+        for unexpected in [
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "column \"colour\" does not exist",
+            ),
+            database_error(
+                DatabaseErrorKind::CheckViolation,
+                "violates check constraint",
+            ),
+            DieselError::NotFound,
+        ] {
+            let shown = format!("{unexpected:?}");
+            assert!(
+                matches!(map_error(unexpected), PortError::Unexpected(_)),
+                "{shown} is a bug, not a transient refusal"
+            );
+        }
+    }
+
+    /// A failover leaves the application on a server that refuses writes (the old primary, now a
+    /// standby, or a new primary not yet promoted): writes are 503 until a connection reaches a
+    /// writable server, then everything works again without a restart.
+    #[tokio::test]
+    async fn a_database_turned_read_only_refuses_writes_as_unavailable_then_recovers() {
+        use diesel_async::SimpleAsyncConnection as _;
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let admin = test_db.direct();
+        let flip = async |read_only: bool| {
+            let mut conn = admin.connection().await.unwrap();
+            let setting = if read_only { "on" } else { "off" };
+            conn.batch_execute(&format!(
+                "ALTER DATABASE \"{}\" SET default_transaction_read_only = {setting}",
+                test_db.name()
+            ))
+            .await
+            .unwrap();
+            // What a failover does to the connections of the old primary.
+            conn.batch_execute(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                test_db.name()
+            ))
+            .await
+            .unwrap();
+        };
+        let db = test_db.database();
+        let write = async || -> Result<(), Answer> {
+            db.in_transaction(Transaction::Write, async |conn| {
+                Ok(add_user(conn, uuid::Uuid::now_v7()).await?)
+            })
+            .await
+        };
+        write().await.expect("a writable database takes the write");
+        flip(true).await;
+        // The first call may meet a connection the termination closed (also unavailable).
+        for _ in 0..3 {
+            match write().await {
+                Err(Answer::Port(PortError::Unavailable(_))) => {}
+                other => panic!("a read-only database's refusal is transient: {other:?}"),
+            }
+        }
+        let reads = crate::testing::count(&db, "SELECT count(*) AS n FROM users").await;
+        assert!(reads.is_ok(), "reads go on: {reads:?}");
+        flip(false).await;
+        let mut recovered = false;
+        for _ in 0..3 {
+            if write().await.is_ok() {
+                recovered = true;
+                break;
+            }
+        }
+        assert!(recovered, "writes work again once the server is writable");
+    }
+
+    /// Two transactions that lock the same rows in opposite orders: PostgreSQL ends one as the
+    /// deadlock's victim, which is a transient refusal, and the other commits.
+    #[tokio::test]
+    async fn the_victim_of_a_deadlock_is_unavailable_and_the_other_commits() {
+        use diesel::sql_types::Uuid as SqlUuid;
+        use diesel_async::RunQueryDsl;
+        let test_db = crate::testing::TestDatabase::create().await.unwrap();
+        let db = test_db.roomy();
+        let (first, second) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        for id in [first, second] {
+            let result: Result<(), Answer> = db
+                .in_transaction(Transaction::Write, async |conn| {
+                    Ok(add_user(conn, id).await?)
+                })
+                .await;
+            result.unwrap();
+        }
+        let both_hold_one = tokio::sync::Barrier::new(2);
+        let lock_in_order = async |one: uuid::Uuid, other: uuid::Uuid| -> Result<(), Answer> {
+            db.in_transaction(Transaction::Write, async |conn| {
+                for (index, id) in [one, other].into_iter().enumerate() {
+                    diesel::sql_query("UPDATE users SET display_name = 'Locked' WHERE id = $1")
+                        .bind::<SqlUuid, _>(id)
+                        .execute(conn)
+                        .await?;
+                    if index == 0 {
+                        both_hold_one.wait().await;
+                    }
+                }
+                Ok(())
+            })
+            .await
+        };
+        let (a, b) = tokio::join!(lock_in_order(first, second), lock_in_order(second, first));
+        let outcomes = [a, b];
+        assert_eq!(
+            outcomes.iter().filter(|outcome| outcome.is_ok()).count(),
+            1,
+            "one commits: {outcomes:?}"
+        );
+        assert!(
+            outcomes.iter().any(|outcome| matches!(
+                outcome,
+                Err(Answer::Port(PortError::Unavailable(cause))) if cause.to_string().contains("deadlock")
+            )),
+            "the victim is told to retry: {outcomes:?}"
+        );
     }
 }

@@ -184,6 +184,11 @@ impl TestDatabase {
         Ok(Self { name, url, db })
     }
 
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The database's URL (through the pooler when [`POOLER_VARIABLE`] names one).
     pub fn url(&self) -> &str {
         &self.url
