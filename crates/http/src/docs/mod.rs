@@ -26,7 +26,7 @@ use crate::etag::{self, IfNoneMatch};
 use crate::problem::{ApiError, ProblemCode};
 use crate::routing::{Problems, Routes, operation};
 
-pub(crate) mod catalogue;
+pub mod catalogue;
 
 pub use catalogue::{BEARER, PROBLEM_JSON};
 
