@@ -75,8 +75,11 @@ pub struct RenewalPass {
     pub renewed: usize,
     /// Subscriptions marked to end at the period's end that ended.
     pub cancelled: usize,
-    /// Due subscriptions looked at (renewed + cancelled + skipped); a full batch means more may
-    /// be due.
+    /// Due subscriptions set aside because the renewal could not read or decide on them (each
+    /// logged with its reason, and skipped by later passes until repaired).
+    pub quarantined: usize,
+    /// Due subscriptions looked at (renewed + cancelled + quarantined + skipped); a full batch
+    /// means more may be due.
     pub examined: usize,
 }
 

@@ -357,6 +357,7 @@ const DUE_SQL: &str = "\
            s.updated_at, p.code, p.name, p.price_minor, p.currency, p.interval, p.active \
     FROM subscriptions s JOIN plans p ON p.code = s.plan_code \
     WHERE s.status = 'active' AND s.current_period_end <= $1 \
+      AND s.renewal_quarantined_at IS NULL \
     ORDER BY s.current_period_end, s.id \
     LIMIT $2 \
     FOR UPDATE OF s SKIP LOCKED";
@@ -396,6 +397,48 @@ impl RenewalInvoices {
     }
 }
 
+/// What the renewal decided for one due subscription: its new periods, each with its invoice
+/// line, the subscription as they leave it, and the instant it ended if it was set to end.
+struct RowRenewal {
+    subscription: Subscription,
+    periods: Vec<(DateTime<Utc>, DateTime<Utc>, InvoiceLine)>,
+    ended_at: Option<DateTime<Utc>>,
+}
+
+/// Every elapsed period of one due subscription at once, each with its own invoice, so that a
+/// subscription left in the batch is never still due afterwards (a short batch means nothing is
+/// due). Each renewal moves the period's end strictly forward, so the loop ends. An error means
+/// the row cannot be read or decided on.
+fn renew_row(row: DueRow, now: DateTime<Utc>) -> anyhow::Result<RowRenewal> {
+    let plan = row.plan.into_plan()?;
+    let mut subscription = row.subscription.into_subscription()?;
+    let mut periods = Vec::new();
+    let mut ended_at = None;
+    loop {
+        match decide_renewal(&subscription, &plan, now)? {
+            RenewalDecision::NotDue => break,
+            RenewalDecision::Cancel { at } => {
+                ended_at = Some(at);
+                break;
+            }
+            RenewalDecision::Renew {
+                period_start,
+                period_end,
+                line,
+            } => {
+                subscription.current_period_start = period_start;
+                subscription.current_period_end = period_end;
+                periods.push((period_start, period_end, line));
+            }
+        }
+    }
+    Ok(RowRenewal {
+        subscription,
+        periods,
+        ended_at,
+    })
+}
+
 /// [`SubscriptionRepository::renew_due`] inside its transaction.
 async fn renew_due_in(
     conn: &mut AsyncPgConnection,
@@ -416,42 +459,56 @@ async fn renew_due_in(
     let (mut renewed_ids, mut period_starts, mut period_ends) =
         (Vec::new(), Vec::new(), Vec::new());
     let (mut ended_ids, mut ended_at) = (Vec::new(), Vec::new());
+    let (mut quarantined_ids, mut reasons) = (Vec::new(), Vec::new());
     for row in due {
-        let plan = row.plan.into_plan().map_err(Abort::port)?;
-        let mut subscription = row.subscription.into_subscription().map_err(Abort::port)?;
-        let mut periods = 0_usize;
-        // Every elapsed period at once, each with its own invoice, so that a subscription left
-        // in the batch is never still due afterwards (a short batch means nothing is due). Each
-        // renewal moves the period's end strictly forward, so the loop ends.
-        loop {
-            match decide_renewal(&subscription, &plan, now).map_err(Abort::unexpected)? {
-                RenewalDecision::NotDue => break,
-                RenewalDecision::Cancel { at } => {
-                    ended_ids.push(subscription.id.0);
-                    ended_at.push(at);
-                    pass.cancelled += 1;
-                    break;
-                }
-                RenewalDecision::Renew {
-                    period_start,
-                    period_end,
-                    line,
-                } => {
-                    invoices
-                        .push(&subscription, period_start, period_end, &line)
-                        .map_err(Abort::port)?;
-                    subscription.current_period_start = period_start;
-                    subscription.current_period_end = period_end;
-                    periods += 1;
-                }
+        let id = row.subscription.id;
+        // One row the renewal cannot read or decide on must not stop every other renewal: it is
+        // set aside with its reason, and nothing of it is written.
+        let renewal = match renew_row(row, now) {
+            Ok(renewal) => renewal,
+            Err(error) => {
+                let reason = format!("{error:#}");
+                tracing::error!(
+                    subscription_id = %id,
+                    reason = %reason,
+                    "due subscription quarantined: renewals skip it until it is repaired"
+                );
+                quarantined_ids.push(id);
+                reasons.push(reason.chars().take(1000).collect::<String>());
+                pass.quarantined += 1;
+                continue;
             }
+        };
+        for (period_start, period_end, line) in &renewal.periods {
+            invoices
+                .push(&renewal.subscription, *period_start, *period_end, line)
+                .map_err(Abort::port)?;
         }
-        if periods > 0 {
-            renewed_ids.push(subscription.id.0);
-            period_starts.push(subscription.current_period_start);
-            period_ends.push(subscription.current_period_end);
+        if !renewal.periods.is_empty() {
+            renewed_ids.push(id);
+            period_starts.push(renewal.subscription.current_period_start);
+            period_ends.push(renewal.subscription.current_period_end);
             pass.renewed += 1;
         }
+        if let Some(at) = renewal.ended_at {
+            ended_ids.push(id);
+            ended_at.push(at);
+            pass.cancelled += 1;
+        }
+    }
+    if !quarantined_ids.is_empty() {
+        diesel::sql_query(
+            "UPDATE subscriptions AS s \
+             SET renewal_quarantined_at = $3, renewal_error = v.reason \
+             FROM unnest($1::uuid[], $2::text[]) AS v(id, reason) \
+             WHERE s.id = v.id",
+        )
+        .bind::<Array<SqlUuid>, _>(&quarantined_ids)
+        .bind::<Array<Text>, _>(&reasons)
+        .bind::<Timestamptz, _>(now)
+        .prepared()
+        .execute(conn)
+        .await?;
     }
 
     if !invoices.ids.is_empty() {

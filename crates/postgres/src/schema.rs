@@ -148,6 +148,8 @@ diesel::table! {
         cancelled_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        renewal_quarantined_at -> Nullable<Timestamptz>,
+        renewal_error -> Nullable<Text>,
     }
 }
 

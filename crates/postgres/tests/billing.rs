@@ -654,6 +654,7 @@ async fn drain(subscriptions: PgSubscriptionRepository, now: DateTime<Utc>) -> R
         assert!(pass.renewed + pass.cancelled <= pass.examined);
         total.renewed += pass.renewed;
         total.cancelled += pass.cancelled;
+        total.quarantined += pass.quarantined;
         total.examined += pass.examined;
         tokio::task::yield_now().await;
     }
@@ -843,6 +844,7 @@ async fn a_period_already_invoiced_is_not_billed_twice_even_past_the_row_locks()
         RenewalPass {
             renewed: 1,
             cancelled: 0,
+            quarantined: 0,
             examined: 1
         }
     );
@@ -903,5 +905,98 @@ async fn invoice_pages_walk_every_invoice_once_newest_first() -> anyhow::Result<
     assert_eq!(seen, all);
     let ids: HashSet<_> = seen.iter().map(|invoice| invoice.id).collect();
     assert_eq!(ids.len(), seen.len(), "every invoice once");
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Quarantine {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Timestamptz>)]
+    renewal_quarantined_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    renewal_error: Option<String>,
+}
+
+/// A due subscription the renewal cannot decide on (here: its plan is in a currency the domain
+/// does not know, which the table's check lets through) is set aside with its reason; every other
+/// due subscription is renewed, later passes skip it, and once repaired it is renewed again.
+#[tokio::test]
+async fn a_corrupt_due_subscription_is_quarantined_and_never_stops_the_others() -> anyhow::Result<()>
+{
+    let test_db = TestDatabase::create().await?;
+    let db = test_db.database();
+    let subscriptions = PgSubscriptionRepository::new(db.clone());
+    let basic = plan(&db, "basic-monthly").await;
+    let start = at(2027, 1, 10, 0);
+    let ada = user(&db, "ada@example.com").await;
+    let bob = user(&db, "bob@example.com").await;
+    let poisoned = created(
+        subscriptions
+            .create(&subscription(ada, &basic, start))
+            .await,
+    );
+    let healthy = created(
+        subscriptions
+            .create(&subscription(bob, &basic, start))
+            .await,
+    );
+    let mut conn = db.connection().await?;
+    diesel::sql_query(
+        "INSERT INTO plans (code, name, price_minor, currency, interval) \
+         VALUES ('legacy-monthly', 'Legacy', 500, 'XXX', 'month')",
+    )
+    .execute(&mut conn)
+    .await?;
+    diesel::sql_query("UPDATE subscriptions SET plan_code = 'legacy-monthly' WHERE id = $1")
+        .bind::<SqlUuid, _>(poisoned.subscription.id.0)
+        .execute(&mut conn)
+        .await?;
+    let due = at(2027, 2, 15, 0);
+    let pass = subscriptions.renew_due(due, 10).await?;
+    assert_eq!(
+        pass,
+        RenewalPass {
+            renewed: 1,
+            cancelled: 0,
+            quarantined: 1,
+            examined: 2
+        }
+    );
+    let renewed = subscriptions.current(bob).await?.expect("stored");
+    assert!(renewed.current_period_end > healthy.subscription.current_period_end);
+    let quarantine = |id: Uuid| {
+        diesel::sql_query(
+            "SELECT renewal_quarantined_at, renewal_error FROM subscriptions WHERE id = $1",
+        )
+        .bind::<SqlUuid, _>(id)
+    };
+    let set_aside = quarantine(poisoned.subscription.id.0)
+        .get_result::<Quarantine>(&mut conn)
+        .await?;
+    assert_eq!(set_aside.renewal_quarantined_at, Some(due));
+    let reason = set_aside.renewal_error.unwrap_or_default();
+    assert!(
+        reason.contains("legacy-monthly") && reason.contains("currency"),
+        "{reason}"
+    );
+    let unchanged = subscriptions.current(ada).await?.expect("stored");
+    assert_eq!(
+        unchanged.current_period_end, poisoned.subscription.current_period_end,
+        "nothing of a quarantined subscription is written"
+    );
+    assert_eq!(
+        subscriptions.renew_due(due, 10).await?,
+        RenewalPass::default(),
+        "later passes skip it"
+    );
+    // An operator repairs the row and clears the mark: the next pass renews it.
+    diesel::sql_query(
+        "UPDATE subscriptions SET plan_code = 'basic-monthly', renewal_quarantined_at = NULL, \
+                                  renewal_error = NULL WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(poisoned.subscription.id.0)
+    .execute(&mut conn)
+    .await?;
+    let repaired = subscriptions.renew_due(due, 10).await?;
+    assert_eq!((repaired.renewed, repaired.quarantined), (1, 0));
     Ok(())
 }

@@ -41,6 +41,7 @@ impl RenewDueSubscriptions {
             let pass = self.subscriptions.renew_due(now, self.batch).await?;
             total.renewed += pass.renewed;
             total.cancelled += pass.cancelled;
+            total.quarantined += pass.quarantined;
             total.examined += pass.examined;
             // A subscription several periods behind is renewed one period per batch: keep going
             // while batches are full or still renewing.
@@ -54,6 +55,7 @@ impl RenewDueSubscriptions {
         tracing::info!(
             renewed = total.renewed,
             cancelled = total.cancelled,
+            quarantined = total.quarantined,
             "renewal run finished"
         );
         Ok(total)

@@ -1409,6 +1409,7 @@ fn pass(renewed: usize, cancelled: usize, examined: usize) -> RenewalPass {
     RenewalPass {
         renewed,
         cancelled,
+        quarantined: 0,
         examined,
     }
 }
