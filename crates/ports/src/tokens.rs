@@ -75,10 +75,12 @@ pub struct TokenRevocation {
     pub revoked: bool,
     /// Every token of its user issued before this instant is revoked (a password or role change).
     pub not_before: Option<DateTime<Utc>>,
+    /// Every token of its session is revoked (the session was ended from another one, or itself).
+    pub session_revoked: bool,
 }
 
 /// Access tokens revoked before their expiry, shared by every instance: one token by its `jti`,
-/// or every token of a user issued before an instant.
+/// every token of one session, or every token of a user issued before an instant.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait TokenBlacklist: Send + Sync + 'static {
@@ -93,6 +95,20 @@ pub trait TokenBlacklist: Send + Sync + 'static {
         instant: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<(), PortError>;
-    /// Whether the token `jti` of `user` was revoked, and the user's not-before instant.
-    async fn lookup(&self, user: UserId, jti: Uuid) -> Result<TokenRevocation, PortError>;
+    /// Refuses every token of `user` in session `session`, for `ttl`. A zero `ttl` needs no entry
+    /// and succeeds.
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        session: Uuid,
+        ttl: Duration,
+    ) -> Result<(), PortError>;
+    /// Whether the token `jti` of `user` in session `session` was revoked, itself or with its
+    /// session, and the user's not-before instant: one round trip.
+    async fn lookup(
+        &self,
+        user: UserId,
+        session: Uuid,
+        jti: Uuid,
+    ) -> Result<TokenRevocation, PortError>;
 }

@@ -172,17 +172,29 @@ impl AccessRevocation {
         self.blacklist.revoke(user, jti, ttl).await
     }
 
-    /// Whether the token of `claims` was revoked, itself or with every earlier token of its user,
-    /// in one lookup.
+    /// Refuses every token of one session of `user`, issued until now, for as long as any
+    /// instance would accept one. The session must get no token afterwards (its refresh tokens
+    /// are revoked first).
+    pub async fn revoke_session(
+        &self,
+        user: UserId,
+        session_id: Uuid,
+    ) -> Result<(), strata_ports::PortError> {
+        let ttl = self.jwt.revocation_ttl_of_earlier_tokens(self.clock.now());
+        self.blacklist.revoke_session(user, session_id, ttl).await
+    }
+
+    /// Whether the token of `claims` was revoked, itself, with its session, or with every earlier
+    /// token of its user, in one lookup.
     pub async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, strata_ports::PortError> {
         let revocation = self
             .blacklist
-            .lookup(UserId(claims.sub), claims.jti)
+            .lookup(UserId(claims.sub), claims.sid, claims.jti)
             .await?;
         let issued_before_a_change = revocation
             .not_before
             .is_some_and(|not_before| claims.issued_at() < not_before);
-        Ok(revocation.revoked || issued_before_a_change)
+        Ok(revocation.revoked || revocation.session_revoked || issued_before_a_change)
     }
 
     /// Refuses every token of `user` issued before now, and returns that instant. A token issued
@@ -426,8 +438,8 @@ impl AuthService {
             .map(|claims| UserId(claims.sub))
     }
 
-    /// Verifies an access token and checks, in one lookup, that neither it nor every token of its
-    /// user issued before some instant (a password or role change) was revoked.
+    /// Verifies an access token and checks, in one lookup, that neither it, nor its session, nor
+    /// every token of its user issued before some instant (a password or role change) was revoked.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthError> {
         let claims = self.jwt.verify(access_token).map_err(|error| match error {
             JwtError::Expired => AuthError::TokenExpired,

@@ -600,12 +600,12 @@ async fn a_token_issued_before_its_users_not_before_is_revoked_even_within_the_s
         ports
             .blacklist
             .expect_lookup()
-            .with(eq(UserId(claims.sub)), eq(claims.jti))
+            .with(eq(UserId(claims.sub)), eq(claims.sid), eq(claims.jti))
             .times(1)
-            .returning(move |_, _| {
+            .returning(move |_, _, _| {
                 Ok(TokenRevocation {
-                    revoked: false,
                     not_before: Some(not_before),
+                    ..TokenRevocation::default()
                 })
             });
         let outcome = ports.service().authenticate(&token).await;
@@ -623,10 +623,10 @@ async fn a_token_issued_before_its_users_not_before_is_revoked_even_within_the_s
     // A token of an older version knows only its second, so it counts from the start of it.
     let (_, claims) = issued_at(not_before + us(1));
     let mut ports = Ports::new();
-    ports.blacklist.expect_lookup().returning(move |_, _| {
+    ports.blacklist.expect_lookup().returning(move |_, _, _| {
         Ok(TokenRevocation {
-            revoked: false,
             not_before: Some(not_before),
+            ..TokenRevocation::default()
         })
     });
     assert!(matches!(
@@ -642,11 +642,11 @@ async fn a_blacklisted_token_is_refused_as_revoked_and_an_unlisted_one_accepted(
     ports
         .blacklist
         .expect_lookup()
-        .with(eq(UserId(claims.sub)), eq(claims.jti))
-        .returning(|_, _| {
+        .with(eq(UserId(claims.sub)), eq(claims.sid), eq(claims.jti))
+        .returning(|_, _, _| {
             Ok(TokenRevocation {
                 revoked: true,
-                not_before: None,
+                ..TokenRevocation::default()
             })
         });
     assert!(matches!(
@@ -658,7 +658,7 @@ async fn a_blacklisted_token_is_refused_as_revoked_and_an_unlisted_one_accepted(
     ports
         .blacklist
         .expect_lookup()
-        .returning(|_, _| Ok(TokenRevocation::default()));
+        .returning(|_, _, _| Ok(TokenRevocation::default()));
     let principal = ports.service().authenticate(&token).await.expect("valid");
     assert_eq!(
         (principal.user_id, principal.jti),
@@ -673,7 +673,7 @@ async fn an_unreachable_blacklist_denies_by_default_and_allows_when_configured()
     let mut deny = Ports::new();
     deny.blacklist
         .expect_lookup()
-        .returning(|_, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+        .returning(|_, _, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
     let error = deny
         .service()
         .authenticate(&token)
@@ -689,7 +689,7 @@ async fn an_unreachable_blacklist_denies_by_default_and_allows_when_configured()
     allow
         .blacklist
         .expect_lookup()
-        .returning(|_, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+        .returning(|_, _, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
     let principal = allow.service().authenticate(&token).await.expect("allowed");
     assert_eq!(principal.jti, claims.jti);
 }
@@ -706,4 +706,26 @@ async fn garbage_and_expired_access_tokens_are_distinguished() {
         service.authenticate(&expired).await,
         Err(AuthError::TokenExpired)
     ));
+}
+
+#[tokio::test]
+async fn a_token_of_an_ended_session_is_refused_as_revoked() {
+    let (token, claims) = issued_at(now());
+    let mut ports = Ports::new();
+    ports
+        .blacklist
+        .expect_lookup()
+        .with(eq(UserId(claims.sub)), eq(claims.sid), eq(claims.jti))
+        .times(1)
+        .returning(|_, _, _| {
+            Ok(TokenRevocation {
+                session_revoked: true,
+                ..TokenRevocation::default()
+            })
+        });
+    let outcome = ports.service().authenticate(&token).await;
+    assert!(
+        matches!(outcome, Err(AuthError::TokenRevoked)),
+        "{outcome:?}"
+    );
 }
