@@ -708,6 +708,128 @@ async fn garbage_and_expired_access_tokens_are_distinguished() {
     ));
 }
 
+fn session(id: Uuid, last_active: chrono::Duration) -> Session {
+    Session {
+        id,
+        started_at: now() - chrono::Duration::days(3),
+        last_active_at: now() - last_active,
+        expires_at: now() - last_active + chrono::Duration::days(30),
+        current: false,
+    }
+}
+
+#[tokio::test]
+async fn the_callers_sessions_are_listed_as_stored_with_its_own_marked_current() {
+    let mut ports = Ports::new();
+    let caller = principal(chrono::Duration::minutes(15));
+    let other = Uuid::now_v7();
+    let stored = vec![
+        session(other, chrono::Duration::minutes(2)),
+        session(caller.session_id, chrono::Duration::hours(1)),
+    ];
+    let listed = stored.clone();
+    ports
+        .refresh
+        .expect_sessions()
+        .with(eq(caller.user_id), eq(now()))
+        .times(1)
+        .returning(move |_, _| Ok(listed.clone()));
+    let sessions = ports.service().sessions(&caller).await.expect("listed");
+    assert_eq!(
+        sessions,
+        vec![
+            stored[0].clone(),
+            Session {
+                current: true,
+                ..stored[1].clone()
+            }
+        ],
+        "in the stored order, only the caller's own session current"
+    );
+}
+
+#[tokio::test]
+async fn ending_a_session_revokes_its_family_then_all_its_access_tokens() {
+    // Another session of the caller's, and the caller's own (which amounts to a logout).
+    for own in [false, true] {
+        let mut ports = Ports::new();
+        let caller = principal(chrono::Duration::minutes(15));
+        let ended = if own {
+            caller.session_id
+        } else {
+            Uuid::now_v7()
+        };
+        let mut order = mockall::Sequence::new();
+        ports
+            .refresh
+            .expect_revoke_user_family()
+            .with(eq(caller.user_id), eq(ended), eq(now()))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(true));
+        // Kept for as long as a token issued now could be accepted: a lifetime plus the leeway
+        // and the skew, like a not-before.
+        ports
+            .blacklist
+            .expect_revoke_session()
+            .with(
+                eq(caller.user_id),
+                eq(ended),
+                eq(Duration::from_secs(900 + 11)),
+            )
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(()));
+        ports
+            .service()
+            .end_session(&caller, ended)
+            .await
+            .expect("ended");
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_is_not_a_live_one_of_the_callers_is_not_found_and_nothing_is_revoked() {
+    let mut ports = Ports::new();
+    let caller = principal(chrono::Duration::minutes(15));
+    // The repository answers alike for an unknown, ended, expired or another user's family.
+    ports
+        .refresh
+        .expect_revoke_user_family()
+        .times(1)
+        .returning(|_, _, _| Ok(false));
+    // No expectation on the blacklist: any write to it fails the test.
+    let error = ports
+        .service()
+        .end_session(&caller, Uuid::now_v7())
+        .await
+        .expect_err("not found");
+    assert!(matches!(error, AuthError::SessionNotFound), "{error:?}");
+}
+
+#[tokio::test]
+async fn ending_a_session_fails_when_its_access_tokens_cannot_be_revoked() {
+    let mut ports = Ports::new();
+    let caller = principal(chrono::Duration::minutes(15));
+    ports
+        .refresh
+        .expect_revoke_user_family()
+        .returning(|_, _, _| Ok(true));
+    ports
+        .blacklist
+        .expect_revoke_session()
+        .returning(|_, _, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+    let error = ports
+        .service()
+        .end_session(&caller, Uuid::now_v7())
+        .await
+        .expect_err("unavailable");
+    assert!(
+        matches!(error, AuthError::Failure(Failure::Unavailable(_))),
+        "{error:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_token_of_an_ended_session_is_refused_as_revoked() {
     let (token, claims) = issued_at(now());
