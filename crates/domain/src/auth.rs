@@ -79,6 +79,22 @@ impl RefreshTokenRecord {
     }
 }
 
+/// A user's live login session: one refresh-token family, as its user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The family id, which the session's access tokens carry as `sid`.
+    pub id: Uuid,
+    /// When its first token was issued (the login).
+    pub started_at: DateTime<Utc>,
+    /// When its newest token was issued (the last refresh, or the login if none).
+    pub last_active_at: DateTime<Utc>,
+    /// When its live refresh token expires, unless refreshed before.
+    pub expires_at: DateTime<Utc>,
+    /// Whether the caller's own access token belongs to it; storage cannot know, so it leaves this
+    /// false and the use case that knows the caller sets it.
+    pub current: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Duration;

@@ -9,7 +9,8 @@
 //! # What it offers
 //!
 //! - **Users and sessions** ([`user`], [`auth`]): [`Email`], [`DisplayName`], [`Password`],
-//!   [`Role`], and when a refresh token may be used ([`RefreshTokenRecord::state_at`]).
+//!   [`Role`], when a refresh token may be used ([`RefreshTokenRecord::state_at`]), and a user's
+//!   live [`Session`]s.
 //! - **Catalog** ([`product`]): [`Sku`], [`ProductName`], [`Description`], and [`Stock`], which
 //!   is never negative.
 //! - **Orders** ([`order`]): [`OrderRequest::parse`], [`price_order`] and the status machine
@@ -72,7 +73,7 @@ pub mod report;
 pub mod user;
 pub mod validation;
 
-pub use auth::{RefreshTokenRecord, RefreshTokenState};
+pub use auth::{RefreshTokenRecord, RefreshTokenState, Session};
 pub use billing::{
     BilledSubscription, BillingInterval, Invoice, InvoiceId, InvoiceKind, InvoiceLine, Plan,
     PlanCode, Proration, ProrationError, RenewalDecision, Subscription, SubscriptionId,

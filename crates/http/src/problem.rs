@@ -495,6 +495,7 @@ impl From<AuthError> for ApiError {
             AuthError::TokenRevoked => {
                 Self::new(ProblemCode::TokenRevoked, "the token has been revoked")
             }
+            AuthError::SessionNotFound => Self::new(ProblemCode::NotFound, "no such session"),
             AuthError::Failure(failure) => failure.into(),
         }
     }

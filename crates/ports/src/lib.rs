@@ -49,7 +49,9 @@ pub use rate_limit::{RateDecision, RateLimit, RateLimiter};
 pub use reports::ReportRepository;
 pub use security::{HashError, PasswordHasher, PasswordVerdict};
 pub use system::{Clock, IdGenerator};
-pub use tokens::{RefreshTokenRepository, RotateOutcome, TokenBlacklist, TokenRevocation};
+pub use tokens::{
+    MAX_LISTED_SESSIONS, RefreshTokenRepository, RotateOutcome, TokenBlacklist, TokenRevocation,
+};
 pub use users::{
     CreateUserError, NewUserRecord, UserCredentials, UserPageKey, UserRepository, UserUpdate,
 };

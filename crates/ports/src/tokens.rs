@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use strata_domain::{RefreshTokenRecord, UserId};
+use strata_domain::{RefreshTokenRecord, Session, UserId};
 use uuid::Uuid;
 
 use crate::PortError;
@@ -47,7 +47,26 @@ pub trait RefreshTokenRepository: Send + Sync + 'static {
         except_family: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> Result<(), PortError>;
+    /// The user's live sessions at `now` (family not revoked, its live token unexpired), most
+    /// recently active first, at most [`MAX_LISTED_SESSIONS`] of them; `current` is left false.
+    async fn sessions(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, PortError>;
+    /// Revokes the family if it is the user's and live at `now`, and says whether it did: `false`
+    /// for an unknown, ended or expired family and for another user's alike.
+    async fn revoke_user_family(
+        &self,
+        user_id: UserId,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError>;
 }
+
+/// How many sessions [`RefreshTokenRepository::sessions`] lists at most: far more than anyone
+/// uses at once, and a bound on the answer whatever a script logging in in a loop leaves behind.
+pub const MAX_LISTED_SESSIONS: usize = 100;
 
 /// What the revocation list holds against one access token, read in one round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,10 +75,12 @@ pub struct TokenRevocation {
     pub revoked: bool,
     /// Every token of its user issued before this instant is revoked (a password or role change).
     pub not_before: Option<DateTime<Utc>>,
+    /// Every token of its session is revoked (the session was ended from another one, or itself).
+    pub session_revoked: bool,
 }
 
 /// Access tokens revoked before their expiry, shared by every instance: one token by its `jti`,
-/// or every token of a user issued before an instant.
+/// every token of one session, or every token of a user issued before an instant.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait TokenBlacklist: Send + Sync + 'static {
@@ -74,6 +95,20 @@ pub trait TokenBlacklist: Send + Sync + 'static {
         instant: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<(), PortError>;
-    /// Whether the token `jti` of `user` was revoked, and the user's not-before instant.
-    async fn lookup(&self, user: UserId, jti: Uuid) -> Result<TokenRevocation, PortError>;
+    /// Refuses every token of `user` in session `session`, for `ttl`. A zero `ttl` needs no entry
+    /// and succeeds.
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        session: Uuid,
+        ttl: Duration,
+    ) -> Result<(), PortError>;
+    /// Whether the token `jti` of `user` in session `session` was revoked, itself or with its
+    /// session, and the user's not-before instant: one round trip.
+    async fn lookup(
+        &self,
+        user: UserId,
+        session: Uuid,
+        jti: Uuid,
+    ) -> Result<TokenRevocation, PortError>;
 }

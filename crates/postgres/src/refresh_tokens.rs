@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use strata_domain::{RefreshTokenRecord, UserId};
-use strata_ports::{PortError, RefreshTokenRepository, RotateOutcome};
+use strata_domain::{RefreshTokenRecord, Session, UserId};
+use strata_ports::{MAX_LISTED_SESSIONS, PortError, RefreshTokenRepository, RotateOutcome};
 use uuid::Uuid;
 
 use crate::database::{Database, Transaction};
@@ -178,6 +178,91 @@ impl RefreshTokenRepository for PgRefreshTokenRepository {
             })
             .await
     }
+
+    async fn sessions(
+        &self,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, PortError> {
+        let mut conn = self.db.connection().await?;
+        let rows = self
+            .db
+            .timed(
+                diesel::sql_query(SESSIONS)
+                    .bind::<diesel::sql_types::Uuid, _>(user_id.0)
+                    .bind::<diesel::sql_types::Timestamptz, _>(now)
+                    .prepared()
+                    .load::<SessionRow>(&mut conn),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Session {
+                id: row.family_id,
+                started_at: row.started_at,
+                last_active_at: row.last_active_at,
+                expires_at: row.expires_at,
+                current: false,
+            })
+            .collect())
+    }
+
+    async fn revoke_user_family(
+        &self,
+        user_id: UserId,
+        family_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PortError> {
+        self.db
+            .in_transaction(Transaction::Write, async |conn| {
+                // Under the family's lock a rotation in progress has committed, so its successor
+                // is the live token this checks, and it is revoked with the rest.
+                lock_family(conn, family_id).await?;
+                let revoked = diesel::sql_query(REVOKE_USER_FAMILY)
+                    .bind::<diesel::sql_types::Uuid, _>(family_id)
+                    .bind::<diesel::sql_types::Uuid, _>(user_id.0)
+                    .bind::<diesel::sql_types::Timestamptz, _>(now)
+                    .prepared()
+                    .execute(conn)
+                    .await?;
+                Ok(revoked > 0)
+            })
+            .await
+    }
+}
+
+/// The user's live families, by their live token (the one neither rotated nor revoked: rotation
+/// stores a successor in the same transaction that marks its predecessor, so a family has one at
+/// most), each with the issue of its first token. `$1`: the user, `$2`: now.
+const SESSIONS: &str = "SELECT live.family_id, \
+     (SELECT min(t.created_at) FROM refresh_tokens t WHERE t.family_id = live.family_id) \
+     AS started_at, live.created_at AS last_active_at, live.expires_at \
+     FROM refresh_tokens live \
+     WHERE live.user_id = $1 AND live.rotated_at IS NULL AND live.revoked_at IS NULL \
+     AND live.expires_at > $2 \
+     ORDER BY live.created_at DESC, live.family_id DESC \
+     LIMIT 100";
+
+// The limit is written into the text so that the plan is made once (ADR 0016).
+const _: () = assert!(MAX_LISTED_SESSIONS == 100);
+
+/// Revokes the family `$1` if it belongs to the user `$2` and has a live token at `$3`.
+const REVOKE_USER_FAMILY: &str = "UPDATE refresh_tokens SET revoked_at = $3 \
+     WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL \
+     AND EXISTS (SELECT 1 FROM refresh_tokens live WHERE live.family_id = $1 \
+     AND live.user_id = $2 AND live.rotated_at IS NULL AND live.revoked_at IS NULL \
+     AND live.expires_at > $3)";
+
+#[derive(QueryableByName)]
+struct SessionRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    family_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    started_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    last_active_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    expires_at: DateTime<Utc>,
 }
 
 /// Distinguishes this adapter's advisory locks from any other use of `pg_advisory_xact_lock`

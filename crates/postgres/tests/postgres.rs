@@ -503,3 +503,190 @@ async fn schema_matches_the_migrations() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The instant the session tests call now: fixed, so that nothing depends on the date.
+fn session_now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_900_000_000, 250_000_000).expect("in range")
+}
+
+/// A token of `family` issued `age` before [`session_now`] for 30 days.
+fn token_issued(user_id: UserId, family_id: Uuid, age: chrono::Duration) -> RefreshTokenRecord {
+    let created_at = session_now() - age;
+    RefreshTokenRecord {
+        created_at,
+        expires_at: created_at + chrono::Duration::days(30),
+        ..token(user_id, family_id)
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_the_users_live_families_by_their_last_refresh() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    let tokens = PgRefreshTokenRepository::new(test_db.database());
+    let ada = users.create(&new_user("ada@example.com", now())).await?.id;
+    let bob = users.create(&new_user("bob@example.com", now())).await?.id;
+    let (hours, days) = (chrono::Duration::hours, chrono::Duration::days);
+    let at = session_now();
+
+    // Logged in three days ago, refreshed twice since: the activity is the last refresh.
+    let refreshed = Uuid::now_v7();
+    let login = token_issued(ada, refreshed, days(3));
+    tokens.insert(&login).await?;
+    let first_refresh = token_issued(ada, refreshed, days(1));
+    tokens
+        .rotate(login.id, &first_refresh, at - days(1))
+        .await?;
+    let last_refresh = token_issued(ada, refreshed, hours(2));
+    tokens
+        .rotate(first_refresh.id, &last_refresh, at - hours(2))
+        .await?;
+    // Logged in an hour ago, never refreshed.
+    let recent = Uuid::now_v7();
+    tokens.insert(&token_issued(ada, recent, hours(1))).await?;
+    // Logged out.
+    let ended = Uuid::now_v7();
+    tokens.insert(&token_issued(ada, ended, days(5))).await?;
+    tokens.revoke_family(ended, at - days(4)).await?;
+    // Left alone past its expiry, and one expiring this very instant.
+    let expired = Uuid::now_v7();
+    tokens.insert(&token_issued(ada, expired, days(40))).await?;
+    let expiring_now = Uuid::now_v7();
+    tokens
+        .insert(&token_issued(ada, expiring_now, days(30)))
+        .await?;
+    // Another user's.
+    let bobs = Uuid::now_v7();
+    tokens.insert(&token_issued(bob, bobs, hours(3))).await?;
+
+    let listed = tokens.sessions(ada, at).await?;
+    assert_eq!(
+        listed,
+        vec![
+            strata_domain::Session {
+                id: recent,
+                started_at: at - hours(1),
+                last_active_at: at - hours(1),
+                expires_at: at - hours(1) + days(30),
+                current: false,
+            },
+            strata_domain::Session {
+                id: refreshed,
+                started_at: at - days(3),
+                last_active_at: at - hours(2),
+                expires_at: at - hours(2) + days(30),
+                current: false,
+            },
+        ],
+        "live families only, newest activity first"
+    );
+    let bobs_sessions: Vec<Uuid> = tokens
+        .sessions(bob, at)
+        .await?
+        .into_iter()
+        .map(|session| session.id)
+        .collect();
+    assert_eq!(bobs_sessions, vec![bobs], "each user sees only their own");
+    assert!(
+        tokens
+            .sessions(UserId(Uuid::now_v7()), at)
+            .await?
+            .is_empty(),
+        "an unknown user has none"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_user_ends_only_their_own_live_sessions() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    let tokens = PgRefreshTokenRepository::new(test_db.database());
+    let ada = users.create(&new_user("ada@example.com", now())).await?.id;
+    let bob = users.create(&new_user("bob@example.com", now())).await?.id;
+    let (hours, days) = (chrono::Duration::hours, chrono::Duration::days);
+    let at = session_now();
+
+    let (ended, kept) = (Uuid::now_v7(), Uuid::now_v7());
+    let login = token_issued(ada, ended, days(2));
+    tokens.insert(&login).await?;
+    let refresh = token_issued(ada, ended, hours(5));
+    tokens.rotate(login.id, &refresh, at - hours(5)).await?;
+    let in_kept = token_issued(ada, kept, hours(1));
+    tokens.insert(&in_kept).await?;
+    let expired = Uuid::now_v7();
+    tokens.insert(&token_issued(ada, expired, days(31))).await?;
+
+    assert!(
+        !tokens.revoke_user_family(bob, ended, at).await?,
+        "another user's session is not theirs to end"
+    );
+    assert!(!tokens.revoke_user_family(ada, Uuid::now_v7(), at).await?);
+    assert!(
+        !tokens.revoke_user_family(ada, expired, at).await?,
+        "an expired session is no longer one"
+    );
+    assert_eq!(
+        tokens.sessions(ada, at).await?.len(),
+        2,
+        "nothing ended yet"
+    );
+
+    assert!(tokens.revoke_user_family(ada, ended, at).await?);
+    let left: Vec<Uuid> = tokens
+        .sessions(ada, at)
+        .await?
+        .into_iter()
+        .map(|session| session.id)
+        .collect();
+    assert_eq!(left, vec![kept]);
+    for token in [&login, &refresh] {
+        let stored = tokens.find_by_hash(&token.token_hash).await?.expect("kept");
+        assert_eq!(stored.revoked_at, Some(at), "every token of the family");
+    }
+    assert!(!is_revoked(&tokens, &in_kept).await?);
+    assert_eq!(
+        tokens
+            .rotate(refresh.id, &token_issued(ada, ended, hours(0)), at)
+            .await?,
+        RotateOutcome::AlreadyUsed,
+        "an ended session cannot be refreshed"
+    );
+    assert!(
+        !tokens.revoke_user_family(ada, ended, at).await?,
+        "an ended session is not found again"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn at_most_the_hundred_most_recently_active_sessions_are_listed() -> anyhow::Result<()> {
+    let test_db = TestDatabase::create().await?;
+    let users = PgUserRepository::new(test_db.database());
+    let tokens = PgRefreshTokenRepository::new(test_db.database());
+    let ada = users.create(&new_user("ada@example.com", now())).await?.id;
+    let mut families = Vec::new();
+    for minutes in 0..=i64::try_from(strata_ports::MAX_LISTED_SESSIONS)? {
+        let family = Uuid::now_v7();
+        tokens
+            .insert(&token_issued(
+                ada,
+                family,
+                chrono::Duration::minutes(minutes),
+            ))
+            .await?;
+        families.push(family);
+    }
+    let listed: Vec<Uuid> = tokens
+        .sessions(ada, session_now())
+        .await?
+        .into_iter()
+        .map(|session| session.id)
+        .collect();
+    assert_eq!(
+        listed,
+        families[..strata_ports::MAX_LISTED_SESSIONS],
+        "the oldest is left out"
+    );
+    Ok(())
+}

@@ -1,9 +1,11 @@
 //! [`TokenBlacklist`] as Redis keys that expire once no verifier would accept what they revoke.
 //!
-//! Two kinds of key, both under the user's hash tag so that the one lookup an authentication
+//! Three kinds of key, all under the user's hash tag so that the one lookup an authentication
 //! makes is a single MGET on a single slot, on a Redis Cluster too:
 //!
 //! - `<prefix>revoked:{<user>}:<jti>`: one revoked token (a logout);
+//! - `<prefix>revoked-session:{<user>}:<session>`: every token of one session (a session ended
+//!   from the user's list of sessions);
 //! - `<prefix>revoked-before:{<user>}`: the instant, in µs since the epoch, before which every
 //!   token of the user is revoked (a password or role change).
 //!
@@ -41,7 +43,8 @@ return 1
 
 static LATER_NOT_BEFORE: LazyLock<Script> = LazyLock::new(|| Script::new(LATER_NOT_BEFORE_LUA));
 
-/// Revoked access tokens and users' not-before instants; see the module documentation.
+/// Revoked access tokens, ended sessions and users' not-before instants; see the module
+/// documentation.
 #[derive(Debug, Clone)]
 pub struct RedisTokenBlacklist {
     redis: RedisConnection,
@@ -60,6 +63,18 @@ impl RedisTokenBlacklist {
             user.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
             "}:",
             jti.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+        ])
+    }
+
+    /// The key revoking every token of `user` in `session`.
+    pub fn session_key(&self, user: UserId, session: Uuid) -> String {
+        self.redis.key_of(&[
+            "revoked-session:{",
+            user.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+            "}:",
+            session
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer()),
         ])
     }
 
@@ -116,13 +131,41 @@ impl TokenBlacklist for RedisTokenBlacklist {
             .map(|_| ())
     }
 
-    async fn lookup(&self, user: UserId, jti: Uuid) -> Result<TokenRevocation, PortError> {
-        let (token, not_before) = (self.token_key(user, jti), self.not_before_key(user));
-        let (revoked, not_before): (Option<u8>, Option<i64>) = self
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        session: Uuid,
+        ttl: Duration,
+    ) -> Result<(), PortError> {
+        let millis = millis(ttl);
+        if millis == 0 {
+            return Ok(());
+        }
+        // A plain SET: a session gets no token after it ends, so there is no instant to keep the
+        // later of, and ending it again asks for the same lifetime from later on.
+        let key = self.session_key(user, session);
+        self.redis
+            .run(|mut conn| async move { conn.pset_ex::<_, _, ()>(key, 1u8, millis).await })
+            .await
+    }
+
+    async fn lookup(
+        &self,
+        user: UserId,
+        session: Uuid,
+        jti: Uuid,
+    ) -> Result<TokenRevocation, PortError> {
+        let (token, session, not_before) = (
+            self.token_key(user, jti),
+            self.session_key(user, session),
+            self.not_before_key(user),
+        );
+        let (revoked, session_revoked, not_before): (Option<u8>, Option<u8>, Option<i64>) = self
             .redis
             .run(|mut conn| async move {
                 redis::cmd("MGET")
                     .arg(token)
+                    .arg(session)
                     .arg(not_before)
                     .query_async(&mut conn)
                     .await
@@ -138,6 +181,7 @@ impl TokenBlacklist for RedisTokenBlacklist {
         Ok(TokenRevocation {
             revoked: revoked.is_some(),
             not_before,
+            session_revoked: session_revoked.is_some(),
         })
     }
 }

@@ -59,15 +59,15 @@ async fn prefixes_keep_instances_apart() -> anyhow::Result<()> {
 async fn a_revoked_token_is_reported_for_the_ttl_it_was_given() -> anyhow::Result<()> {
     let connection = isolated()?;
     let blacklist = RedisTokenBlacklist::new(connection.clone());
-    let user = UserId(Uuid::now_v7());
+    let (user, session) = (UserId(Uuid::now_v7()), Uuid::now_v7());
     let (revoked, other) = (Uuid::now_v7(), Uuid::now_v7());
     let ttl = Duration::from_secs(15 * 60 + 11);
     blacklist.revoke(user, revoked, ttl).await?;
-    assert!(blacklist.lookup(user, revoked).await?.revoked);
-    assert!(!blacklist.lookup(user, other).await?.revoked);
+    assert!(blacklist.lookup(user, session, revoked).await?.revoked);
+    assert!(!blacklist.lookup(user, session, other).await?.revoked);
     assert!(
         !blacklist
-            .lookup(UserId(Uuid::now_v7()), revoked)
+            .lookup(UserId(Uuid::now_v7()), session, revoked)
             .await?
             .revoked,
         "the entry is the user's"
@@ -96,9 +96,9 @@ async fn a_revoked_token_is_reported_for_the_ttl_it_was_given() -> anyhow::Resul
 async fn a_users_not_before_and_a_revoked_token_are_read_in_one_lookup() -> anyhow::Result<()> {
     let connection = isolated()?;
     let blacklist = RedisTokenBlacklist::new(connection.clone());
-    let (user, jti) = (UserId(Uuid::now_v7()), Uuid::now_v7());
+    let (user, session, jti) = (UserId(Uuid::now_v7()), Uuid::now_v7(), Uuid::now_v7());
     assert_eq!(
-        blacklist.lookup(user, jti).await?,
+        blacklist.lookup(user, session, jti).await?,
         TokenRevocation::default()
     );
 
@@ -111,23 +111,25 @@ async fn a_users_not_before_and_a_revoked_token_are_read_in_one_lookup() -> anyh
     blacklist.revoke_issued_before(user, changed, ttl).await?;
     blacklist.revoke(user, jti, ttl).await?;
     assert_eq!(
-        blacklist.lookup(user, jti).await?,
+        blacklist.lookup(user, session, jti).await?,
         TokenRevocation {
             revoked: true,
             not_before: Some(changed),
+            session_revoked: false,
         }
     );
     assert_eq!(
-        blacklist.lookup(user, Uuid::now_v7()).await?,
+        blacklist.lookup(user, session, Uuid::now_v7()).await?,
         TokenRevocation {
             revoked: false,
             not_before: Some(changed),
+            session_revoked: false,
         },
         "the not-before covers every token of the user"
     );
     assert_eq!(
         blacklist
-            .lookup(UserId(Uuid::now_v7()), jti)
+            .lookup(UserId(Uuid::now_v7()), session, jti)
             .await?
             .not_before,
         None,
@@ -173,7 +175,9 @@ async fn a_users_not_before_never_moves_back_nor_expires_early() -> anyhow::Resu
     blacklist
         .revoke_issued_before(user, earlier, Duration::from_secs(600))
         .await?;
-    let lookup = blacklist.lookup(user, Uuid::now_v7()).await?;
+    let lookup = blacklist
+        .lookup(user, Uuid::now_v7(), Uuid::now_v7())
+        .await?;
     assert_eq!(lookup.not_before, Some(later));
     let ttl_ms: i64 = raw().await?.pttl(blacklist.not_before_key(user)).await?;
     assert!((599_000..=600_000).contains(&ttl_ms), "{ttl_ms} ms");
@@ -183,7 +187,10 @@ async fn a_users_not_before_never_moves_back_nor_expires_early() -> anyhow::Resu
         .revoke_issued_before(user, latest, Duration::from_secs(60))
         .await?;
     assert_eq!(
-        blacklist.lookup(user, Uuid::now_v7()).await?.not_before,
+        blacklist
+            .lookup(user, Uuid::now_v7(), Uuid::now_v7())
+            .await?
+            .not_before,
         Some(latest)
     );
     let ttl_ms: i64 = raw().await?.pttl(blacklist.not_before_key(user)).await?;
@@ -319,5 +326,118 @@ fn each_thread_keeps_a_connection_of_its_own() -> anyhow::Result<()> {
     assert_eq!(second.0, second.1, "one thread, one connection");
     // Otherwise one thread's commands would be written and answered on the other's runtime.
     assert_ne!(first.0, second.0, "each thread its own connection");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_ended_session_refuses_each_of_its_tokens_in_the_same_one_lookup() -> anyhow::Result<()>
+{
+    let connection = isolated()?;
+    let blacklist = RedisTokenBlacklist::new(connection.clone());
+    let user = UserId(Uuid::now_v7());
+    let (ended, other) = (Uuid::now_v7(), Uuid::now_v7());
+    let (jti, another_jti) = (Uuid::now_v7(), Uuid::now_v7());
+    blacklist
+        .revoke_session(user, ended, Duration::from_secs(911))
+        .await?;
+    for token in [jti, another_jti] {
+        assert_eq!(
+            blacklist.lookup(user, ended, token).await?,
+            TokenRevocation {
+                session_revoked: true,
+                ..TokenRevocation::default()
+            },
+            "every token of the session, not one jti"
+        );
+    }
+    assert_eq!(
+        blacklist.lookup(user, other, jti).await?,
+        TokenRevocation::default(),
+        "the user's other sessions go on"
+    );
+    assert!(
+        !blacklist
+            .lookup(UserId(Uuid::now_v7()), ended, jti)
+            .await?
+            .session_revoked,
+        "the entry is the user's: a session id named by another user ends nothing of theirs"
+    );
+
+    // Read with the token's own entry and the not-before.
+    let changed = Utc
+        .timestamp_opt(1_800_000_000, 123_456_000)
+        .single()
+        .unwrap();
+    blacklist
+        .revoke_issued_before(user, changed, Duration::from_secs(911))
+        .await?;
+    blacklist
+        .revoke(user, jti, Duration::from_secs(911))
+        .await?;
+    assert_eq!(
+        blacklist.lookup(user, ended, jti).await?,
+        TokenRevocation {
+            revoked: true,
+            not_before: Some(changed),
+            session_revoked: true,
+        }
+    );
+
+    let ttl_ms: i64 = raw()
+        .await?
+        .pttl(blacklist.session_key(user, ended))
+        .await?;
+    assert!(
+        (911_000 - 1_000..=911_000).contains(&ttl_ms),
+        "the entry lives for the TTL given: {ttl_ms} ms"
+    );
+    let nothing_left = Uuid::now_v7();
+    blacklist
+        .revoke_session(user, nothing_left, Duration::ZERO)
+        .await?;
+    let exists: bool = raw()
+        .await?
+        .exists(blacklist.session_key(user, nothing_left))
+        .await?;
+    assert!(
+        !exists,
+        "a session no verifier accepts a token of needs no entry"
+    );
+
+    // Still one MGET on one slot, on a cluster too.
+    if connection.is_cluster() {
+        let mut conn = raw().await?;
+        let mut slots = HashSet::new();
+        for key in [
+            blacklist.token_key(user, jti),
+            blacklist.session_key(user, ended),
+            blacklist.not_before_key(user),
+        ] {
+            let slot: u16 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query_async(&mut conn)
+                .await?;
+            slots.insert(slot);
+        }
+        assert_eq!(slots.len(), 1, "{slots:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_ended_sessions_revocation_expires_with_its_ttl() -> anyhow::Result<()> {
+    let blacklist = RedisTokenBlacklist::new(isolated()?);
+    let (user, session, jti) = (UserId(Uuid::now_v7()), Uuid::now_v7(), Uuid::now_v7());
+    blacklist
+        .revoke_session(user, session, Duration::from_millis(500))
+        .await?;
+    assert!(blacklist.lookup(user, session, jti).await?.session_revoked);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        blacklist.lookup(user, session, jti).await?,
+        TokenRevocation::default(),
+        "gone once no token of the session could be accepted any more"
+    );
     Ok(())
 }

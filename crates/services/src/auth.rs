@@ -8,8 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use strata_domain::{
-    DisplayName, Email, FieldError, Password, RefreshTokenRecord, RefreshTokenState, Role, User,
-    UserId, ValidationErrors,
+    DisplayName, Email, FieldError, Password, RefreshTokenRecord, RefreshTokenState, Role, Session,
+    User, UserId, ValidationErrors,
 };
 use strata_ports::{
     Clock, CreateUserError, IdGenerator, NewUserRecord, PasswordHasher, RefreshTokenRepository,
@@ -41,6 +41,9 @@ pub enum AuthError {
     /// A revoked token, or a reused refresh token (whose family is now revoked).
     #[error("token revoked")]
     TokenRevoked,
+    /// No live session of the caller's has this id (unknown, ended, expired, or another user's).
+    #[error("no such session")]
+    SessionNotFound,
     /// Infrastructure failure.
     #[error(transparent)]
     Failure(#[from] Failure),
@@ -172,17 +175,29 @@ impl AccessRevocation {
         self.blacklist.revoke(user, jti, ttl).await
     }
 
-    /// Whether the token of `claims` was revoked, itself or with every earlier token of its user,
-    /// in one lookup.
+    /// Refuses every token of one session of `user`, issued until now, for as long as any
+    /// instance would accept one. The session must get no token afterwards (its refresh tokens
+    /// are revoked first).
+    pub async fn revoke_session(
+        &self,
+        user: UserId,
+        session_id: Uuid,
+    ) -> Result<(), strata_ports::PortError> {
+        let ttl = self.jwt.revocation_ttl_of_earlier_tokens(self.clock.now());
+        self.blacklist.revoke_session(user, session_id, ttl).await
+    }
+
+    /// Whether the token of `claims` was revoked, itself, with its session, or with every earlier
+    /// token of its user, in one lookup.
     pub async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, strata_ports::PortError> {
         let revocation = self
             .blacklist
-            .lookup(UserId(claims.sub), claims.jti)
+            .lookup(UserId(claims.sub), claims.sid, claims.jti)
             .await?;
         let issued_before_a_change = revocation
             .not_before
             .is_some_and(|not_before| claims.issued_at() < not_before);
-        Ok(revocation.revoked || issued_before_a_change)
+        Ok(revocation.revoked || revocation.session_revoked || issued_before_a_change)
     }
 
     /// Refuses every token of `user` issued before now, and returns that instant. A token issued
@@ -417,6 +432,46 @@ impl AuthService {
         Ok(())
     }
 
+    /// The caller's live sessions, most recently active first, at most
+    /// [`MAX_LISTED_SESSIONS`](strata_ports::MAX_LISTED_SESSIONS); the one the caller's token
+    /// belongs to is marked current.
+    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<Session>, AuthError> {
+        let mut sessions = self
+            .refresh_tokens
+            .sessions(principal.user_id, self.clock.now())
+            .await?;
+        for session in &mut sessions {
+            session.current = session.id == principal.session_id;
+        }
+        Ok(sessions)
+    }
+
+    /// Ends one of the caller's live sessions, the current one included: its refresh tokens are
+    /// revoked, then every access token it was given is refused on every instance.
+    /// [`AuthError::SessionNotFound`] for an id that is not a live session of the caller's,
+    /// whoever else it may belong to.
+    pub async fn end_session(
+        &self,
+        principal: &Principal,
+        session_id: Uuid,
+    ) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        // Refresh tokens first: once the family is revoked the session gets no new access token,
+        // so the revocation below, timed from after this, outlives every token it will ever have.
+        if !self
+            .refresh_tokens
+            .revoke_user_family(principal.user_id, session_id, now)
+            .await?
+        {
+            return Err(AuthError::SessionNotFound);
+        }
+        self.revocation
+            .revoke_session(principal.user_id, session_id)
+            .await?;
+        tracing::info!(user_id = %principal.user_id, %session_id, "session ended");
+        Ok(())
+    }
+
     /// The user an access token was issued to, if its signature and expiry hold; no revocation
     /// check (no I/O). For keying per-user budgets, never for authorisation.
     pub fn token_subject(&self, access_token: &str) -> Option<UserId> {
@@ -426,8 +481,8 @@ impl AuthService {
             .map(|claims| UserId(claims.sub))
     }
 
-    /// Verifies an access token and checks, in one lookup, that neither it nor every token of its
-    /// user issued before some instant (a password or role change) was revoked.
+    /// Verifies an access token and checks, in one lookup, that neither it, nor its session, nor
+    /// every token of its user issued before some instant (a password or role change) was revoked.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthError> {
         let claims = self.jwt.verify(access_token).map_err(|error| match error {
             JwtError::Expired => AuthError::TokenExpired,

@@ -600,12 +600,12 @@ async fn a_token_issued_before_its_users_not_before_is_revoked_even_within_the_s
         ports
             .blacklist
             .expect_lookup()
-            .with(eq(UserId(claims.sub)), eq(claims.jti))
+            .with(eq(UserId(claims.sub)), eq(claims.sid), eq(claims.jti))
             .times(1)
-            .returning(move |_, _| {
+            .returning(move |_, _, _| {
                 Ok(TokenRevocation {
-                    revoked: false,
                     not_before: Some(not_before),
+                    ..TokenRevocation::default()
                 })
             });
         let outcome = ports.service().authenticate(&token).await;
@@ -623,10 +623,10 @@ async fn a_token_issued_before_its_users_not_before_is_revoked_even_within_the_s
     // A token of an older version knows only its second, so it counts from the start of it.
     let (_, claims) = issued_at(not_before + us(1));
     let mut ports = Ports::new();
-    ports.blacklist.expect_lookup().returning(move |_, _| {
+    ports.blacklist.expect_lookup().returning(move |_, _, _| {
         Ok(TokenRevocation {
-            revoked: false,
             not_before: Some(not_before),
+            ..TokenRevocation::default()
         })
     });
     assert!(matches!(
@@ -642,11 +642,11 @@ async fn a_blacklisted_token_is_refused_as_revoked_and_an_unlisted_one_accepted(
     ports
         .blacklist
         .expect_lookup()
-        .with(eq(UserId(claims.sub)), eq(claims.jti))
-        .returning(|_, _| {
+        .with(eq(UserId(claims.sub)), eq(claims.sid), eq(claims.jti))
+        .returning(|_, _, _| {
             Ok(TokenRevocation {
                 revoked: true,
-                not_before: None,
+                ..TokenRevocation::default()
             })
         });
     assert!(matches!(
@@ -658,7 +658,7 @@ async fn a_blacklisted_token_is_refused_as_revoked_and_an_unlisted_one_accepted(
     ports
         .blacklist
         .expect_lookup()
-        .returning(|_, _| Ok(TokenRevocation::default()));
+        .returning(|_, _, _| Ok(TokenRevocation::default()));
     let principal = ports.service().authenticate(&token).await.expect("valid");
     assert_eq!(
         (principal.user_id, principal.jti),
@@ -673,7 +673,7 @@ async fn an_unreachable_blacklist_denies_by_default_and_allows_when_configured()
     let mut deny = Ports::new();
     deny.blacklist
         .expect_lookup()
-        .returning(|_, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+        .returning(|_, _, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
     let error = deny
         .service()
         .authenticate(&token)
@@ -689,7 +689,7 @@ async fn an_unreachable_blacklist_denies_by_default_and_allows_when_configured()
     allow
         .blacklist
         .expect_lookup()
-        .returning(|_, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+        .returning(|_, _, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
     let principal = allow.service().authenticate(&token).await.expect("allowed");
     assert_eq!(principal.jti, claims.jti);
 }
@@ -706,4 +706,148 @@ async fn garbage_and_expired_access_tokens_are_distinguished() {
         service.authenticate(&expired).await,
         Err(AuthError::TokenExpired)
     ));
+}
+
+fn session(id: Uuid, last_active: chrono::Duration) -> Session {
+    Session {
+        id,
+        started_at: now() - chrono::Duration::days(3),
+        last_active_at: now() - last_active,
+        expires_at: now() - last_active + chrono::Duration::days(30),
+        current: false,
+    }
+}
+
+#[tokio::test]
+async fn the_callers_sessions_are_listed_as_stored_with_its_own_marked_current() {
+    let mut ports = Ports::new();
+    let caller = principal(chrono::Duration::minutes(15));
+    let other = Uuid::now_v7();
+    let stored = vec![
+        session(other, chrono::Duration::minutes(2)),
+        session(caller.session_id, chrono::Duration::hours(1)),
+    ];
+    let listed = stored.clone();
+    ports
+        .refresh
+        .expect_sessions()
+        .with(eq(caller.user_id), eq(now()))
+        .times(1)
+        .returning(move |_, _| Ok(listed.clone()));
+    let sessions = ports.service().sessions(&caller).await.expect("listed");
+    assert_eq!(
+        sessions,
+        vec![
+            stored[0].clone(),
+            Session {
+                current: true,
+                ..stored[1].clone()
+            }
+        ],
+        "in the stored order, only the caller's own session current"
+    );
+}
+
+#[tokio::test]
+async fn ending_a_session_revokes_its_family_then_all_its_access_tokens() {
+    // Another session of the caller's, and the caller's own (which amounts to a logout).
+    for own in [false, true] {
+        let mut ports = Ports::new();
+        let caller = principal(chrono::Duration::minutes(15));
+        let ended = if own {
+            caller.session_id
+        } else {
+            Uuid::now_v7()
+        };
+        let mut order = mockall::Sequence::new();
+        ports
+            .refresh
+            .expect_revoke_user_family()
+            .with(eq(caller.user_id), eq(ended), eq(now()))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(true));
+        // Kept for as long as a token issued now could be accepted: a lifetime plus the leeway
+        // and the skew, like a not-before.
+        ports
+            .blacklist
+            .expect_revoke_session()
+            .with(
+                eq(caller.user_id),
+                eq(ended),
+                eq(Duration::from_secs(900 + 11)),
+            )
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(()));
+        ports
+            .service()
+            .end_session(&caller, ended)
+            .await
+            .expect("ended");
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_is_not_a_live_one_of_the_callers_is_not_found_and_nothing_is_revoked() {
+    let mut ports = Ports::new();
+    let caller = principal(chrono::Duration::minutes(15));
+    // The repository answers alike for an unknown, ended, expired or another user's family.
+    ports
+        .refresh
+        .expect_revoke_user_family()
+        .times(1)
+        .returning(|_, _, _| Ok(false));
+    // No expectation on the blacklist: any write to it fails the test.
+    let error = ports
+        .service()
+        .end_session(&caller, Uuid::now_v7())
+        .await
+        .expect_err("not found");
+    assert!(matches!(error, AuthError::SessionNotFound), "{error:?}");
+}
+
+#[tokio::test]
+async fn ending_a_session_fails_when_its_access_tokens_cannot_be_revoked() {
+    let mut ports = Ports::new();
+    let caller = principal(chrono::Duration::minutes(15));
+    ports
+        .refresh
+        .expect_revoke_user_family()
+        .returning(|_, _, _| Ok(true));
+    ports
+        .blacklist
+        .expect_revoke_session()
+        .returning(|_, _, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+    let error = ports
+        .service()
+        .end_session(&caller, Uuid::now_v7())
+        .await
+        .expect_err("unavailable");
+    assert!(
+        matches!(error, AuthError::Failure(Failure::Unavailable(_))),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_token_of_an_ended_session_is_refused_as_revoked() {
+    let (token, claims) = issued_at(now());
+    let mut ports = Ports::new();
+    ports
+        .blacklist
+        .expect_lookup()
+        .with(eq(UserId(claims.sub)), eq(claims.sid), eq(claims.jti))
+        .times(1)
+        .returning(|_, _, _| {
+            Ok(TokenRevocation {
+                session_revoked: true,
+                ..TokenRevocation::default()
+            })
+        });
+    let outcome = ports.service().authenticate(&token).await;
+    assert!(
+        matches!(outcome, Err(AuthError::TokenRevoked)),
+        "{outcome:?}"
+    );
 }
