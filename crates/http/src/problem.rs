@@ -495,7 +495,6 @@ impl From<AuthError> for ApiError {
             AuthError::TokenRevoked => {
                 Self::new(ProblemCode::TokenRevoked, "the token has been revoked")
             }
-            AuthError::SessionNotFound => Self::new(ProblemCode::NotFound, "no such session"),
             AuthError::Failure(failure) => failure.into(),
         }
     }
@@ -509,6 +508,7 @@ impl From<UserError> for ApiError {
                 Self::new(ProblemCode::Forbidden, "this requires the admin role")
             }
             UserError::NotFound => Self::new(ProblemCode::NotFound, "no such user"),
+            UserError::SessionNotFound => Self::new(ProblemCode::NotFound, "no such session"),
             UserError::Failure(failure) => failure.into(),
         }
     }

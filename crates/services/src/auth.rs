@@ -8,8 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use strata_domain::{
-    DisplayName, Email, FieldError, Password, RefreshTokenRecord, RefreshTokenState, Role, Session,
-    User, UserId, ValidationErrors,
+    DisplayName, Email, FieldError, Password, RefreshTokenRecord, RefreshTokenState, Role, User,
+    UserId, ValidationErrors,
 };
 use strata_ports::{
     Clock, CreateUserError, IdGenerator, NewUserRecord, PasswordHasher, RefreshTokenRepository,
@@ -41,9 +41,6 @@ pub enum AuthError {
     /// A revoked token, or a reused refresh token (whose family is now revoked).
     #[error("token revoked")]
     TokenRevoked,
-    /// No live session of the caller's has this id (unknown, ended, expired, or another user's).
-    #[error("no such session")]
-    SessionNotFound,
     /// Infrastructure failure.
     #[error(transparent)]
     Failure(#[from] Failure),
@@ -429,46 +426,6 @@ impl AuthService {
             .revoke_token(principal.user_id, principal.jti, principal.expires_at)
             .await?;
         tracing::info!(user_id = %principal.user_id, "logged out");
-        Ok(())
-    }
-
-    /// The caller's live sessions, most recently active first, at most
-    /// [`MAX_LISTED_SESSIONS`](strata_ports::MAX_LISTED_SESSIONS); the one the caller's token
-    /// belongs to is marked current.
-    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<Session>, AuthError> {
-        let mut sessions = self
-            .refresh_tokens
-            .sessions(principal.user_id, self.clock.now())
-            .await?;
-        for session in &mut sessions {
-            session.current = session.id == principal.session_id;
-        }
-        Ok(sessions)
-    }
-
-    /// Ends one of the caller's live sessions, the current one included: its refresh tokens are
-    /// revoked, then every access token it was given is refused on every instance.
-    /// [`AuthError::SessionNotFound`] for an id that is not a live session of the caller's,
-    /// whoever else it may belong to.
-    pub async fn end_session(
-        &self,
-        principal: &Principal,
-        session_id: Uuid,
-    ) -> Result<(), AuthError> {
-        let now = self.clock.now();
-        // Refresh tokens first: once the family is revoked the session gets no new access token,
-        // so the revocation below, timed from after this, outlives every token it will ever have.
-        if !self
-            .refresh_tokens
-            .revoke_user_family(principal.user_id, session_id, now)
-            .await?
-        {
-            return Err(AuthError::SessionNotFound);
-        }
-        self.revocation
-            .revoke_session(principal.user_id, session_id)
-            .await?;
-        tracing::info!(user_id = %principal.user_id, %session_id, "session ended");
         Ok(())
     }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use strata_domain::{
-    DisplayName, Email, FieldError, PageLimit, Password, Role, User, UserId, ValidationErrors,
+    DisplayName, Email, FieldError, PageLimit, Password, Role, Session, User, UserId,
+    ValidationErrors,
 };
 use strata_ports::{
     Cache, Clock, PasswordHasher, PortError, RefreshTokenRepository, UserPageKey, UserRepository,
@@ -31,6 +32,10 @@ pub enum UserError {
     /// No such user.
     #[error("user not found")]
     NotFound,
+    /// No live session of the caller's has this id (unknown, ended, expired, or another user's:
+    /// the answer does not tell them apart).
+    #[error("no such session")]
+    SessionNotFound,
     /// Infrastructure failure.
     #[error(transparent)]
     Failure(#[from] Failure),
@@ -83,6 +88,14 @@ pub struct ProfileChanges {
 }
 
 const USERS_CURSOR_SCOPE: &str = "users";
+const SESSIONS_CURSOR_SCOPE: &str = "sessions";
+
+/// The position of a session in the caller's list (most recently active first).
+#[derive(Serialize, Deserialize)]
+struct SessionsCursor {
+    last_active_at: DateTime<Utc>,
+    id: Uuid,
+}
 
 #[derive(Serialize, Deserialize)]
 struct UsersCursor {
@@ -279,6 +292,86 @@ impl UserService {
                 },
             )
         }))
+    }
+
+    /// A page of the caller's live sessions, most recently active first (then by id), among the
+    /// [`MAX_LISTED_SESSIONS`](strata_ports::MAX_LISTED_SESSIONS) most recently active; the one
+    /// the caller's token belongs to is marked current.
+    pub async fn sessions(
+        &self,
+        principal: &Principal,
+        cursor: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<Page<Session>, UserError> {
+        let mut errors = ValidationErrors::new();
+        let limit = errors.check("limit", PageLimit::parse(limit));
+        let after = match cursor {
+            Some(raw) => errors.check(
+                "cursor",
+                self.cursors
+                    .decode::<SessionsCursor>(SESSIONS_CURSOR_SCOPE, raw)
+                    .map(|c| Some((c.last_active_at, c.id)))
+                    .map_err(|_| {
+                        FieldError::new("cursor", "invalid_cursor", "is not a cursor of this list")
+                    }),
+            ),
+            None => Some(None),
+        };
+        let (Some(limit), Some(after)) = (limit, after) else {
+            return Err(errors.into());
+        };
+        let mut sessions = self
+            .refresh_tokens
+            .sessions(principal.user_id, self.clock.now())
+            .await?;
+        // The repository's order, made total: sessions refreshed in the same microsecond are
+        // told apart by id, so a page never repeats or skips one.
+        sessions.sort_by(|a, b| (b.last_active_at, b.id).cmp(&(a.last_active_at, a.id)));
+        let mut page: Vec<Session> = sessions
+            .into_iter()
+            .filter(|session| {
+                after.is_none_or(|after| (session.last_active_at, session.id) < after)
+            })
+            .take(limit.get() + 1)
+            .collect();
+        for session in &mut page {
+            session.current = session.id == principal.session_id;
+        }
+        Ok(Page::cut(page, limit, |last| {
+            self.cursors.encode(
+                SESSIONS_CURSOR_SCOPE,
+                &SessionsCursor {
+                    last_active_at: last.last_active_at,
+                    id: last.id,
+                },
+            )
+        }))
+    }
+
+    /// Ends one of the caller's live sessions, the current one included: its refresh tokens are
+    /// revoked, then every access token it was given is refused on every instance (ADR 0027).
+    /// [`UserError::SessionNotFound`] for an id that is not a live session of the caller's,
+    /// whoever else it may belong to.
+    pub async fn end_session(
+        &self,
+        principal: &Principal,
+        session_id: Uuid,
+    ) -> Result<(), UserError> {
+        let now = self.clock.now();
+        // Refresh tokens first: once the family is revoked the session gets no new access token,
+        // so the revocation below, timed from after this, outlives every token it will ever have.
+        if !self
+            .refresh_tokens
+            .revoke_user_family(principal.user_id, session_id, now)
+            .await?
+        {
+            return Err(UserError::SessionNotFound);
+        }
+        self.revocation
+            .revoke_session(principal.user_id, session_id)
+            .await?;
+        tracing::info!(user_id = %principal.user_id, %session_id, "session ended");
+        Ok(())
     }
 
     /// One user by id (admin only).

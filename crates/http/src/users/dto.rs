@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strata_domain::User;
+use strata_domain::{Session, User};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -65,6 +65,37 @@ impl From<User> for UserView {
             role: user.role.as_str(),
             created_at: user.created_at,
             updated_at: user.updated_at,
+        }
+    }
+}
+
+/// One of the caller's sessions: a sign-in, and the refreshes that followed it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
+pub struct SessionView {
+    /// The session's id: end it with `DELETE /v1/users/me/sessions/{id}`.
+    pub id: Uuid,
+    /// When it signed in.
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: DateTime<Utc>,
+    /// When it last refreshed its tokens (its sign-in if it never did).
+    #[serde(serialize_with = "rfc3339")]
+    pub last_active_at: DateTime<Utc>,
+    /// When it ends unless it refreshes again.
+    #[serde(serialize_with = "rfc3339")]
+    pub expires_at: DateTime<Utc>,
+    /// True for the session of the access token that asked.
+    pub current: bool,
+}
+
+impl From<Session> for SessionView {
+    fn from(session: Session) -> Self {
+        Self {
+            id: session.id,
+            started_at: session.started_at,
+            last_active_at: session.last_active_at,
+            expires_at: session.expires_at,
+            current: session.current,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::dto::UserView;
+use super::dto::{SessionView, UserView};
 use crate::dto::PageView;
 use crate::examples::{at, id, value};
 
@@ -32,5 +32,28 @@ pub(crate) fn user_page() -> Value {
     value(PageView {
         items: vec![user_view(), admin],
         next_cursor: Some("eyJrIjoiMDE5M2E1YjIifQ.c2ln".to_owned()),
+    })
+}
+
+/// The caller's sessions: this one, and a phone signed in a week earlier.
+pub(crate) fn session_page() -> Value {
+    value(PageView {
+        items: vec![
+            SessionView {
+                id: id("0193a5f3-1a2b-7c3d-8e4f-5a6b7c8d9e01"),
+                started_at: at("2026-11-21T09:00:00.000000Z"),
+                last_active_at: at("2026-11-21T11:45:00.000000Z"),
+                expires_at: at("2026-12-21T11:45:00.000000Z"),
+                current: true,
+            },
+            SessionView {
+                id: id("0193a5f3-1a2b-7c3d-8e4f-5a6b7c8d9e02"),
+                started_at: at("2026-11-14T18:30:00.000000Z"),
+                last_active_at: at("2026-11-20T21:10:00.000000Z"),
+                expires_at: at("2026-12-20T21:10:00.000000Z"),
+                current: false,
+            },
+        ],
+        next_cursor: None,
     })
 }

@@ -6,7 +6,7 @@ use strata_services::ProfileChanges;
 
 use strata_services::UserError;
 
-use self::dto::{UpdateMeRequest, UserView};
+use self::dto::{SessionView, UpdateMeRequest, UserView};
 use crate::dto::{PageQuery, PageView};
 use crate::etag;
 use crate::extract::{ApiJson, Authenticated, path_uuid};
@@ -31,6 +31,10 @@ pub(crate) fn routes() -> Routes {
                 )))
                 .route(operation!(update_me, || {
                     Problems::of([UserError::NotFound.into()]).body::<UpdateMeRequest>()
+                }))
+                .route(operation!(sessions))
+                .route(operation!(end_session, || {
+                    Problems::of([UserError::SessionNotFound.into()])
                 }))
                 .route(operation!(list, || Problems::of([
                     UserError::Forbidden.into()
@@ -189,4 +193,62 @@ async fn get(
     let id = UserId(path_uuid(&id, "user", Some(&principal))?);
     let user = state.users.get(&principal, id).await?;
     etag::respond(&req, &UserView::from(user), "private, no-cache")
+}
+
+/// List your sessions.
+///
+/// The caller's live sessions (each a sign-in and the refreshes that followed it), most recently
+/// active first; `current` marks the one this access token belongs to. At most the 100 most
+/// recently active are listed.
+#[utoipa::path(
+    get,
+    path = "/v1/users/me/sessions",
+    tag = "users",
+    operation_id = "listMySessions",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of sessions.", body = PageView<SessionView>,
+            headers(("Cache-Control" = String, description = "`no-store`.")),
+            example = examples::session_page),
+    ),
+)]
+async fn sessions(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = state
+        .users
+        .sessions(&principal, query.cursor.as_deref(), query.limit.as_deref())
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(PageView::<SessionView>::from(page)))
+}
+
+/// End a session.
+///
+/// Signs one of the caller's sessions out everywhere: its refresh token stops working and every
+/// access token it was given is refused at once, on every instance. Ending the current session
+/// signs this client out. An id that is not one of the caller's live sessions is 404.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/me/sessions/{id}",
+    tag = "users",
+    operation_id = "endMySession",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The session's id, from the list.")),
+    responses(
+        (status = 204, description = "Ended."),
+    ),
+)]
+async fn end_session(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_uuid(&id, "session", None)?;
+    state.users.end_session(&principal, id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

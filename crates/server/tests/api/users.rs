@@ -231,3 +231,120 @@ async fn a_profile_patch_must_change_something_and_null_is_not_a_value() {
     let me: Value = app.get("/v1/users/me", &token).await.json().await.unwrap();
     assert_eq!(me["display_name"], "Test User");
 }
+
+/// Two devices of one user: the phone ends the laptop's session; the laptop's access token is
+/// refused at once and its refresh token no longer works, while the phone goes on. Ids that are
+/// not the caller's live sessions (another user's, unknown, malformed, already ended) are 404.
+#[tokio::test]
+async fn a_user_lists_their_sessions_and_ends_one_everywhere_at_once() {
+    let app = TestApp::spawn().await;
+    let laptop = app.register("ada@example.com").await;
+    let phone = app.login("ada@example.com").await;
+    let (laptop_token, phone_token) = (access(&laptop), access(&phone));
+    let listed = app.get("/v1/users/me/sessions", &phone_token).await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    assert_eq!(
+        listed
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let page: Value = listed.json().await.expect("json");
+    let sessions = page["items"].as_array().expect("items").clone();
+    assert_eq!(sessions.len(), 2, "{page}");
+    assert_eq!(page["next_cursor"], Value::Null);
+    // The phone signed in last: listed first, and current for its own token.
+    assert_eq!(sessions[0]["current"], true);
+    assert_eq!(sessions[1]["current"], false);
+    let laptop_session = sessions[1]["id"].as_str().expect("id").to_owned();
+
+    // One per page: the cursor leads to the laptop's session, then nothing.
+    let first: Value = app
+        .get("/v1/users/me/sessions?limit=1", &phone_token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let cursor = first["next_cursor"].as_str().expect("a cursor").to_owned();
+    let second: Value = app
+        .get(
+            &format!("/v1/users/me/sessions?limit=1&cursor={cursor}"),
+            &phone_token,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(second["items"][0]["id"], laptop_session.as_str());
+    assert_eq!(second["next_cursor"], Value::Null);
+
+    // Someone else cannot end it, nor tell it from an unknown id.
+    let eve = access(&app.register("eve@example.com").await);
+    let path = format!("/v1/users/me/sessions/{laptop_session}");
+    let foreign = app.request(Method::DELETE, &path, Some(&eve), None).await;
+    let foreign = problem(foreign, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    assert_eq!(foreign["detail"], "no such session");
+    assert_eq!(
+        app.get("/v1/users/me", &laptop_token).await.status(),
+        StatusCode::OK
+    );
+
+    let ended = app
+        .request(Method::DELETE, &path, Some(&phone_token), None)
+        .await;
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+    // At once, on the next request: no waiting for the access token to expire.
+    problem(
+        app.get("/v1/users/me", &laptop_token).await,
+        StatusCode::UNAUTHORIZED,
+        "TOKEN_REVOKED",
+    )
+    .await;
+    let refreshed = app
+        .post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": laptop["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/v1/users/me", &phone_token).await.status(),
+        StatusCode::OK
+    );
+    let left: Value = app
+        .get("/v1/users/me/sessions", &phone_token)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(left["items"].as_array().map(Vec::len), Some(1), "{left}");
+
+    for gone in [
+        path.clone(),
+        format!("/v1/users/me/sessions/{}", uuid::Uuid::now_v7()),
+        "/v1/users/me/sessions/not-a-uuid".to_owned(),
+    ] {
+        let answer = app
+            .request(Method::DELETE, &gone, Some(&phone_token), None)
+            .await;
+        problem(answer, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    }
+    // Ending the current session signs this client out too.
+    let current = left["items"][0]["id"].as_str().expect("id").to_owned();
+    let own = app
+        .request(
+            Method::DELETE,
+            &format!("/v1/users/me/sessions/{current}"),
+            Some(&phone_token),
+            None,
+        )
+        .await;
+    assert_eq!(own.status(), StatusCode::NO_CONTENT);
+    problem(
+        app.get("/v1/users/me/sessions", &phone_token).await,
+        StatusCode::UNAUTHORIZED,
+        "TOKEN_REVOKED",
+    )
+    .await;
+}

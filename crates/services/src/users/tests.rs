@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mockall::Sequence;
 use mockall::predicate::eq;
-use strata_domain::{DisplayName, Email, Role, User, UserId};
+use strata_domain::{DisplayName, Email, Role, Session, User, UserId};
 use strata_ports::{
     MockCache, MockPasswordHasher, MockRefreshTokenRepository, MockTokenBlacklist,
     MockUserRepository, PasswordVerdict, PortError, UserCredentials,
@@ -529,4 +529,160 @@ async fn a_role_change_whose_tokens_could_not_be_ended_is_an_error() {
         matches!(error, UserError::Failure(Failure::Unavailable(_))),
         "{error:?}"
     );
+}
+
+fn session(id: Uuid, last_active: chrono::Duration) -> Session {
+    Session {
+        id,
+        started_at: now() - chrono::Duration::days(3),
+        last_active_at: now() - last_active,
+        expires_at: now() - last_active + chrono::Duration::days(30),
+        current: false,
+    }
+}
+
+#[tokio::test]
+async fn ending_a_session_revokes_its_family_then_all_its_access_tokens() {
+    // Another session of the caller's, and the caller's own (which amounts to a logout).
+    for own in [false, true] {
+        let mut ports = Ports::new();
+        let caller = principal(Role::Customer);
+        let ended = if own {
+            caller.session_id
+        } else {
+            Uuid::now_v7()
+        };
+        let mut order = mockall::Sequence::new();
+        ports
+            .refresh
+            .expect_revoke_user_family()
+            .with(eq(caller.user_id), eq(ended), eq(now()))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(true));
+        // Kept for as long as a token issued now could be accepted: a lifetime plus the leeway
+        // and the skew, like a not-before.
+        ports
+            .blacklist
+            .expect_revoke_session()
+            .with(
+                eq(caller.user_id),
+                eq(ended),
+                eq(Duration::from_secs(900 + 11)),
+            )
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(()));
+        ports
+            .service()
+            .end_session(&caller, ended)
+            .await
+            .expect("ended");
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_is_not_a_live_one_of_the_callers_is_not_found_and_nothing_is_revoked() {
+    let mut ports = Ports::new();
+    let caller = principal(Role::Customer);
+    // The repository answers alike for an unknown, ended, expired or another user's family.
+    ports
+        .refresh
+        .expect_revoke_user_family()
+        .times(1)
+        .returning(|_, _, _| Ok(false));
+    // No expectation on the blacklist: any write to it fails the test.
+    let error = ports
+        .service()
+        .end_session(&caller, Uuid::now_v7())
+        .await
+        .expect_err("not found");
+    assert!(matches!(error, UserError::SessionNotFound), "{error:?}");
+}
+
+#[tokio::test]
+async fn ending_a_session_fails_when_its_access_tokens_cannot_be_revoked() {
+    let mut ports = Ports::new();
+    let caller = principal(Role::Customer);
+    ports
+        .refresh
+        .expect_revoke_user_family()
+        .returning(|_, _, _| Ok(true));
+    ports
+        .blacklist
+        .expect_revoke_session()
+        .returning(|_, _, _| Err(PortError::unavailable(anyhow::anyhow!("redis down"))));
+    let error = ports
+        .service()
+        .end_session(&caller, Uuid::now_v7())
+        .await
+        .expect_err("unavailable");
+    assert!(
+        matches!(error, UserError::Failure(Failure::Unavailable(_))),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_callers_sessions_are_paged_most_recent_first_with_its_own_marked_current() {
+    let caller = principal(Role::Customer);
+    let other = Uuid::now_v7();
+    let idle = Uuid::now_v7();
+    // As stored, in no useful order: the service orders them.
+    let stored = vec![
+        session(idle, chrono::Duration::days(2)),
+        session(other, chrono::Duration::minutes(2)),
+        session(caller.session_id, chrono::Duration::hours(1)),
+    ];
+    let mut ports = Ports::new();
+    let listed = stored.clone();
+    ports
+        .refresh
+        .expect_sessions()
+        .with(eq(caller.user_id), eq(now()))
+        .times(2)
+        .returning(move |_, _| Ok(listed.clone()));
+    let service = ports.service();
+    let first = service
+        .sessions(&caller, None, Some("2"))
+        .await
+        .expect("listed");
+    assert_eq!(
+        first.items,
+        vec![
+            stored[1].clone(),
+            Session {
+                current: true,
+                ..stored[2].clone()
+            }
+        ],
+        "most recently active first, only the caller's own session current"
+    );
+    let cursor = first.next_cursor.expect("a third session follows");
+    let second = service
+        .sessions(&caller, Some(&cursor), Some("2"))
+        .await
+        .expect("listed");
+    assert_eq!(second.items, vec![stored[0].clone()]);
+    assert_eq!(second.next_cursor, None);
+}
+
+#[tokio::test]
+async fn a_sessions_cursor_of_another_list_and_a_bad_limit_are_both_reported() {
+    let caller = principal(Role::Customer);
+    let foreign = CursorCodec::new(b"test cursor key").encode(
+        "users",
+        &serde_json::json!({"created_at": now(), "id": Uuid::nil()}),
+    );
+    // No expectation on the repository: nothing is read for a refused request.
+    let error = Ports::new()
+        .service()
+        .sessions(&caller, Some(&foreign), Some("0"))
+        .await
+        .expect_err("refused");
+    let UserError::Validation(errors) = error else {
+        panic!("{error:?}");
+    };
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["limit", "cursor"]);
 }
