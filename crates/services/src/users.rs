@@ -326,7 +326,7 @@ impl UserService {
             .await?;
         // The repository's order, made total: sessions refreshed in the same microsecond are
         // told apart by id, so a page never repeats or skips one.
-        sessions.sort_by(|a, b| (b.last_active_at, b.id).cmp(&(a.last_active_at, a.id)));
+        sessions.sort_by_key(|session| std::cmp::Reverse((session.last_active_at, session.id)));
         let mut page: Vec<Session> = sessions
             .into_iter()
             .filter(|session| {
