@@ -1,0 +1,3 @@
+CREATE INDEX refresh_tokens_family_id_idx ON refresh_tokens (family_id);
+DROP INDEX refresh_tokens_family_id_created_at_idx;
+DROP INDEX refresh_tokens_live_by_user_idx;
