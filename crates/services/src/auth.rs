@@ -415,15 +415,18 @@ impl AuthService {
         }
     }
 
-    /// Ends the caller's session: the access token is refused for as long as any instance would
-    /// otherwise accept it, and the session's refresh tokens are revoked.
+    /// Ends the caller's session: its refresh tokens are revoked, then every access token of the
+    /// session (the one presented, those of earlier refreshes, and one a racing refresh may have
+    /// just issued) is refused for as long as any instance would otherwise accept it.
     pub async fn logout(&self, principal: &Principal) -> Result<(), AuthError> {
         let now = self.clock.now();
+        // Refresh tokens first: the session gets no access token after this, so the session
+        // entry, timed from after it, outlives every token the session ever had.
         self.refresh_tokens
             .revoke_family(principal.session_id, now)
             .await?;
         self.revocation
-            .revoke_token(principal.user_id, principal.jti, principal.expires_at)
+            .revoke_session(principal.user_id, principal.session_id)
             .await?;
         tracing::info!(user_id = %principal.user_id, "logged out");
         Ok(())
