@@ -76,11 +76,6 @@ fn report_request_invalid() -> ApiError {
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
             example = examples::dashboard),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
-            )),
     ),
 )]
 async fn dashboard(
@@ -150,11 +145,6 @@ async fn create_report(
             examples(
                 ("done" = (summary = "Done, with its result", value = json!(examples::done_report()))),
                 ("failed" = (summary = "Failed, with the reason", value = json!(examples::failed_report()))),
-            )),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
             )),
     ),
 )]

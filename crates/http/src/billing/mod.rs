@@ -89,11 +89,6 @@ pub(crate) fn routes() -> Routes {
                 ("Cache-Control" = String, description = "`public, no-cache`: revalidate before each use."),
             ),
             example = examples::plans),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`public, no-cache`."),
-            )),
     ),
 )]
 async fn plans(
@@ -166,11 +161,6 @@ async fn subscribe(
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
             example = examples::subscription),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
-            )),
     ),
 )]
 async fn current(

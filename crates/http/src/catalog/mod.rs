@@ -111,11 +111,6 @@ fn product_id(raw: &str, admin_route: Option<&Principal>) -> Result<ProductId, A
                 ("Cache-Control" = String, description = "`public, no-cache`: revalidate before each use."),
             ),
             example = examples::product_page),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`public, no-cache`."),
-            )),
     ),
 )]
 async fn list(
@@ -151,11 +146,6 @@ async fn list(
                 ("Cache-Control" = String, description = "`public, no-cache`: revalidate before each use."),
             ),
             example = examples::product),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`public, no-cache`."),
-            )),
     ),
 )]
 async fn get(

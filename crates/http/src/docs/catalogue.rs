@@ -101,6 +101,7 @@ pub(crate) fn complete(openapi: &mut Document, mut problems: ByOperation) {
     }
     for (path, item) in openapi.paths.paths.iter_mut() {
         for (method, operation) in operations(item) {
+            add_not_modified(operation);
             let own = problems.remove(&(path.clone(), method)).unwrap_or_default();
             add_problems(&mut examples, path, operation, own);
             add_shared_headers(path, operation);
@@ -466,6 +467,49 @@ fn add_problems(examples: &mut Examples, path: &str, operation: &mut Operation, 
             }
         }
     }
+}
+
+/// The 304 of an operation that takes `If-None-Match`, with the `ETag` and the `Cache-Control`
+/// directives of its 200 (written before the colon of that header's description).
+fn add_not_modified(operation: &mut Operation) {
+    if !has_parameter(operation, |p| p.name == "If-None-Match") {
+        return;
+    }
+    let directives = match operation.responses.responses.get("200") {
+        Some(RefOr::T(ok)) => match ok.headers.get("Cache-Control") {
+            Some(RefOr::T(header)) => header
+                .description
+                .as_deref()
+                .and_then(|description| description.split(':').next())
+                .map(|directives| format!("{}.", directives.trim_end_matches('.'))),
+            _ => None,
+        },
+        _ => None,
+    };
+    let string = || ObjectBuilder::new().schema_type(Type::String).build();
+    let mut not_modified = ResponseBuilder::new()
+        .description("Not modified: the `If-None-Match` validator is current.")
+        .header(
+            "ETag",
+            HeaderBuilder::new()
+                .schema(Some(string()))
+                .description(Some("The current validator."))
+                .build(),
+        );
+    if let Some(directives) = directives {
+        not_modified = not_modified.header(
+            "Cache-Control",
+            HeaderBuilder::new()
+                .schema(Some(string()))
+                .description(Some(directives))
+                .build(),
+        );
+    }
+    operation
+        .responses
+        .responses
+        .entry("304".to_owned())
+        .or_insert_with(|| not_modified.build().into());
 }
 
 /// The headers of every response of a limited route: the three of the earlier drafts, then the

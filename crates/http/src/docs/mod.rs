@@ -138,11 +138,6 @@ pub(crate) fn routes() -> Routes {
                 ("ETag" = String, description = "Strong validator of the document; send it back as `If-None-Match`."),
                 ("Cache-Control" = String, description = "`public, no-cache`."),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`public, no-cache`."),
-            )),
     ),
 )]
 pub async fn openapi_json(

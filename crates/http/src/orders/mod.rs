@@ -163,11 +163,6 @@ async fn list(
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
             example = examples::order),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
-            )),
     ),
 )]
 async fn get(

@@ -81,11 +81,6 @@ fn a_profile_change_names_what_changes(schemas: &mut Schemas) {
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
             example = examples::user),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
-            )),
     ),
 )]
 async fn me(
@@ -177,11 +172,6 @@ async fn list(
                 ("Cache-Control" = String, description = "`private, no-cache`."),
             ),
             example = examples::user),
-        (status = 304, description = "Not modified: the `If-None-Match` validator is current.",
-            headers(
-                ("ETag" = String, description = "The current validator."),
-                ("Cache-Control" = String, description = "`private, no-cache`."),
-            )),
     ),
 )]
 async fn get(
