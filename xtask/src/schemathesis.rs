@@ -253,6 +253,8 @@ fn strata_binary() -> anyhow::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -315,5 +317,55 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(!without);
         assert!(with);
+    }
+
+    /// The operation ids of the exception whose comment starts with `comment`.
+    fn excepted(config: &str, comment: &str) -> BTreeSet<String> {
+        let block = config
+            .split("[[operations]]")
+            .find(|block| block.trim_start().starts_with(comment))
+            .unwrap_or_else(|| panic!("no exception for {comment}"));
+        let list = block
+            .split("include-operation-id = [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .expect("an id list");
+        list.split(',')
+            .map(|id| id.trim().trim_matches('"').to_owned())
+            .filter(|id| !id.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn every_list_that_takes_a_cursor_has_its_signed_cursor_exception() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let config = std::fs::read_to_string(root.join("schemathesis.toml")).expect("config");
+        let document: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("../docs/openapi.json")).expect("document"),
+        )
+        .expect("json");
+        let mut with_cursor = BTreeSet::new();
+        for item in document["paths"].as_object().expect("paths").values() {
+            for operation in item.as_object().expect("path item").values() {
+                let takes_cursor = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"] == "cursor" && p["in"] == "query");
+                if takes_cursor {
+                    with_cursor.insert(
+                        operation["operationId"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            excepted(&config, "# `cursor` must be"),
+            with_cursor,
+            "schemathesis sends made-up cursors to every list: list each operation that takes one"
+        );
     }
 }
