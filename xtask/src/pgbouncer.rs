@@ -51,12 +51,23 @@ const MAX_PREPARED_STATEMENTS: u32 = 200;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// PgBouncer refuses to run as root; as root it switches at start to the first of these that exists.
 const UNPRIVILEGED_USERS: [&str; 2] = ["nobody", "postgres"];
-/// What runs through the pooler: every PostgreSQL adapter test, and the API tests but for the
-/// modules in [`SKIPPED_API_MODULES`].
+/// What runs through the pooler: every PostgreSQL adapter test, and the API tests (the `api`
+/// module of the server's `server` test binary) but for the modules in [`SKIPPED_MODULES`].
 const FILTER: &str = "(package(strata-postgres) & kind(test)) \
-     | (binary_id(strata-server::api) - test(/^(edge|limits|metrics)::/))";
-/// API test modules about the HTTP edge, the Redis rate limiter and the metrics.
-const SKIPPED_API_MODULES: [&str; 3] = ["edge::", "limits::", "metrics::"];
+     | (binary_id(strata-server::server) & test(/^api::/) \
+        & not test(/^api::(edge|limits|metrics)::/))";
+/// The test binaries of the pass, for `cargo test --test …`: the PostgreSQL adapter's and the
+/// server's.
+const TEST_TARGETS: [&str; 2] = ["postgres", "server"];
+/// Test modules of [`TEST_TARGETS`] left out of the pass: the API tests of the HTTP edge, the Redis
+/// rate limiter and the metrics, and the server binary's tests that are not API tests.
+const SKIPPED_MODULES: [&str; 5] = [
+    "api::edge::",
+    "api::limits::",
+    "api::metrics::",
+    "deploy::",
+    "replicas::",
+];
 
 /// Runs the PostgreSQL adapter tests and the API tests through PgBouncer in transaction pooling
 /// mode, with the same test build as the main step. Skipped when the caller narrowed the run with
@@ -76,13 +87,12 @@ pub async fn run(stack: &Stack, extra_args: &[String], shutdown: &Shutdown) -> a
     );
     let mut command = system::test_pass(
         |command| {
-            // `--test jobs` also picks the Redis adapter's `jobs` tests: harmless, and quick.
             command.args(["test", "--workspace", "--no-fail-fast"]);
-            for target in test_targets()? {
-                command.args(["--test", &target]);
+            for target in TEST_TARGETS {
+                command.args(["--test", target]);
             }
             command.arg("--");
-            for module in SKIPPED_API_MODULES {
+            for module in SKIPPED_MODULES {
                 command.args(["--skip", module]);
             }
             Ok(())
@@ -107,21 +117,6 @@ pub async fn run(stack: &Stack, extra_args: &[String], shutdown: &Shutdown) -> a
         );
     }
     Ok(())
-}
-
-/// `api` and every test file of the PostgreSQL adapter, for `cargo test --test …`.
-fn test_targets() -> anyhow::Result<Vec<String>> {
-    let dir = system::workspace_root().join("crates/postgres/tests");
-    let mut targets = vec!["api".to_owned()];
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|ext| ext == "rs")
-            && let Some(stem) = path.file_stem()
-        {
-            targets.push(stem.to_string_lossy().into_owned());
-        }
-    }
-    Ok(targets)
 }
 
 /// A PgBouncer child listening on 127.0.0.1, stopped when dropped.

@@ -1,7 +1,16 @@
 //! The Redis adapters against a real server (or a Redis Cluster, see `strata_redis::testing`),
 //! each test under its own random key prefix.
+//!
+//! The adapter's only integration-test binary (ADR 0026): the cache, the token blacklist and the
+//! connection are tested here, the job queue and the rate limiter in the modules under
+//! `tests/redis/`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
+
+#[path = "redis/jobs.rs"]
+mod jobs;
+#[path = "redis/rate_limit.rs"]
+mod rate_limit;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

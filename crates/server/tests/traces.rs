@@ -7,7 +7,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail loudly by design
 
-#[path = "api/helpers.rs"]
+#[path = "server/api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
 

@@ -9,7 +9,7 @@
 use serde_json::json;
 
 use super::paths::send_raw;
-use crate::helpers::TestApp;
+use crate::api::helpers::TestApp;
 
 /// Headers as sent by the trusted proxy.
 type Headers = &'static [(&'static str, &'static str)];

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, access, fields, problem};
+use crate::api::helpers::{TestApp, access, fields, problem};
 
 async fn subscribe(app: &TestApp, token: &str, plan: &str, key: Option<&str>) -> reqwest::Response {
     app.post_keyed("/v1/subscriptions", token, json!({"plan_code": plan}), key)

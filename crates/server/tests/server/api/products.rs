@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, access, fields, problem};
+use crate::api::helpers::{TestApp, access, fields, problem};
 
 #[tokio::test]
 async fn an_admin_creates_a_product_that_anyone_can_read_with_an_etag() {

@@ -6,14 +6,15 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use diesel::sql_types::{Int2, Int8, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-use strata_domain::{DisplayName, Email, OrderStatus, Role, User, UserId};
+use strata_domain::{OrderStatus, Role, User, UserId};
 use strata_ports::{
-    ExportKey, ExportRange, ExportRepository, NewUserRecord, OrderExportRow, UserExportRow,
-    UserRepository,
+    ExportKey, ExportRange, ExportRepository, OrderExportRow, UserExportRow, UserRepository,
 };
 use strata_postgres::testing::TestDatabase;
 use strata_postgres::{Database, PgExportRepository, PgUserRepository};
 use uuid::Uuid;
+
+use crate::helpers::new_user;
 
 fn base() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6) - Duration::days(1)
@@ -21,17 +22,7 @@ fn base() -> DateTime<Utc> {
 
 async fn user_at(db: &Database, email: &str, created_at: DateTime<Utc>) -> User {
     PgUserRepository::new(db.clone())
-        .create(&NewUserRecord {
-            user: User {
-                id: UserId(Uuid::now_v7()),
-                email: Email::parse(email).unwrap(),
-                display_name: DisplayName::parse("Test User").unwrap(),
-                role: Role::Customer,
-                created_at,
-                updated_at: created_at,
-            },
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        })
+        .create(&new_user(email, created_at))
         .await
         .unwrap()
 }

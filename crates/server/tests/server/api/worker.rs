@@ -14,7 +14,7 @@ use strata_server::Settings;
 use strata_services::{JobHandler, Outcome, RENEWAL_JOB, Worker};
 use tokio::sync::watch;
 
-use crate::helpers::{TestApp, access, settings};
+use crate::api::helpers::{TestApp, access, settings};
 
 /// A worker on the app's components with fast pacing for tests.
 fn worker(app: &TestApp, consumer: &str, overrides: &[(&str, Value)]) -> Worker {

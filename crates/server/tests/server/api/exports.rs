@@ -9,7 +9,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, access, fields, problem};
+use crate::api::helpers::{TestApp, access, fields, problem};
 
 const USERS: &str = "/v1/admin/exports/users";
 const ORDERS: &str = "/v1/admin/exports/orders";

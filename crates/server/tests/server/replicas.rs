@@ -9,7 +9,7 @@
 //! one replica with SIGKILL mid-traffic loses no acknowledged write; and that a Redis outage,
 //! shared by every replica, leaves both in the load balancer's pool, serving reads.
 //!
-//! Run them with `cargo nextest run -p strata-server --test replicas`.
+//! Run them with `cargo nextest run -p strata-server --test server replicas::`.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::TcpListener;
@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use strata_postgres::testing::TestDatabase;
 
 // The failure tests' private servers: a Redis this file can kill without touching the shared one.
-#[path = "failure/servers.rs"]
+#[path = "../failure/servers.rs"]
 #[allow(dead_code)] // only its Redis is used here
 mod servers;
 

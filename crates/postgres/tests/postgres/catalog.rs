@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use diesel::connection::InstrumentationEvent;
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use strata_domain::{
-    Currency, Description, IdempotencyKey, InvalidTransition, Order, OrderId, OrderRejection,
-    OrderRequest, OrderStatus, Price, Product, ProductId, ProductName, RawLine, ShortLine, Sku,
-    Stock, StockError, UserId,
+    Currency, IdempotencyKey, InvalidTransition, Order, OrderId, OrderRejection, OrderRequest,
+    OrderStatus, Price, Product, ProductId, ProductName, RawLine, ShortLine, Sku, Stock,
+    StockError, UserId,
 };
 use strata_ports::{
     IdempotencyClaim, NewOrder, OrderFilter, OrderPageKey, OrderRepository, PlaceOrderError,
@@ -20,9 +20,11 @@ use strata_ports::{
     ProductRepository, ProductSort, ProductWriteError, SortDirection, StockAdjustError,
     TransitionError,
 };
-use strata_postgres::testing::{TestDatabase, count, insert_user, now};
+use strata_postgres::testing::{TestDatabase, count, now};
 use strata_postgres::{Database, PgOrderRepository, PgProductRepository};
 use uuid::Uuid;
+
+use crate::helpers::{product_at, user};
 
 fn usd() -> Currency {
     Currency::parse("USD").unwrap()
@@ -30,31 +32,6 @@ fn usd() -> Currency {
 
 fn eur() -> Currency {
     Currency::parse("EUR").unwrap()
-}
-
-async fn user(db: &Database, email: &str) -> UserId {
-    insert_user(db, email).await.unwrap()
-}
-
-fn product_at(
-    sku: &str,
-    name: &str,
-    price_minor: i64,
-    currency: Currency,
-    stock: i64,
-    created_at: DateTime<Utc>,
-) -> Product {
-    Product {
-        id: ProductId(Uuid::now_v7()),
-        sku: Sku::parse(sku).unwrap(),
-        name: ProductName::parse(name).unwrap(),
-        description: Description::parse("A thing.").unwrap(),
-        price: Price::new(price_minor, currency).unwrap(),
-        stock: Stock::new(stock).unwrap(),
-        active: true,
-        created_at,
-        updated_at: created_at,
-    }
 }
 
 async fn stocked(db: &Database, sku: &str, price_minor: i64, stock: i64) -> Product {

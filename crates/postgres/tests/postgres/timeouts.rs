@@ -8,34 +8,32 @@
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
-use strata_domain::{Currency, Description, Price, Product, ProductId, ProductName, Sku, Stock};
+use strata_domain::{Currency, ProductId, Stock};
 use strata_ports::{PortError, ProductRepository, StockAdjustError};
 use strata_postgres::testing::{TestDatabase, count, now};
 use strata_postgres::{Database, PgProductRepository, PoolSettings};
 use uuid::Uuid;
+
+use crate::helpers::product_at;
 
 const QUERY_TIMEOUT: Duration = Duration::from_millis(300);
 /// What the cancel may add to the timeout: a round trip to the server (or the pooler).
 const MARGIN: Duration = Duration::from_millis(700);
 
 async fn product(db: &Database) -> ProductId {
-    let at = now();
+    let sku = format!(
+        "LOCK-{}",
+        &Uuid::new_v4().simple().to_string()[..8].to_uppercase()
+    );
     PgProductRepository::new(db.clone())
-        .create(&Product {
-            id: ProductId(Uuid::now_v7()),
-            sku: Sku::parse(&format!(
-                "LOCK-{}",
-                &Uuid::new_v4().simple().to_string()[..8].to_uppercase()
-            ))
-            .unwrap(),
-            name: ProductName::parse("Desk lamp").unwrap(),
-            description: Description::parse("A thing.").unwrap(),
-            price: Price::new(1999, Currency::parse("USD").unwrap()).unwrap(),
-            stock: Stock::new(10).unwrap(),
-            active: true,
-            created_at: at,
-            updated_at: at,
-        })
+        .create(&product_at(
+            &sku,
+            "Desk lamp",
+            1999,
+            Currency::parse("USD").unwrap(),
+            10,
+            now(),
+        ))
         .await
         .unwrap()
         .id

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{JWT_SECRET, PASSWORD, TestApp, access, problem};
+use crate::api::helpers::{JWT_SECRET, PASSWORD, TestApp, access, problem};
 
 /// `exp` of an access token at the moment it is logged out, in seconds from then. A token past
 /// its `exp` by less than the verifier's leeway is still accepted, so it can be logged out, and

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, access, problem};
-use crate::metrics::{scrape, value};
+use crate::api::helpers::{PASSWORD, TestApp, access, problem};
+use crate::api::metrics::{scrape, value};
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())

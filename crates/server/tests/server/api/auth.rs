@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{JWT_SECRET, PASSWORD, TestApp, access, fields, problem};
+use crate::api::helpers::{JWT_SECRET, PASSWORD, TestApp, access, fields, problem};
 
 #[tokio::test]
 async fn registration_returns_the_user_and_working_tokens() {

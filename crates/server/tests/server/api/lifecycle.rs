@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use strata_server::{LogFormat, telemetry};
 
-use crate::helpers::{PASSWORD, TestApp, access, problem};
+use crate::api::helpers::{PASSWORD, TestApp, access, problem};
 
 #[tokio::test]
 async fn liveness_readiness_and_the_deep_check_report_ok_when_everything_answers() {

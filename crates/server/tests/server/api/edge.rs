@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{TestApp, fields, problem};
+use crate::api::helpers::{TestApp, fields, problem};
 
 #[tokio::test]
 async fn malformed_json_is_400() {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::TestApp;
+use crate::api::helpers::TestApp;
 
 /// Spellings the router reads as a route: `(method, route as documented, spelling)`. Each must
 /// reach the route (not 404) and share its budget.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, problem};
+use crate::api::helpers::{TestApp, problem};
 
 /// One sample line of the text format.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, access, fields, problem};
+use crate::api::helpers::{TestApp, access, fields, problem};
 
 fn id(value: &Value) -> String {
     value["id"].as_str().expect("id").to_owned()

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, access, fields, problem};
+use crate::api::helpers::{PASSWORD, TestApp, access, fields, problem};
 
 #[tokio::test]
 async fn the_profile_carries_an_etag_and_answers_if_none_match_with_304() {

@@ -13,7 +13,7 @@ use strata_server::Settings;
 use strata_services::Worker;
 use tokio::sync::watch;
 
-use crate::helpers::{TestApp, access, fields, problem, settings};
+use crate::api::helpers::{TestApp, access, fields, problem, settings};
 
 /// Products A–F: `(id, sku, currency, stock, active)`, ids ascending so that ties rank A first.
 const PRODUCTS: [(&str, &str, &str, i32, bool); 6] = [

@@ -18,16 +18,14 @@ use strata_ports::{
     IdempotencyClaim, InvoicePageKey, NewSubscription, PlanChange, PlanRepository, Recorded,
     RenewalPass, SubscriptionRepository, SubscriptionWriteError,
 };
-use strata_postgres::testing::{TestDatabase, count, insert_user, now};
+use strata_postgres::testing::{TestDatabase, count, now};
 use strata_postgres::{Database, PgPlanRepository, PgSubscriptionRepository};
 use uuid::Uuid;
 
+use crate::helpers::user;
+
 fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
-}
-
-async fn user(db: &Database, email: &str) -> UserId {
-    insert_user(db, email).await.unwrap()
 }
 
 async fn plan(db: &Database, code: &str) -> Plan {

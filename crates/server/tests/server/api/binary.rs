@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use rustix::process::{Pid, Signal, kill_process};
 use strata_postgres::testing::TestDatabase;
 
-use crate::helpers::JWT_SECRET;
+use crate::api::helpers::JWT_SECRET;
 
 fn strata(database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
@@ -234,13 +234,13 @@ async fn migrate_is_idempotent_and_admin_grant_promotes_only_existing_users() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("ghost@example.com"));
 
-    let settings = crate::helpers::settings(database.url(), &[]);
+    let settings = crate::api::helpers::settings(database.url(), &[]);
     let components = strata_server::Components::build(&settings).expect("components");
     components
         .auth
         .register(strata_services::RegisterInput {
             email: "ops@example.com".into(),
-            password: crate::helpers::PASSWORD.into(),
+            password: crate::api::helpers::PASSWORD.into(),
             display_name: "Ops".into(),
         })
         .await
