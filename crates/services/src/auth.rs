@@ -428,6 +428,11 @@ impl AuthService {
         self.revocation
             .revoke_session(principal.user_id, principal.session_id)
             .await?;
+        // The presented token's own entry too: an instance of an earlier version, still serving
+        // during a rolling deploy, reads that one and not the session's.
+        self.revocation
+            .revoke_token(principal.user_id, principal.jti, principal.expires_at)
+            .await?;
         tracing::info!(user_id = %principal.user_id, "logged out");
         Ok(())
     }

@@ -509,7 +509,10 @@ fn principal(expires_in: chrono::Duration) -> Principal {
 async fn logout_revokes_the_family_then_every_access_token_of_the_session() {
     // Whatever the presented token's remaining life: the session's other tokens (earlier
     // refreshes, a refresh racing this logout) may live a whole lifetime from now.
-    for expires_in in [chrono::Duration::minutes(15), chrono::Duration::seconds(-3)] {
+    for (expires_in, ttl) in [
+        (chrono::Duration::minutes(15), Duration::from_secs(900 + 11)),
+        (chrono::Duration::seconds(-3), Duration::from_secs(8)),
+    ] {
         let mut ports = Ports::new();
         let caller = principal(expires_in);
         let mut order = mockall::Sequence::new();
@@ -530,6 +533,15 @@ async fn logout_revokes_the_family_then_every_access_token_of_the_session() {
                 eq(caller.session_id),
                 eq(Duration::from_secs(900 + 11)),
             )
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_, _, _| Ok(()));
+        // And the token's own entry, kept until its expiry plus the margins, which instances of
+        // an earlier version read during a rolling deploy.
+        ports
+            .blacklist
+            .expect_revoke()
+            .with(eq(caller.user_id), eq(caller.jti), eq(ttl))
             .times(1)
             .in_sequence(&mut order)
             .returning(|_, _, _| Ok(()));
