@@ -745,4 +745,22 @@ mod tests {
             Ok(())
         });
     }
+
+    /// A filter the subscriber cannot read used to fall back to `info` in silence: an operator
+    /// who asked for `debug` on one module got less than they asked for and no word of it.
+    #[test]
+    fn a_log_filter_the_subscriber_cannot_read_is_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STRATA_LOG", "info,strata_http=loud");
+            let error = load().expect_err("filter");
+            assert_eq!(error.variable, "STRATA_LOG");
+            assert!(error.to_string().contains("strata_http=loud"), "{error}");
+            jail.set_env("STRATA_LOG", "warn,strata_http=debug,[{request_id}]=trace");
+            assert_eq!(
+                load().expect("a valid filter").telemetry.log,
+                "warn,strata_http=debug,[{request_id}]=trace"
+            );
+            Ok(())
+        });
+    }
 }

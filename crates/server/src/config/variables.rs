@@ -513,6 +513,12 @@ impl Variables {
         self.check_admission()?;
         let cors_origins = self.cors_origin_list()?;
         self.check_threshold_and_listeners()?;
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(config_error(
+                "STRATA_LOG",
+                format!("{:?} is not a tracing filter: {error}", self.log),
+            ));
+        }
         let log_format = self.log_format.unwrap_or(match self.env {
             Environment::Development => LogFormat::Pretty,
             Environment::Test | Environment::Production => LogFormat::Json,
