@@ -132,7 +132,7 @@ pub fn document() -> Document {
     let mut problems = BTreeMap::new();
     for area in areas() {
         tags.extend(area.tags().iter().cloned());
-        rules.extend(area.rules());
+        rules.extend(area.rules().iter().copied());
         for described in area.describe(&mut schemas) {
             document.paths.add_path_operation(
                 &described.path,

@@ -275,7 +275,9 @@ impl Routes {
     /// `build` adds.
     pub fn scope(mut self, prefix: &'static str, build: impl FnOnce(Routes) -> Routes) -> Self {
         let routes = build(Routes::new(&format!("{}{prefix}", self.base)));
+        // The area's documentation is its scopes' too: tags and rules are kept at the top.
         self.tags.extend(routes.tags.iter().cloned());
+        self.rules.extend(routes.rules.iter().copied());
         self.nodes.push(Node::Scope { prefix, routes });
         self
     }
@@ -305,14 +307,8 @@ impl Routes {
     }
 
     /// The area's schema rules, nested scopes' included.
-    pub(crate) fn rules(&self) -> Vec<fn(&mut Schemas)> {
-        let mut rules = self.rules.clone();
-        for node in &self.nodes {
-            if let Node::Scope { routes, .. } = node {
-                rules.extend(routes.rules());
-            }
-        }
-        rules
+    pub(crate) fn rules(&self) -> &[fn(&mut Schemas)] {
+        &self.rules
     }
 
     /// Every operation, described, with the schemas their bodies name.
